@@ -1,5 +1,6 @@
 import { compareBdf, type PciAddress, PciAddress as PciAddressSchema } from '../schemas/pci-address.js';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
+import { DriverName } from '../schemas/ids.js';
 
 /**
  * Which pciback module and modprobe binary a host has. RHEL 5 kernels call the module `pciback` and
@@ -67,7 +68,9 @@ export function hideLine(hidden: readonly PciAddress[], dialect: ModprobeDialect
 }
 
 function foreignHides(text: string, dialect: ModprobeDialect): PciAddress[] {
-  const re = new RegExp(`^\\s*options\\s+${moduleNamePattern(dialect)}\\s+(?:.*\\s)?hide=(\\S+)`, 'gm');
+  // One line only: blanks are spaces and tabs. `\s` would also match a line break and adopt an orphan
+  // `hide=` line that modprobe rejects ("ignoring bad line"), so a device nobody hid would be hidden.
+  const re = new RegExp(`^[ \\t]*options[ \\t]+${moduleNamePattern(dialect)}[ \\t]+(?:[^\\n]*[ \\t])?hide=(\\S+)`, 'gm');
   return [...text.matchAll(re)].flatMap((m) => parseHideList(m[1] ?? '', 'a hide= line outside the ptctl block'));
 }
 
@@ -107,14 +110,21 @@ export function parseModprobeConf(text: string, dialect: ModprobeDialect): Modpr
     }
     throw malformed(`unexpected line inside the ptctl block: ${JSON.stringify(line)}`);
   }
-  const foreignHidden = sortedUnique([...foreignHides(before, dialect), ...foreignHides(after, dialect)], compareBdf);
+  // modprobe passes every options line in file order and the kernel keeps the last hide=, so a hide=
+  // line after the block would silently override ours.
+  if (foreignHides(after, dialect).length > 0) throw malformed('a hide= line after the ptctl block overrides the ptctl hide= line; move it above the block');
+  const foreignHidden = sortedUnique(foreignHides(before, dialect), compareBdf);
   const ours = (hidden ?? []).filter((b) => !foreignHidden.includes(b));
   return { before, after, managed: { hidden: sortedUnique(ours, compareBdf), drivers: sortedUnique(drivers) }, foreignHidden, addedLineBreak };
 }
 
 export function renderModprobeConf(conf: ModprobeConf, dialect: ModprobeDialect): string {
   const { hidden, drivers } = conf.managed;
-  if (hidden.length === 0 && drivers.length === 0) return conf.before + conf.after;
+  if (hidden.length === 0 && drivers.length === 0) {
+    // The line break ptctl added before its block now ends a foreign line that text after the block follows.
+    const keepBreak = conf.before.length > 0 && !conf.before.endsWith('\n') && conf.after.length > 0;
+    return conf.before + (keepBreak ? '\n' : '') + conf.after;
+  }
   const effectiveHidden = sortedUnique([...conf.foreignHidden, ...hidden], compareBdf);
   const addBreak = conf.before.length > 0 && !conf.before.endsWith('\n');
   const block = [
@@ -135,10 +145,15 @@ export function effectiveHidden(conf: ModprobeConf): PciAddress[] {
 
 /** Returns the config with `bdf` hidden and its driver redirected through pciback. */
 export function withHidden(conf: ModprobeConf, bdf: PciAddress, driver: string): ModprobeConf {
+  // The driver lands in an install line that modprobe runs with /bin/sh, the address in the hide= list:
+  // refuse anything the parser would not read back.
+  const addr = PciAddressSchema.safeParse(bdf);
+  if (!addr.success) throw new PtcError(ErrorCode.INVALID_INPUT, `${JSON.stringify(bdf)} is not a PCI address`);
+  if (!DriverName.safeParse(driver).success) throw new PtcError(ErrorCode.INVALID_INPUT, `${JSON.stringify(driver)} is not a driver name`);
   return {
     ...conf,
     managed: {
-      hidden: conf.foreignHidden.includes(bdf) ? conf.managed.hidden : sortedUnique([...conf.managed.hidden, bdf], compareBdf),
+      hidden: conf.foreignHidden.includes(addr.data) ? conf.managed.hidden : sortedUnique([...conf.managed.hidden, addr.data], compareBdf),
       drivers: sortedUnique([...conf.managed.drivers, driver]),
     },
   };

@@ -5,8 +5,10 @@ import { ErrorCode, PtcError } from '../schemas/errors.js';
  * The `pci = [ '…' ]` line of an xm/xl guest config. Only that line is touched; every other byte of
  * the file is kept, and removing the last device removes the line so the file returns to its bytes.
  */
-const PCI_LINE = /^pci\s*=\s*\[(.*)\]\s*$/;
-const PCI_LINE_START = /^pci\s*=/;
+// xl's lexer skips blanks anywhere, and a later `pci =` (or `pci +=`) setting replaces (extends) an
+// earlier one: an indented line is still the pci setting, and must not get a second line appended.
+const PCI_LINE = /^\s*pci\s*=\s*\[(.*)\]\s*$/;
+const PCI_LINE_START = /^\s*pci\s*\+?=/;
 
 export interface GuestConfig {
   readonly lines: readonly string[];
@@ -24,7 +26,7 @@ export function parseGuestConfig(text: string): GuestConfig {
   if (idx < 0) return { lines, pciLineIndex: null, devices: [] };
   if (lines.slice(idx + 1).some((l) => PCI_LINE_START.test(l))) throw invalid('more than one pci = line');
   const m = PCI_LINE.exec(lines[idx] ?? '');
-  if (!m) throw invalid('the pci = list must be on one line');
+  if (!m) throw invalid("the pci setting must be one line of the form pci = [ '…', … ]");
   const body = (m[1] ?? '').trim();
   const devices =
     body === ''
@@ -56,8 +58,11 @@ export function renderGuestConfig(conf: GuestConfig): string {
 }
 
 export function withGuestDevice(conf: GuestConfig, bdf: PciAddress): GuestConfig {
-  if (conf.devices.includes(bdf)) return conf;
-  return { ...conf, devices: [...conf.devices, bdf].sort(compareBdf) };
+  // The address is written between quotes into a file xl parses: refuse anything but a plain BDF.
+  const addr = PciAddressSchema.safeParse(bdf);
+  if (!addr.success) throw new PtcError(ErrorCode.INVALID_INPUT, `${JSON.stringify(bdf)} is not a PCI address`);
+  if (conf.devices.includes(addr.data)) return conf;
+  return { ...conf, devices: [...conf.devices, addr.data].sort(compareBdf) };
 }
 
 export function withoutGuestDevice(conf: GuestConfig, bdf: PciAddress): GuestConfig {

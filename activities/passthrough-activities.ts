@@ -1,0 +1,95 @@
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
+import { HOSTS_BUCKET, type AgentCommand, type CommandArgsInput, type CommandResultOf } from '../schemas/agent-protocol.js';
+import { ErrorCode, PtcError, isPermanent } from '../schemas/errors.js';
+import { HostInventory } from '../schemas/inventory.js';
+import type { AttachMode } from '../schemas/passthrough.js';
+import { AgentClient } from '../transport/agent-client.js';
+
+export interface ActivityDeps {
+  nc: NatsConnection;
+  /** How long one agent command may take before the call counts as timed out. */
+  agentTimeoutMs?: number;
+}
+
+/** A PtcError becomes an ApplicationFailure whose type is the error code, retryable only when a retry can help. */
+export function toFailure(err: unknown): unknown {
+  if (err instanceof PtcError) {
+    return ApplicationFailure.create({ type: err.code, message: err.message, nonRetryable: isPermanent(err.code), cause: err });
+  }
+  return err;
+}
+
+/**
+ * The worker's side effects, each one agent command over NATS. Every effect carries an operation id
+ * derived from the workflow id and the step, so a Temporal retry of the same step is answered from the
+ * agent's journal instead of being done twice.
+ */
+export function createActivities(deps: ActivityDeps) {
+  const agents = new AgentClient(deps.nc);
+  const timeoutMs = deps.agentTimeoutMs ?? 30_000;
+
+  async function call<C extends AgentCommand>(hostId: string, command: C, args: CommandArgsInput<C>, opId: string): Promise<CommandResultOf<C>> {
+    try {
+      return (await agents.call(hostId, command, args, { opId, timeoutMs })).result;
+    } catch (err) {
+      throw toFailure(err);
+    }
+  }
+
+  return {
+    async inspectHost(hostId: string, opId: string): Promise<HostInventory> {
+      return call(hostId, 'inspect', {}, opId);
+    },
+    async hideDevice(hostId: string, bdf: string, opId: string): Promise<CommandResultOf<'hide'>> {
+      return call(hostId, 'hide', { bdf }, opId);
+    },
+    async unhideDevice(hostId: string, bdf: string, opId: string): Promise<CommandResultOf<'unhide'>> {
+      return call(hostId, 'unhide', { bdf }, opId);
+    },
+    async bindDevice(hostId: string, bdf: string, strategy: 'dynamic' | 'reload', opId: string): Promise<CommandResultOf<'bind'>> {
+      return call(hostId, 'bind', { bdf, strategy }, opId);
+    },
+    async unbindDevice(hostId: string, bdf: string, driver: string | null, opId: string): Promise<CommandResultOf<'unbind'>> {
+      return call(hostId, 'unbind', { bdf, driver }, opId);
+    },
+    async rebootHost(hostId: string, opId: string): Promise<CommandResultOf<'reboot'>> {
+      return call(hostId, 'reboot', {}, opId);
+    },
+    async verifyDevice(hostId: string, bdf: string, expect: 'pciback' | 'host', opId: string): Promise<CommandResultOf<'verify'>> {
+      return call(hostId, 'verify', { bdf, expect }, opId);
+    },
+    async attachDevice(hostId: string, bdf: string, guest: string, mode: AttachMode, allowInsecurePV: boolean, opId: string): Promise<CommandResultOf<'attach'>> {
+      return call(hostId, 'attach', { bdf, guest, mode, allowInsecurePV }, opId);
+    },
+    async detachDevice(hostId: string, bdf: string, guest: string, mode: AttachMode, opId: string): Promise<CommandResultOf<'detach'>> {
+      return call(hostId, 'detach', { bdf, guest, mode }, opId);
+    },
+
+    /**
+     * Waits until the host's inventory in KV shows a boot id other than `previousBootId`, heartbeating
+     * so Temporal notices a dead worker; the caller's schedule-to-close timeout is the reboot deadline.
+     */
+    async awaitNewBoot(hostId: string, previousBootId: string): Promise<string> {
+      const kv = await new Kvm(deps.nc).open(HOSTS_BUCKET);
+      const ctx = Context.current();
+      for (;;) {
+        const entry = await kv.get(hostId);
+        if (entry && entry.operation === 'PUT') {
+          const inv = HostInventory.safeParse(entry.json());
+          if (inv.success && inv.data.bootId !== previousBootId) return inv.data.bootId;
+        }
+        ctx.heartbeat({ waitingFor: 'new bootId', previousBootId });
+        try {
+          await ctx.sleep(500);
+        } catch (err) {
+          throw toFailure(new PtcError(ErrorCode.HOST_UNRESPONSIVE, `host ${hostId} did not come back from its reboot`, { cause: err }));
+        }
+      }
+    },
+  };
+}
+
+export type PassthroughActivities = ReturnType<typeof createActivities>;

@@ -1,0 +1,72 @@
+import type { DriverName, GuestName } from '../schemas/ids.js';
+import type { Guest, HostCapability, Hypervisor, OsRelease } from '../schemas/inventory.js';
+import type { PciAddress } from '../schemas/pci-address.js';
+import type { ModprobeDialect } from './modprobe-conf.js';
+import type { HostFiles } from './host-files.js';
+
+/** A device as the host's kernel shows it now, before the agent adds config-derived facts. */
+export interface ScannedDevice {
+  bdf: PciAddress;
+  vendor: string;
+  device: string;
+  class: string;
+  description: string;
+  /** Bound driver now (sysfs `driver` link); null when unbound. */
+  driver: DriverName | null;
+  /** The driver the host normally gives this device (modalias match); null when none claims it. */
+  hostDriver: DriverName | null;
+  iommuGroup: number | null;
+  netdev: string | null;
+  /** Why the host needs the device right now; null when idle. */
+  inUse: string | null;
+  /** BDF listed in pciback's `slots`. */
+  inPcibackSlots: boolean;
+  /** Listed by the toolstack as assignable (`xl pci-assignable-list`). */
+  assignable: boolean;
+}
+
+export interface HostScan {
+  os: OsRelease;
+  hypervisor: Hypervisor;
+  iommu: boolean;
+  capabilities: HostCapability[];
+  devices: ScannedDevice[];
+  /** Running and defined guests; `configDevices` comes from their config files. */
+  guests: Omit<Guest, 'configDevices'>[];
+}
+
+/**
+ * Everything the agent needs from a host. Two implementations: `linux` (sysfs, modprobe, xl/xm) and
+ * `sim` (a simulated kernel with the same files). Each method does one effect and nothing else;
+ * safety checks, idempotency and verification live in the agent's command handlers so both backends
+ * get exactly the same rules.
+ */
+export interface HostBackend {
+  /** Current boot id; a new value means the host rebooted. */
+  bootId(): Promise<string>;
+  /** False while the host cannot answer (rebooting, kernel failed, uplink dropped). */
+  responsive(): boolean;
+  scan(): Promise<HostScan>;
+  /** Files under the host's root, where /etc/modprobe.conf and /etc/xen/<guest> live. */
+  readonly files: HostFiles;
+  /** Which file and module names this host's modprobe really reads. */
+  modprobe(): { file: string; dialect: ModprobeDialect };
+  /** Path of a guest's config file on the host. */
+  guestConfigPath(guest: GuestName): string;
+  /** Unbinds the device from its driver and binds it to pciback (guarding `new_slot`). */
+  bindPciback(bdf: PciAddress): Promise<void>;
+  /** Unbinds the device from pciback and binds it to `driver` (or lets the kernel probe when null). */
+  bindHostDriver(bdf: PciAddress, driver: DriverName | null): Promise<void>;
+  /**
+   * `modprobe -r` and `modprobe` of a driver. Hidden devices of that driver go to pciback: through the
+   * install line when pciback loads now, through `new_slot` when pciback was loaded before.
+   */
+  reloadDriver(driver: DriverName): Promise<void>;
+  /** Starts a reboot and returns at once; the host stops answering until it is back. */
+  reboot(): Promise<void>;
+  hotplug(guest: GuestName, bdf: PciAddress): Promise<void>;
+  hotunplug(guest: GuestName, bdf: PciAddress): Promise<void>;
+  /** Registers a callback for a completed boot (the simulator calls it; a real host restarts the agent). */
+  onBoot(listener: () => void): void;
+  close(): Promise<void>;
+}

@@ -1,0 +1,226 @@
+import type { AgentCommand, CommandArgsOf, CommandResultOf, EventKind } from '../schemas/agent-protocol.js';
+import { ErrorCode, PtcError } from '../schemas/errors.js';
+import type { HostInventory, PciDevice } from '../schemas/inventory.js';
+import type { PciAddress } from '../schemas/pci-address.js';
+import { checkGuestAccepts, checkHideable, checkReloadSafe, chooseAttachMode, findDevice, findGuest, type Verdict } from '../policy/passthrough-policy.js';
+import type { HostBackend } from './backend.js';
+import type { DeviceRecords } from './device-records.js';
+import { readInventory } from './host-inventory.js';
+import { parseModprobeConf, renderModprobeConf, withHidden, withoutHidden } from './modprobe-conf.js';
+import { parseGuestConfig, renderGuestConfig, withGuestDevice, withoutGuestDevice } from './xen-guest-config.js';
+
+/**
+ * The agent's own hotplug cap per device: a second line of defence under the workflow throttle (which
+ * never allows more than 256 per window), far below the 512-in-60-s that crashes the kernel.
+ */
+export interface HotplugCap {
+  max: number;
+  windowMs: number;
+}
+export const DEFAULT_HOTPLUG_CAP: HotplugCap = { max: 256, windowMs: 10 * 60_000 };
+
+export interface HandlerContext {
+  hostId: string;
+  backend: HostBackend;
+  records: DeviceRecords;
+  hotplugCap: HotplugCap;
+  now: () => number;
+  emit: (kind: EventKind, detail: Record<string, unknown>) => Promise<void>;
+}
+
+type Handler<C extends AgentCommand> = (ctx: HandlerContext, args: CommandArgsOf<C>) => Promise<CommandResultOf<C>>;
+export type CommandHandlers = { [C in AgentCommand]: Handler<C> };
+
+function must<T extends object>(verdict: Verdict<T>): T {
+  if (!verdict.ok) throw new PtcError(verdict.code, verdict.message);
+  return verdict;
+}
+
+async function inventory(ctx: HandlerContext): Promise<HostInventory> {
+  return readInventory(ctx.hostId, ctx.backend, ctx.records);
+}
+
+async function device(ctx: HandlerContext, bdf: PciAddress): Promise<{ inv: HostInventory; device: PciDevice }> {
+  const inv = await inventory(ctx);
+  return { inv, device: must(findDevice(inv, bdf)).device };
+}
+
+async function editModprobe(ctx: HandlerContext, edit: (text: string) => string): Promise<{ changed: boolean; file: string }> {
+  const { file } = ctx.backend.modprobe();
+  const before = (await ctx.backend.files.read(file)) ?? '';
+  const after = edit(before);
+  if (after === before) return { changed: false, file };
+  await ctx.backend.files.writeAtomic(file, after);
+  return { changed: true, file };
+}
+
+async function editGuestConfig(ctx: HandlerContext, guest: string, edit: (text: string) => string): Promise<boolean> {
+  const path = ctx.backend.guestConfigPath(guest);
+  const before = await ctx.backend.files.read(path);
+  if (before === null) throw new PtcError(ErrorCode.GUEST_NOT_FOUND, `guest ${guest} has no config file ${path} on host ${ctx.hostId}`);
+  const after = edit(before);
+  if (after === before) return false;
+  await ctx.backend.files.writeAtomic(path, after);
+  return true;
+}
+
+async function guardedHotplug(ctx: HandlerContext, bdf: PciAddress, effect: () => Promise<void>, detail: Record<string, unknown>): Promise<void> {
+  const now = ctx.now();
+  const recent = ctx.records.recentHotplugs(bdf, now, ctx.hotplugCap.windowMs);
+  if (recent.length >= ctx.hotplugCap.max) {
+    throw new PtcError(
+      ErrorCode.HOTPLUG_BUDGET,
+      `${bdf} was hotplugged ${recent.length} times in the last ${ctx.hotplugCap.windowMs / 60_000} min on ${ctx.hostId}; the agent refuses more to protect the kernel (its limit is 512 in a brief period)`,
+    );
+  }
+  // Counted before the effect: a hotplug that fails half-way still touched the kernel's interrupt tracking.
+  await ctx.records.addHotplug(bdf, now, ctx.hotplugCap.windowMs);
+  await effect();
+  await ctx.emit('hotplug', detail);
+}
+
+/** What the device is bound to after a step, judged by state rather than by the command's exit code. */
+function expectDriver(dev: PciDevice, want: string, step: string): void {
+  if (dev.driver !== want) {
+    throw new PtcError(ErrorCode.VERIFY_FAILED, `${step} reported success but ${dev.bdf} is bound to ${dev.driver ?? 'no driver'}, not ${want}`);
+  }
+}
+
+export const commandHandlers: CommandHandlers = {
+  inspect: async (ctx) => inventory(ctx),
+
+  hide: async (ctx, { bdf }) => {
+    const { inv, device: dev } = await device(ctx, bdf);
+    must(checkHideable(inv, dev));
+    const driver = dev.hostDriver ?? dev.driver;
+    if (driver === null || driver === 'pciback') throw new PtcError(ErrorCode.COMMAND_FAILED, `${bdf} has no host driver to redirect through pciback`);
+    const { dialect } = ctx.backend.modprobe();
+    const { changed, file } = await editModprobe(ctx, (text) => renderModprobeConf(withHidden(parseModprobeConf(text, dialect), bdf, driver), dialect));
+    return { bdf, changed, file, driver };
+  },
+
+  unhide: async (ctx, { bdf }) => {
+    const { inv, device: dev } = await device(ctx, bdf);
+    if (dev.assignedTo !== null) throw new PtcError(ErrorCode.DEVICE_ASSIGNED, `${bdf} is still assigned to ${dev.assignedTo}; detach it before giving it back to the host`);
+    const { dialect } = ctx.backend.modprobe();
+    const driver = dev.hostDriver ?? '';
+    const { changed, file } = await editModprobe(ctx, (text) => {
+      const conf = parseModprobeConf(text, dialect);
+      const stillNeeded = inv.devices.filter((d) => d.bdf !== bdf && conf.managed.hidden.includes(d.bdf)).flatMap((d) => (d.hostDriver ? [d.hostDriver] : []));
+      return renderModprobeConf(withoutHidden(conf, bdf, stillNeeded), dialect);
+    });
+    return { bdf, changed, file, driver };
+  },
+
+  bind: async (ctx, { bdf, strategy }) => {
+    const { inv, device: dev } = await device(ctx, bdf);
+    if (dev.driver === 'pciback') return { bdf, changed: false, driver: 'pciback', originalDriver: ctx.records.originalDriver(bdf) ?? null };
+    must(checkHideable(inv, dev));
+    if (strategy === 'reload') {
+      must(checkReloadSafe(inv, dev));
+      if (!dev.hidden) throw new PtcError(ErrorCode.NOT_HIDDEN, `${bdf} is not in the pciback hide= list, so reloading ${dev.hostDriver ?? 'its driver'} would not move it; hide it first`);
+    }
+    const originalDriver = dev.driver;
+    // Rule 11: the original driver is on disk before the device leaves it.
+    await ctx.records.setOriginalDriver(bdf, originalDriver);
+    if (strategy === 'dynamic') await ctx.backend.bindPciback(bdf);
+    else await ctx.backend.reloadDriver(dev.hostDriver ?? originalDriver ?? '');
+    const after = (await device(ctx, bdf)).device;
+    expectDriver(after, 'pciback', `bind (${strategy})`);
+    return { bdf, changed: true, driver: 'pciback', originalDriver };
+  },
+
+  unbind: async (ctx, { bdf, driver }) => {
+    const { device: dev } = await device(ctx, bdf);
+    if (dev.driver !== 'pciback') return { bdf, changed: false, driver: dev.driver };
+    const attachedLive = (await inventory(ctx)).guests.find((g) => g.liveDevices.includes(bdf));
+    if (attachedLive) throw new PtcError(ErrorCode.DEVICE_ASSIGNED, `${bdf} is live in guest ${attachedLive.name}; detach it first`);
+    const target = driver ?? ctx.records.originalDriver(bdf) ?? dev.hostDriver;
+    await ctx.backend.bindHostDriver(bdf, target);
+    const after = (await device(ctx, bdf)).device;
+    if (target !== null) expectDriver(after, target, 'unbind');
+    else if (after.driver === null || after.driver === 'pciback') throw new PtcError(ErrorCode.VERIFY_FAILED, `no host driver took ${bdf} back after unbinding it from pciback`);
+    await ctx.records.forgetOriginalDriver(bdf);
+    return { bdf, changed: true, driver: after.driver };
+  },
+
+  reboot: async (ctx) => {
+    const previousBootId = await ctx.backend.bootId();
+    await ctx.backend.reboot();
+    return { previousBootId };
+  },
+
+  verify: async (ctx, { bdf, expect }) => {
+    must(findDevice(await inventory(ctx), bdf));
+    const scanned = (await ctx.backend.scan()).devices.find((d) => d.bdf === bdf);
+    if (!scanned) throw new PtcError(ErrorCode.DEVICE_NOT_FOUND, `${bdf} disappeared from host ${ctx.hostId}`);
+    const observed = { bdf, driver: scanned.driver, inPcibackSlots: scanned.inPcibackSlots, assignable: scanned.assignable };
+    const good = expect === 'pciback' ? scanned.driver === 'pciback' && scanned.inPcibackSlots && scanned.assignable : scanned.driver !== null && scanned.driver !== 'pciback';
+    if (!good) {
+      throw new PtcError(
+        ErrorCode.VERIFY_FAILED,
+        `${bdf} is not ${expect === 'pciback' ? 'held by pciback' : 'back on a host driver'}: driver ${scanned.driver ?? 'none'}, in pciback slots: ${scanned.inPcibackSlots}, assignable: ${scanned.assignable}`,
+      );
+    }
+    return observed;
+  },
+
+  attach: async (ctx, { bdf, guest: guestName, mode, allowInsecurePV }) => {
+    const inv = await inventory(ctx);
+    const dev = must(findDevice(inv, bdf)).device;
+    const guest = must(findGuest(inv, guestName)).guest;
+    must(checkGuestAccepts(inv, guest, dev, allowInsecurePV));
+    if (dev.driver !== 'pciback') throw new PtcError(ErrorCode.NOT_BOUND, `${bdf} is bound to ${dev.driver ?? 'no driver'}, not pciback; bind it before attaching`);
+    const wantHot = mode !== 'cold' && guest.state === 'running';
+    if (wantHot && chooseAttachMode(guest, inv.capabilities.includes('hotplug')).mode === 'cold') {
+      throw new PtcError(ErrorCode.HOTPLUG_UNSUPPORTED, chooseAttachMode(guest, inv.capabilities.includes('hotplug')).reason ?? `${guestName} cannot take a hotplug`);
+    }
+    let changed = false;
+    if (mode !== 'hot') {
+      changed = await editGuestConfig(ctx, guestName, (text) => renderGuestConfig(withGuestDevice(parseGuestConfig(text), bdf)));
+    }
+    if (wantHot && !guest.liveDevices.includes(bdf)) {
+      await guardedHotplug(ctx, bdf, () => ctx.backend.hotplug(guestName, bdf), { action: 'attach', bdf, guest: guestName });
+      changed = true;
+    }
+    const after = must(findGuest(await inventory(ctx), guestName)).guest;
+    const hot = after.liveDevices.includes(bdf);
+    const cold = after.configDevices.includes(bdf);
+    if ((wantHot && !hot) || (mode !== 'hot' && !cold)) {
+      throw new PtcError(ErrorCode.ATTACH_FAILED, `attach reported success but ${guestName} has ${bdf} live: ${hot}, in config: ${cold}`);
+    }
+    return { bdf, guest: guestName, hot, cold, changed, guestRebootNeeded: guest.state === 'running' && !hot };
+  },
+
+  detach: async (ctx, { bdf, guest: guestName, mode }) => {
+    const inv = await inventory(ctx);
+    must(findDevice(inv, bdf));
+    const guest = must(findGuest(inv, guestName)).guest;
+    let changed = false;
+    if (mode !== 'cold' && guest.liveDevices.includes(bdf)) {
+      await guardedHotplug(ctx, bdf, () => ctx.backend.hotunplug(guestName, bdf), { action: 'detach', bdf, guest: guestName });
+      changed = true;
+    }
+    if (mode !== 'hot') {
+      changed = (await editGuestConfig(ctx, guestName, (text) => renderGuestConfig(withoutGuestDevice(parseGuestConfig(text), bdf)))) || changed;
+    }
+    const after = must(findGuest(await inventory(ctx), guestName)).guest;
+    const hot = after.liveDevices.includes(bdf);
+    const cold = after.configDevices.includes(bdf);
+    if ((mode !== 'cold' && hot) || (mode !== 'hot' && cold)) {
+      throw new PtcError(ErrorCode.COMMAND_FAILED, `detach reported success but ${guestName} still has ${bdf} live: ${hot}, in config: ${cold}`);
+    }
+    return { bdf, guest: guestName, hot, cold, changed, guestRebootNeeded: false };
+  },
+
+  'guest-status': async (ctx, { guest: guestName }) => {
+    const guest = must(findGuest(await inventory(ctx), guestName)).guest;
+    return {
+      guest: guest.name,
+      state: guest.state,
+      liveDevices: guest.liveDevices,
+      configDevices: guest.configDevices,
+      pinned: guest.liveDevices.length > 0 || guest.configDevices.length > 0,
+    };
+  },
+};

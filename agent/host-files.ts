@@ -1,0 +1,65 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+
+/**
+ * Files of a host under a root prefix: `/` on a real host, `<dir>/hosts/<hostId>` for a simulated
+ * one, a fixture tree in tests. Writes are atomic (temp file + fsync + rename) so a crash never leaves
+ * a half-written modprobe file, and the previous content is kept as `<file>.ptctl.bak`.
+ */
+export class HostFiles {
+  constructor(readonly root: string) {}
+
+  /** Absolute path of a host path such as `/etc/modprobe.conf`. */
+  resolve(hostPath: string): string {
+    const resolved = join(this.root, hostPath);
+    if (relative(this.root, resolved).startsWith('..')) throw new Error(`path ${hostPath} escapes the host root`);
+    return resolved;
+  }
+
+  /** Returns the file's text, or null when it does not exist. */
+  async read(hostPath: string): Promise<string | null> {
+    try {
+      return await readFile(this.resolve(hostPath), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  async writeAtomic(hostPath: string, text: string): Promise<void> {
+    const target = this.resolve(hostPath);
+    await mkdir(dirname(target), { recursive: true });
+    const previous = await this.read(hostPath);
+    if (previous !== null) await writeDurably(`${target}.ptctl.bak`, previous);
+    await writeDurably(target, text);
+  }
+}
+
+async function writeDurably(target: string, text: string): Promise<void> {
+  const tmp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
+  const handle = await open(tmp, 'w', 0o644);
+  try {
+    await handle.writeFile(text, 'utf8');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, target);
+}
+
+/** Writes JSON state atomically; used by the simulator and the agent's own records. */
+export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeDurably(path, JSON.stringify(value, null, 2) + '\n');
+}
+
+export async function readJson(path: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as unknown;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+

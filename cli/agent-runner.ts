@@ -1,0 +1,51 @@
+import { join, resolve } from 'node:path';
+import { pino } from 'pino';
+import { ErrorCode, PtcError } from '../schemas/errors.js';
+import { HostAgent } from '../agent/host-agent.js';
+import { SimHost, type SimFaultsInput } from '../agent/sim/sim-host.js';
+import { connectNats, hostInboxPrefix } from '../transport/nats-connection.js';
+import { hostSeedFile } from './nats-auth.js';
+
+export interface SimAgentsOptions {
+  dir: string;
+  hostIds: readonly string[];
+  natsUrl: string;
+  /** Folder with one `host-<id>.nk` seed per host: each simulated host has its own NATS identity. */
+  credsDir: string;
+  heartbeatMs: number;
+  profile?: string | undefined;
+  faults?: SimFaultsInput | undefined;
+}
+
+/** The layout of a simulated host: its root (etc/…) and, inside it, where a real agent keeps its state. */
+export const simHostDir = (dir: string, hostId: string): string => join(resolve(dir), 'hosts', hostId);
+export const agentStateDir = (hostRoot: string): string => join(hostRoot, 'var', 'lib', 'ptctl');
+
+/** Runs one agent per simulated host in this process until SIGINT/SIGTERM, then shuts down cleanly. */
+export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
+  if (opts.hostIds.length === 0) throw new PtcError(ErrorCode.INVALID_INPUT, 'give at least one --host-id');
+  const log = pino({ name: 'ptc-agent' }, pino.destination(2));
+  const agents: Array<{ agent: HostAgent; close: () => Promise<void> }> = [];
+  for (const hostId of opts.hostIds) {
+    const root = simHostDir(opts.dir, hostId);
+    const backend = await SimHost.open({ hostDir: root, hostId, profile: opts.profile, faults: opts.faults });
+    const nc = await connectNats({
+      servers: opts.natsUrl,
+      seedFile: hostSeedFile(opts.credsDir, hostId),
+      name: `ptc-agent-${hostId}`,
+      inboxPrefix: hostInboxPrefix(hostId),
+      reconnectForever: true,
+    });
+    const agent = await HostAgent.start({ hostId, backend, nc, stateDir: agentStateDir(root), heartbeatMs: opts.heartbeatMs, log: log.child({ hostId }) });
+    agents.push({ agent, close: () => nc.drain() });
+  }
+  await new Promise<void>((resolveSignal) => {
+    process.once('SIGINT', resolveSignal);
+    process.once('SIGTERM', resolveSignal);
+  });
+  log.info('shutting down agents');
+  for (const { agent, close } of agents) {
+    await agent.stop();
+    await close();
+  }
+}

@@ -1,0 +1,36 @@
+import { DevStack } from '../dev-stack.js';
+import { DEFAULT_STATE_DIR } from '../connection.js';
+
+export interface DevOptions {
+  dir?: string | undefined;
+  simHosts: number;
+  profile?: string | undefined;
+  heartbeatMs: number;
+}
+
+/** `ptctl dev`: the embedded stack in the foreground until Ctrl-C. */
+export async function devCommand(opts: DevOptions): Promise<void> {
+  const dir = opts.dir ?? DEFAULT_STATE_DIR;
+  const say = (line: string): void => void process.stdout.write(`${line}\n`);
+  say(`starting the ptctl dev stack in ${dir}/ …`);
+  const stack = await DevStack.start({ dir, simHosts: opts.simHosts, profile: opts.profile, heartbeatMs: opts.heartbeatMs, ui: true, onProgress: (l) => say(`  ✓ ${l}`) });
+  say('');
+  say(`NATS      ${stack.connection.natsUrl}  (credentials: ${stack.connection.natsCreds})`);
+  say(`Temporal  ${stack.connection.temporalAddress}  namespace ${stack.connection.temporalNamespace}`);
+  if (stack.connection.temporalUi) say(`UI        ${stack.connection.temporalUi}`);
+  say(`logs      ${stack.dir}/logs/`);
+  say('');
+  say(`ready. In another terminal: ptctl hosts --dir ${dir}`);
+  say(`                            ptctl attach --dir ${dir} --host ${stack.hosts[0] ?? 'sim-1'} --device 0000:09:00.0 --guest vm-hvm --wait`);
+  say('Ctrl-C stops everything.');
+
+  const signal = new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('interrupted'));
+    process.once('SIGTERM', () => resolve('terminated'));
+  });
+  const why = await Promise.race([signal, stack.watch()]);
+  say(`\nstopping (${why}) …`);
+  await stack.stop();
+  say('stopped.');
+  if (why !== 'interrupted' && why !== 'terminated') throw new Error(why);
+}

@@ -1,0 +1,93 @@
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { ErrorCode, PtcError } from '../schemas/errors.js';
+import { HostId } from '../schemas/ids.js';
+
+export const DEFAULT_STATE_DIR = '.ptc';
+
+/** Written by `ptctl dev` into its state dir; read by every other command. */
+export const ConnectionFile = z.object({
+  natsUrl: z.string(),
+  natsCreds: z.string().describe('nkey seed file of the orchestrator identity'),
+  temporalAddress: z.string(),
+  temporalNamespace: z.string(),
+  temporalUi: z.string().nullable(),
+  pid: z.number().int(),
+  hosts: z.array(HostId),
+  startedAt: z.string(),
+});
+export type ConnectionFile = z.infer<typeof ConnectionFile>;
+
+export interface Connection {
+  natsUrl: string;
+  natsCreds: string;
+  temporalAddress: string;
+  temporalNamespace: string;
+  temporalUi: string | null;
+}
+
+export interface ConnectionFlags {
+  dir?: string | undefined;
+  natsUrl?: string | undefined;
+  natsCreds?: string | undefined;
+  temporalAddress?: string | undefined;
+  namespace?: string | undefined;
+}
+
+export const connectionFilePath = (dir: string): string => join(resolve(dir), 'connection.json');
+
+export async function readConnectionFile(dir: string): Promise<ConnectionFile | null> {
+  let text: string;
+  try {
+    text = await readFile(connectionFilePath(dir), 'utf8');
+  } catch {
+    return null;
+  }
+  const parsed = ConnectionFile.safeParse(JSON.parse(text));
+  return parsed.success ? parsed.data : null;
+}
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Each setting from its flag, then its environment variable, then the dev stack's connection file. */
+export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env): Promise<Connection> {
+  const dir = flags.dir ?? DEFAULT_STATE_DIR;
+  const fromEnv = {
+    natsUrl: flags.natsUrl ?? env.PTC_NATS_URL,
+    natsCreds: flags.natsCreds ?? env.PTC_NATS_CREDS,
+    temporalAddress: flags.temporalAddress ?? env.PTC_TEMPORAL_ADDRESS,
+    temporalNamespace: flags.namespace ?? env.PTC_TEMPORAL_NAMESPACE,
+  };
+  const needsFile = !fromEnv.natsUrl || !fromEnv.natsCreds || !fromEnv.temporalAddress;
+  const file = needsFile ? await readConnectionFile(dir) : null;
+  if (needsFile && (file === null || !processAlive(file.pid))) {
+    throw new PtcError(
+      ErrorCode.NOT_CONNECTED,
+      `no running dev stack in ${dir}/: run \`ptctl dev\` first (or pass --dir), or set PTC_NATS_URL, PTC_NATS_CREDS and PTC_TEMPORAL_ADDRESS`,
+    );
+  }
+  return {
+    natsUrl: fromEnv.natsUrl ?? file?.natsUrl ?? '',
+    natsCreds: fromEnv.natsCreds ?? file?.natsCreds ?? '',
+    temporalAddress: fromEnv.temporalAddress ?? file?.temporalAddress ?? '',
+    temporalNamespace: fromEnv.temporalNamespace ?? file?.temporalNamespace ?? 'default',
+    temporalUi: file?.temporalUi ?? null,
+  };
+}
+
+export function connectionEnv(conn: Connection): NodeJS.ProcessEnv {
+  return {
+    PTC_NATS_URL: conn.natsUrl,
+    PTC_NATS_CREDS: conn.natsCreds,
+    PTC_TEMPORAL_ADDRESS: conn.temporalAddress,
+    PTC_TEMPORAL_NAMESPACE: conn.temporalNamespace,
+  };
+}

@@ -1,0 +1,247 @@
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import getPort from 'get-port';
+import { Connection as TemporalConnection } from '@temporalio/client';
+import proto from '@temporalio/proto';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { HOSTS_BUCKET } from '../schemas/agent-protocol.js';
+import { ErrorCode, PtcError } from '../schemas/errors.js';
+import { HostInventory } from '../schemas/inventory.js';
+import { connectNats } from '../transport/nats-connection.js';
+import { ensureNatsResources } from '../transport/nats-resources.js';
+import { ManagedProcess } from './child-process.js';
+import { type Connection, type ConnectionFile, connectionEnv, connectionFilePath, processAlive, readConnectionFile } from './connection.js';
+import { natsAuthorization } from './nats-auth.js';
+import { PTCTL_ENTRY, serverBinary } from './tools.js';
+import { TASK_QUEUE } from '../workflows/definitions.js';
+
+export interface DevStackOptions {
+  dir: string;
+  /** Simulated hosts to run: a count (named sim-1…sim-N) or explicit ids. */
+  simHosts: number | readonly string[];
+  profile?: string;
+  /** Inventory heartbeat of the simulated agents. */
+  heartbeatMs?: number;
+  /** Extra `--sim-faults` JSON for the agents (tests inject failures this way). */
+  simFaults?: Record<string, unknown>;
+  /** Temporal UI on (ptctl dev) or off (tests, demo). */
+  ui?: boolean;
+  /** Progress lines ("nats-server ready on …"). */
+  onProgress?: (line: string) => void;
+}
+
+interface Ports {
+  nats: number;
+  natsMonitor: number;
+  temporal: number;
+  temporalUi: number;
+  temporalHttp: number;
+  temporalMetrics: number;
+}
+
+export const simHostIds = (spec: number | readonly string[]): string[] =>
+  typeof spec === 'number' ? Array.from({ length: spec }, (_, i) => `sim-${i + 1}`) : [...spec];
+
+async function waitFor<T>(what: string, deadlineMs: number, probe: () => Promise<T | null>, alive: () => string | null): Promise<T> {
+  const until = Date.now() + deadlineMs;
+  let lastError = '';
+  while (Date.now() < until) {
+    const dead = alive();
+    if (dead) throw new PtcError(ErrorCode.STACK_FAILED, `${what}: ${dead}`);
+    try {
+      const value = await probe();
+      if (value !== null) return value;
+    } catch (err) {
+      lastError = (err as Error).message;
+    }
+    await sleep(200);
+  }
+  throw new PtcError(ErrorCode.STACK_FAILED, `${what} was not ready within ${deadlineMs / 1000} s${lastError ? ` (${lastError})` : ''}`);
+}
+
+/**
+ * The embedded stack of `ptctl dev`, `ptctl demo` and the integration tests: nats-server (JetStream,
+ * nkey users, no anonymous access), the Temporal dev server (SQLite under the state dir), one worker
+ * and the simulated agents, each a real process, each waited on until it really answers.
+ */
+export class DevStack {
+  private readonly processes: ManagedProcess[] = [];
+  private nc: NatsConnection | null = null;
+  private stopping = false;
+  connection!: Connection;
+  hosts: string[] = [];
+  readonly dir: string;
+
+  private constructor(private readonly opts: DevStackOptions) {
+    this.dir = resolve(opts.dir);
+  }
+
+  static async start(opts: DevStackOptions): Promise<DevStack> {
+    const stack = new DevStack(opts);
+    try {
+      await stack.boot();
+    } catch (err) {
+      await stack.stop();
+      throw err;
+    }
+    return stack;
+  }
+
+  private say(line: string): void {
+    this.opts.onProgress?.(line);
+  }
+
+  private path(...parts: string[]): string {
+    return join(this.dir, ...parts);
+  }
+
+  private deadProcess(): string | null {
+    const dead = this.processes.find((p) => p.exit !== null);
+    return dead ? `${dead.name} exited (${dead.exit?.signal ?? `code ${dead.exit?.code}`}); see ${dead.logFile}` : null;
+  }
+
+  private async boot(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    const previous = await readConnectionFile(this.dir);
+    if (previous && previous.pid !== process.pid && processAlive(previous.pid)) {
+      throw new PtcError(ErrorCode.STACK_FAILED, `a dev stack is already running in ${this.dir} (pid ${previous.pid}); stop it first or use another --dir`);
+    }
+    this.hosts = simHostIds(this.opts.simHosts);
+    const ports = await this.choosePorts();
+
+    // NATS
+    const { config: authConfig, orchestratorSeedFile } = await natsAuthorization(this.path('creds'), this.hosts);
+    const natsConf = {
+      listen: `127.0.0.1:${ports.nats}`,
+      http: `127.0.0.1:${ports.natsMonitor}`,
+      server_name: 'ptc-dev',
+      jetstream: { store_dir: this.path('nats') },
+      ...(JSON.parse(authConfig) as object),
+    };
+    await writeFile(this.path('nats.conf'), JSON.stringify(natsConf, null, 2), { mode: 0o600 });
+    this.processes.push(ManagedProcess.start('nats-server', serverBinary('nats-server'), ['-c', this.path('nats.conf')], { logFile: this.path('logs', 'nats.log') }));
+    const natsUrl = `nats://127.0.0.1:${ports.nats}`;
+    await waitFor('nats-server', 20_000, async () => ((await fetch(`http://127.0.0.1:${ports.natsMonitor}/healthz?js-enabled-only=true`)).ok ? true : null), () => this.deadProcess());
+    this.nc = await connectNats({ servers: natsUrl, seedFile: orchestratorSeedFile, name: 'ptc-dev' });
+    await ensureNatsResources(this.nc);
+    this.say(`nats-server ready on ${natsUrl} (JetStream, nkey auth)`);
+
+    // Temporal
+    const temporalAddress = `127.0.0.1:${ports.temporal}`;
+    const ui = this.opts.ui ?? false;
+    this.processes.push(
+      ManagedProcess.start(
+        'temporal',
+        serverBinary('temporal'),
+        [
+          'server', 'start-dev',
+          '--db-filename', this.path('temporal.db'),
+          '--ip', '127.0.0.1',
+          '--port', String(ports.temporal),
+          '--http-port', String(ports.temporalHttp),
+          '--metrics-port', String(ports.temporalMetrics),
+          ...(ui ? ['--ui-port', String(ports.temporalUi)] : ['--headless']),
+          '--log-level', 'warn',
+        ],
+        { logFile: this.path('logs', 'temporal.log') },
+      ),
+    );
+    const namespace = 'default';
+    const tc = await waitFor('Temporal dev server', 60_000, async () => {
+      const conn = await TemporalConnection.connect({ address: temporalAddress, connectTimeout: 2000 });
+      try {
+        await conn.workflowService.describeNamespace({ namespace });
+        return conn;
+      } catch (err) {
+        await conn.close();
+        throw err;
+      }
+    }, () => this.deadProcess());
+    const temporalUi = ui ? `http://127.0.0.1:${ports.temporalUi}` : null;
+    this.say(`Temporal dev server ready on ${temporalAddress}${temporalUi ? `, UI ${temporalUi}` : ''}`);
+
+    this.connection = { natsUrl, natsCreds: orchestratorSeedFile, temporalAddress, temporalNamespace: namespace, temporalUi };
+    const childEnv = { ...process.env, ...connectionEnv(this.connection) };
+
+    // Worker
+    this.processes.push(ManagedProcess.start('worker', process.execPath, [PTCTL_ENTRY, 'worker'], { logFile: this.path('logs', 'worker.log'), env: childEnv }));
+    try {
+      await waitFor('worker', 90_000, async () => {
+        const res = await tc.workflowService.describeTaskQueue({
+          namespace,
+          taskQueue: { name: TASK_QUEUE },
+          taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        });
+        return (res.pollers?.length ?? 0) > 0 ? true : null;
+      }, () => this.deadProcess());
+    } finally {
+      await tc.close();
+    }
+    this.say(`worker polling task queue "${TASK_QUEUE}"`);
+
+    // Agents: one process runs every simulated host, each with its own NATS identity.
+    if (this.hosts.length > 0) {
+      const startedAt = new Date().toISOString();
+      const args = [PTCTL_ENTRY, 'agent', '--backend', 'sim', '--dir', this.dir, '--creds-dir', this.path('creds'), '--heartbeat', String(this.opts.heartbeatMs ?? 5000)];
+      if (this.opts.profile) args.push('--profile', this.opts.profile);
+      if (this.opts.simFaults) args.push('--sim-faults', JSON.stringify(this.opts.simFaults));
+      for (const h of this.hosts) args.push('--host-id', h);
+      this.processes.push(ManagedProcess.start('agents', process.execPath, args, { logFile: this.path('logs', 'agents.log'), env: childEnv }));
+      const kv = await new Kvm(this.nc).open(HOSTS_BUCKET);
+      await waitFor(`agents of ${this.hosts.length} simulated hosts`, 60_000, async () => {
+        for (const h of this.hosts) {
+          const entry = await kv.get(h);
+          const inv = entry?.operation === 'PUT' ? HostInventory.safeParse(entry.json()) : null;
+          if (!inv?.success || inv.data.seenAt < startedAt) return null;
+        }
+        return true;
+      }, () => this.deadProcess());
+      this.say(`${this.hosts.length} simulated host agent(s) reporting: ${this.hosts.join(', ')}`);
+    }
+
+    const file: ConnectionFile = { ...this.connection, pid: process.pid, hosts: this.hosts, startedAt: new Date().toISOString() };
+    await writeFile(connectionFilePath(this.dir), JSON.stringify(file, null, 2) + '\n');
+    await writeFile(this.path('ports.json'), JSON.stringify(ports, null, 2) + '\n');
+  }
+
+  /** Reuses the ports of the last run in this dir when they are free, so bookmarks keep working. */
+  private async choosePorts(): Promise<Ports> {
+    let previous: Partial<Ports> = {};
+    try {
+      previous = JSON.parse(await readFile(this.path('ports.json'), 'utf8')) as Partial<Ports>;
+    } catch {
+      previous = {};
+    }
+    const taken = new Set<number>();
+    const pick = async (prefer: number | undefined): Promise<number> => {
+      const port = await getPort({ host: '127.0.0.1', ...(prefer ? { port: prefer } : {}), exclude: [...taken] });
+      taken.add(port);
+      return port;
+    };
+    return {
+      nats: await pick(previous.nats),
+      natsMonitor: await pick(previous.natsMonitor),
+      temporal: await pick(previous.temporal),
+      temporalUi: await pick(previous.temporalUi),
+      temporalHttp: await pick(previous.temporalHttp),
+      temporalMetrics: await pick(previous.temporalMetrics),
+    };
+  }
+
+  /** The first unexpected exit of a stack process, for supervisors that wait on the stack. */
+  async watch(): Promise<string> {
+    return Promise.race(this.processes.map((p) => p.waitForExit().then(() => `${p.name} exited (${p.exit?.signal ?? `code ${p.exit?.code}`}); see ${p.logFile}`)));
+  }
+
+  /** Stops agents, worker, Temporal and NATS in that order; safe to call twice. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await this.nc?.close().catch(() => undefined);
+    for (const p of [...this.processes].reverse()) await p.stop();
+    const file = await readConnectionFile(this.dir);
+    if (file?.pid === process.pid) await rm(connectionFilePath(this.dir), { force: true });
+  }
+}

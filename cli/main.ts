@@ -1,0 +1,154 @@
+import { Command, Option } from 'commander';
+import { z } from 'zod';
+import { SimFaults } from '../agent/sim/sim-host.js';
+import { ErrorCode, PtcError, describeZodError } from '../schemas/errors.js';
+import { HostId } from '../schemas/ids.js';
+import { runSimAgents } from './agent-runner.js';
+import { attachCommand } from './commands/attach.js';
+import { demoCommand } from './commands/demo.js';
+import { devCommand } from './commands/dev.js';
+import { hostsCommand } from './commands/hosts.js';
+import { DEFAULT_STATE_DIR, resolveConnection } from './connection.js';
+import { reportError } from './output.js';
+import { runWorker } from './worker.js';
+
+/** Parses CLI input with a schema; every problem is reported at once, before anything is contacted. */
+function parseInput<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new PtcError(ErrorCode.INVALID_INPUT, `${what}: ${describeZodError(parsed.error, what)}`);
+  return parsed.data;
+}
+
+const count = (max: number) => z.coerce.number().int().min(0).max(max);
+
+function connectionOptions(cmd: Command): Command {
+  return cmd
+    .option('--dir <dir>', `state dir of a running \`ptctl dev\` (default ${DEFAULT_STATE_DIR})`)
+    .option('--nats-url <url>', 'NATS server URL (env PTC_NATS_URL)')
+    .option('--nats-creds <file>', 'nkey seed file of the orchestrator identity (env PTC_NATS_CREDS)')
+    .option('--temporal-address <host:port>', 'Temporal frontend (env PTC_TEMPORAL_ADDRESS)')
+    .option('--namespace <ns>', 'Temporal namespace (env PTC_TEMPORAL_NAMESPACE)')
+    .option('--json', 'machine-readable output', false);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('ptctl')
+    .description('Durable PCI passthrough for virtualization fleets')
+    .showHelpAfterError('(run `ptctl --help` for usage)')
+    .exitOverride();
+
+  program
+    .command('dev')
+    .description('run nats-server, the Temporal dev server, a worker and simulated agents until Ctrl-C')
+    .option('--dir <dir>', 'state dir (credentials, SQLite, JetStream, simulated hosts)', DEFAULT_STATE_DIR)
+    .option('--sim-hosts <n>', 'number of simulated hosts', '3')
+    .option('--profile <name>', 'simulated host profile', 'rhel5-xen')
+    .option('--heartbeat <ms>', 'agent inventory heartbeat', '5000')
+    .action(async (o: { dir: string; simHosts: string; profile: string; heartbeat: string }) => {
+      await devCommand({
+        dir: o.dir,
+        simHosts: parseInput(count(2000), o.simHosts, '--sim-hosts'),
+        profile: o.profile,
+        heartbeatMs: parseInput(z.coerce.number().int().min(200).max(600_000), o.heartbeat, '--heartbeat'),
+      });
+    });
+
+  program
+    .command('demo')
+    .description('bring up the stack in a temp dir, attach a NIC to a guest on simulated hosts, check the result')
+    .option('--hosts <n>', 'number of simulated hosts', '3')
+    .option('--keep', 'keep the temp dir for inspection', false)
+    .action(async (o: { hosts: string; keep: boolean }) => {
+      await demoCommand({ hosts: parseInput(count(50).min(1), o.hosts, '--hosts'), keep: o.keep });
+    });
+
+  connectionOptions(program.command('hosts').description('list hosts and their PCI devices from the agents\' inventory'))
+    .option('--host <id>', 'only this host')
+    .action(async (o: Record<string, unknown>) => {
+      await hostsCommand({ ...connectionFlags(o), host: o.host as string | undefined, json: o.json === true });
+    });
+
+  connectionOptions(program.command('attach').description('pass a host PCI device through to a guest'))
+    .requiredOption('--host <id>', 'host id')
+    .requiredOption('--device <bdf>', 'PCI address, e.g. 0000:09:00.0')
+    .requiredOption('--guest <name>', 'guest (domain) name')
+    .addOption(new Option('--strategy <s>', 'how to bind the device to pciback').choices(['auto', 'dynamic', 'reload', 'reboot']).default('auto'))
+    .option('--allow-insecure-pv', 'allow a PV guest (it can reach dom0 memory through DMA)', false)
+    .option('--wait', 'wait for the outcome', false)
+    .action(async (o: Record<string, unknown>) => {
+      await attachCommand({
+        ...connectionFlags(o),
+        host: o.host as string,
+        device: o.device as string,
+        guest: o.guest as string,
+        strategy: o.strategy as string,
+        allowInsecurePv: o.allowInsecurePv === true,
+        wait: o.wait === true,
+        json: o.json === true,
+      });
+    });
+
+  connectionOptions(program.command('worker').description('run the Temporal worker (workflows + activities)')).action(async (o: Record<string, unknown>) => {
+    await runWorker(await resolveConnection(connectionFlags(o)));
+  });
+
+  program
+    .command('agent')
+    .description('run the host agent')
+    .addOption(new Option('--backend <b>', 'host backend').choices(['linux', 'sim']).makeOptionMandatory())
+    .option('--host-id <id>', 'host id (repeat for several simulated hosts in one process)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--dir <dir>', 'sim: folder holding hosts/<hostId>/', DEFAULT_STATE_DIR)
+    .option('--creds-dir <dir>', 'sim: folder with one host-<id>.nk nkey seed per host')
+    .option('--nats-url <url>', 'NATS server URL (env PTC_NATS_URL)')
+    .option('--profile <name>', 'sim: host profile for hosts created now')
+    .option('--sim-faults <json>', 'sim: fault injection, e.g. {"attachFailureProbability":0.5}')
+    .option('--heartbeat <ms>', 'inventory heartbeat', '10000')
+    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; profile?: string; simFaults?: string; heartbeat: string }) => {
+      const hostIds = o.hostId.map((h) => parseInput(HostId, h, '--host-id'));
+      if (o.backend === 'linux') throw new PtcError(ErrorCode.INVALID_INPUT, 'the linux backend is not built yet (issue #4); use --backend sim');
+      const natsUrl = o.natsUrl ?? process.env.PTC_NATS_URL;
+      if (!natsUrl) throw new PtcError(ErrorCode.INVALID_INPUT, '--nats-url (or PTC_NATS_URL) is required');
+      let faults: unknown = {};
+      if (o.simFaults) {
+        try {
+          faults = JSON.parse(o.simFaults);
+        } catch {
+          throw new PtcError(ErrorCode.INVALID_INPUT, '--sim-faults must be JSON');
+        }
+      }
+      await runSimAgents({
+        dir: o.dir,
+        hostIds,
+        natsUrl,
+        credsDir: o.credsDir ?? `${o.dir}/creds`,
+        heartbeatMs: parseInput(z.coerce.number().int().min(200), o.heartbeat, '--heartbeat'),
+        profile: o.profile,
+        faults: parseInput(SimFaults, faults, '--sim-faults'),
+      });
+    });
+
+  return program;
+}
+
+function connectionFlags(o: Record<string, unknown>): { dir?: string; natsUrl?: string; natsCreds?: string; temporalAddress?: string; namespace?: string } {
+  const pick = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+  return { dir: pick('dir'), natsUrl: pick('natsUrl'), natsCreds: pick('natsCreds'), temporalAddress: pick('temporalAddress'), namespace: pick('namespace') };
+}
+
+/** The one place that turns errors into exit codes; nothing below calls process.exit. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  const json = argv.includes('--json');
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof Error && 'exitCode' in err && 'code' in err && String(err.code).startsWith('commander.')) {
+      const code = String(err.code);
+      if (code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help') return 0;
+      // commander already printed its message; input errors exit 2.
+      return 2;
+    }
+    return reportError(err, json);
+  }
+}

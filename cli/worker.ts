@@ -1,0 +1,28 @@
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from '../activities/passthrough-activities.js';
+import { connectNats } from '../transport/nats-connection.js';
+import { TASK_QUEUE } from '../workflows/definitions.js';
+import type { Connection } from './connection.js';
+
+export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
+
+/** Runs the ptctl worker until SIGINT/SIGTERM (the Temporal SDK's own shutdown signals). */
+export async function runWorker(conn: Connection, extra: Partial<WorkerOptions> = {}): Promise<void> {
+  const nc = await connectNats({ servers: conn.natsUrl, seedFile: conn.natsCreds, name: 'ptc-worker', reconnectForever: true });
+  const connection = await NativeConnection.connect({ address: conn.temporalAddress });
+  try {
+    const worker = await Worker.create({
+      connection,
+      namespace: conn.temporalNamespace,
+      taskQueue: TASK_QUEUE,
+      workflowsPath: WORKFLOWS_PATH,
+      activities: createActivities({ nc }),
+      ...extra,
+    });
+    await worker.run();
+  } finally {
+    await connection.close();
+    await nc.drain();
+  }
+}

@@ -1,0 +1,179 @@
+import { ErrorCode } from '../schemas/errors.js';
+import type { Guest, HostInventory, PciDevice } from '../schemas/inventory.js';
+import type { AttachMode, BindStrategy, ConcreteBindStrategy } from '../schemas/passthrough.js';
+import { compareBdf, type PciAddress } from '../schemas/pci-address.js';
+
+/**
+ * The host safety rules of DESIGN §4 as pure functions over an inventory. The agent applies them
+ * before it touches the host and the workflow applies them in preflight, so both refuse the same
+ * things with the same code and sentence.
+ */
+export type Refusal = { ok: false; code: ErrorCode; message: string };
+export type Verdict<T = object> = ({ ok: true } & T) | Refusal;
+
+export const refuse = (code: ErrorCode, message: string): Refusal => ({ ok: false, code, message });
+
+export function findDevice(inv: HostInventory, bdf: PciAddress): Verdict<{ device: PciDevice }> {
+  const device = inv.devices.find((d) => d.bdf === bdf);
+  if (!device) {
+    return refuse(ErrorCode.DEVICE_NOT_FOUND, `host ${inv.hostId} has no PCI device ${bdf}; \`ptctl hosts --host ${inv.hostId}\` lists its devices`);
+  }
+  return { ok: true, device };
+}
+
+export function findGuest(inv: HostInventory, name: string): Verdict<{ guest: Guest }> {
+  const guest = inv.guests.find((g) => g.name === name);
+  if (!guest) {
+    const known = inv.guests.map((g) => g.name).join(', ') || 'none';
+    return refuse(ErrorCode.GUEST_NOT_FOUND, `host ${inv.hostId} has no guest ${name} (guests: ${known})`);
+  }
+  return { ok: true, guest };
+}
+
+/** Devices that must move with `bdf` because they share its IOMMU group (rule 10). */
+export function iommuCompanions(inv: HostInventory, device: PciDevice): PciDevice[] {
+  if (device.iommuGroup === null) return [];
+  return inv.devices.filter((d) => d.bdf !== device.bdf && d.iommuGroup === device.iommuGroup).sort((a, b) => compareBdf(a.bdf, b.bdf));
+}
+
+/** Rules 1 and 10: a device the host uses, or one sharing an IOMMU group with it, cannot be hidden. */
+export function checkHideable(inv: HostInventory, device: PciDevice): Verdict {
+  if (device.inUse !== null) {
+    return refuse(
+      ErrorCode.DEVICE_IN_USE,
+      `${device.bdf} is in use by host ${inv.hostId}: ${device.inUse}; it cannot be hidden. Pick an idle device (\`ptctl hosts\` shows which are)`,
+    );
+  }
+  const busy = iommuCompanions(inv, device).find((d) => d.inUse !== null);
+  if (busy) {
+    return refuse(
+      ErrorCode.IOMMU_GROUP_IN_USE,
+      `${device.bdf} shares IOMMU group ${device.iommuGroup} with ${busy.bdf}, which host ${inv.hostId} uses (${busy.inUse}); the group can only be passed through as a whole`,
+    );
+  }
+  return { ok: true };
+}
+
+/** Rule 2: reloading a driver drops every device it drives, so only when none of the others is in use. */
+export function checkReloadSafe(inv: HostInventory, device: PciDevice): Verdict {
+  const driver = device.hostDriver;
+  if (driver === null) return refuse(ErrorCode.RELOAD_UNSAFE, `${device.bdf} has no host driver to reload; use the dynamic or reboot strategy`);
+  const busy = inv.devices.find((d) => d.bdf !== device.bdf && d.driver === driver && d.inUse !== null);
+  if (busy) {
+    return refuse(
+      ErrorCode.RELOAD_UNSAFE,
+      `reloading ${driver} would also drop ${busy.bdf}, which host ${inv.hostId} uses (${busy.inUse}); use --strategy dynamic or reboot`,
+    );
+  }
+  return { ok: true };
+}
+
+function versionAtLeast(version: string, minimum: string): boolean {
+  const a = version.split('.').map(Number);
+  const b = minimum.split('.').map(Number);
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const x = a[i] ?? 0;
+    const y = b[i] ?? 0;
+    if (x !== y) return x > y;
+  }
+  return true;
+}
+
+/** Rules 3, 4 and 5: which guests may take a device at all. */
+export function checkGuestAccepts(inv: HostInventory, guest: Guest, device: PciDevice, allowInsecurePV: boolean): Verdict {
+  if (device.assignedTo !== null && device.assignedTo !== guest.name) {
+    return refuse(ErrorCode.DEVICE_ASSIGNED, `${device.bdf} is already assigned to guest ${device.assignedTo}; detach it there first`);
+  }
+  if (guest.virt === 'pv') {
+    if (guest.os.name === 'rhel' && versionAtLeast(guest.os.version, '6')) {
+      return refuse(ErrorCode.PV_UNSUPPORTED, `PCI passthrough to para-virtualized RHEL ${guest.os.version} guests is insecure and unsupported; run ${guest.name} fully virtualized (HVM)`);
+    }
+    if (!allowInsecurePV) {
+      return refuse(ErrorCode.PV_INSECURE, `${guest.name} is a PV guest: passthrough lets it reach dom0's DMA address space; set allowInsecurePV only if you accept that risk`);
+    }
+  }
+  if (guest.virt === 'hvm') {
+    if (!(inv.os.name === 'rhel' && versionAtLeast(inv.os.version, '5.4'))) {
+      return refuse(ErrorCode.HVM_UNSUPPORTED, `passthrough to fully virtualized guests needs a RHEL 5.4 or newer host; ${inv.hostId} runs ${inv.os.name} ${inv.os.version}`);
+    }
+    if (!inv.iommu) {
+      return refuse(ErrorCode.IOMMU_REQUIRED, `passthrough to fully virtualized guests needs an IOMMU; enable VT-d/AMD-Vi (iommu=1) on ${inv.hostId}`);
+    }
+  }
+  return { ok: true };
+}
+
+/**
+ * Rule 7 and the guest's state decide how to attach: hot into a running guest that can take it,
+ * cold (config only) otherwise, and say when the guest must reboot to see the device.
+ */
+export function chooseAttachMode(guest: Guest, hostCanHotplug: boolean): { mode: AttachMode; guestRebootNeeded: boolean; reason: string | null } {
+  if (guest.state !== 'running') return { mode: 'cold', guestRebootNeeded: false, reason: `${guest.name} is ${guest.state}: the device is added to its config for its next start` };
+  if (!hostCanHotplug) return { mode: 'cold', guestRebootNeeded: true, reason: 'the host cannot hotplug PCI devices' };
+  if (guest.virt === 'kvm' && guest.os.name === 'rhel' && guest.os.version.split('.')[0] === '5' && !guest.acpiphp) {
+    return { mode: 'cold', guestRebootNeeded: true, reason: `acpiphp is not loaded in ${guest.name} (RHEL 5 on KVM needs it for hotplug): reboot the guest or run \`modprobe acpiphp\` in it` };
+  }
+  return { mode: 'both', guestRebootNeeded: false, reason: null };
+}
+
+/** Rule 2 plus host capabilities: the least disruptive safe way to bind; an unsafe explicit choice is refused. */
+export function chooseStrategy(inv: HostInventory, device: PciDevice, requested: BindStrategy): Verdict<{ strategy: ConcreteBindStrategy }> {
+  const can = (c: 'dynamic-bind' | 'reload' | 'reboot'): boolean => inv.capabilities.includes(c);
+  const reloadVerdict = checkReloadSafe(inv, device);
+  if (requested === 'auto') {
+    if (can('dynamic-bind')) return { ok: true, strategy: 'dynamic' };
+    if (can('reload') && reloadVerdict.ok) return { ok: true, strategy: 'reload' };
+    if (can('reboot')) return { ok: true, strategy: 'reboot' };
+    return refuse(ErrorCode.STRATEGY_UNSUPPORTED, `host ${inv.hostId} offers no way to bind ${device.bdf} to pciback`);
+  }
+  const capability = requested === 'dynamic' ? 'dynamic-bind' : requested;
+  if (!can(capability)) return refuse(ErrorCode.STRATEGY_UNSUPPORTED, `host ${inv.hostId} does not support the ${requested} strategy; use --strategy auto`);
+  if (requested === 'reload' && !reloadVerdict.ok) return reloadVerdict;
+  return { ok: true, strategy: requested };
+}
+
+export interface PreflightPlan {
+  strategy: ConcreteBindStrategy;
+  mode: AttachMode;
+  guestRebootNeeded: boolean;
+  attachNote: string | null;
+  /** The device and its IOMMU companions, all of which are hidden and bound together. */
+  devicesToHide: PciAddress[];
+  /** Device already bound to pciback and attached as wanted: nothing to do. */
+  alreadyDone: boolean;
+}
+
+/** Every rule for one device → one guest, in the order a person would check them. */
+export function preflight(
+  inv: HostInventory,
+  req: { bdf: PciAddress; guest: string; strategy: BindStrategy; allowInsecurePV: boolean },
+): Verdict<{ plan: PreflightPlan }> {
+  const found = findDevice(inv, req.bdf);
+  if (!found.ok) return found;
+  const guestFound = findGuest(inv, req.guest);
+  if (!guestFound.ok) return guestFound;
+  const { device } = found;
+  const { guest } = guestFound;
+  const alreadyAttached = device.driver === 'pciback' && guest.configDevices.includes(device.bdf) && (guest.state !== 'running' || guest.liveDevices.includes(device.bdf));
+  if (!alreadyAttached) {
+    const hideable = checkHideable(inv, device);
+    if (!hideable.ok) return hideable;
+  }
+  const accepts = checkGuestAccepts(inv, guest, device, req.allowInsecurePV);
+  if (!accepts.ok) return accepts;
+  const strategy = chooseStrategy(inv, device, req.strategy);
+  if (!strategy.ok) return strategy;
+  const attach = chooseAttachMode(guest, inv.capabilities.includes('hotplug'));
+  const devicesToHide = [device.bdf, ...iommuCompanions(inv, device).map((d) => d.bdf)].sort(compareBdf);
+  return {
+    ok: true,
+    plan: {
+      strategy: strategy.strategy,
+      mode: attach.mode,
+      guestRebootNeeded: attach.guestRebootNeeded,
+      attachNote: attach.reason,
+      devicesToHide,
+      alreadyDone: alreadyAttached,
+    },
+  };
+}

@@ -1,0 +1,64 @@
+import { errors, type NatsConnection } from '@nats-io/transport-node';
+import {
+  type AgentCommand,
+  AgentReply,
+  type CommandArgsInput,
+  CommandArgs,
+  CommandResults,
+  type CommandResultOf,
+  agentSubject,
+} from '../schemas/agent-protocol.js';
+import { ErrorCode, PtcError, describeZodError } from '../schemas/errors.js';
+
+export interface AgentCallOptions {
+  /** Idempotency key: the agent replays its recorded reply for a repeated id. */
+  opId: string;
+  timeoutMs: number;
+}
+
+export interface AgentCallResult<C extends AgentCommand> {
+  result: CommandResultOf<C>;
+  bootId: string;
+}
+
+/**
+ * Request/reply client for host agents. Arguments are validated before anything is sent and replies
+ * are validated on arrival; every failure becomes a PtcError with a code (the agent's own code when
+ * it answered, AGENT_UNREACHABLE / AGENT_TIMEOUT when it did not).
+ */
+export class AgentClient {
+  constructor(private readonly nc: NatsConnection) {}
+
+  async call<C extends AgentCommand>(hostId: string, command: C, args: CommandArgsInput<C>, opts: AgentCallOptions): Promise<AgentCallResult<C>> {
+    const parsedArgs = CommandArgs[command].safeParse(args);
+    if (!parsedArgs.success) throw new PtcError(ErrorCode.INVALID_INPUT, `invalid ${command} arguments: ${describeZodError(parsedArgs.error, 'args')}`);
+    const request = { opId: opts.opId, hostId, issuedAt: new Date().toISOString(), args: parsedArgs.data };
+    let raw: unknown;
+    try {
+      const msg = await this.nc.request(agentSubject(hostId, command), JSON.stringify(request), { timeout: opts.timeoutMs });
+      raw = msg.json();
+    } catch (err) {
+      throw toTransportError(err, hostId, command, opts.timeoutMs);
+    }
+    const reply = AgentReply.safeParse(raw);
+    if (!reply.success) throw new PtcError(ErrorCode.INTERNAL, `agent of ${hostId} sent a malformed reply to ${command}: ${describeZodError(reply.error, 'reply')}`);
+    if (!reply.data.ok) throw PtcError.from(reply.data.error);
+    const result = CommandResults[command].safeParse(reply.data.result);
+    if (!result.success) throw new PtcError(ErrorCode.INTERNAL, `agent of ${hostId} sent a malformed ${command} result: ${describeZodError(result.error, 'result')}`);
+    return { result: result.data as CommandResultOf<C>, bootId: reply.data.bootId };
+  }
+}
+
+function toTransportError(err: unknown, hostId: string, command: string, timeoutMs: number): PtcError {
+  const noResponders =
+    err instanceof errors.NoRespondersError ||
+    (err instanceof errors.RequestError && err.isNoResponders()) ||
+    (err instanceof Error && err.cause instanceof errors.NoRespondersError);
+  if (noResponders) {
+    return new PtcError(ErrorCode.AGENT_UNREACHABLE, `no agent is answering for host ${hostId} (is \`ptctl agent --host-id ${hostId}\` running?)`, { cause: err });
+  }
+  if (err instanceof errors.TimeoutError || (err instanceof Error && err.cause instanceof errors.TimeoutError)) {
+    return new PtcError(ErrorCode.AGENT_TIMEOUT, `agent of ${hostId} did not answer ${command} within ${timeoutMs} ms`, { cause: err });
+  }
+  return new PtcError(ErrorCode.AGENT_UNREACHABLE, `request ${command} to ${hostId} failed: ${(err as Error).message}`, { cause: err });
+}

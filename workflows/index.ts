@@ -1,0 +1,1 @@
+export { passthroughWorkflow } from './passthrough-workflow.js';
