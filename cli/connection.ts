@@ -60,11 +60,13 @@ export function processAlive(pid: number): boolean {
 /** Each setting from its flag, then its environment variable, then the dev stack's connection file. */
 export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env): Promise<Connection> {
   const dir = flags.dir ?? DEFAULT_STATE_DIR;
+  // An empty variable counts as unset, as in most shells' `${VAR:-default}`.
+  const fromEnvVar = (name: string): string | undefined => (env[name] ? env[name] : undefined);
   const fromEnv = {
-    natsUrl: flags.natsUrl ?? env.PTC_NATS_URL,
-    natsCreds: flags.natsCreds ?? env.PTC_NATS_CREDS,
-    temporalAddress: flags.temporalAddress ?? env.PTC_TEMPORAL_ADDRESS,
-    temporalNamespace: flags.namespace ?? env.PTC_TEMPORAL_NAMESPACE,
+    natsUrl: flags.natsUrl ?? fromEnvVar('PTC_NATS_URL'),
+    natsCreds: flags.natsCreds ?? fromEnvVar('PTC_NATS_CREDS'),
+    temporalAddress: flags.temporalAddress ?? fromEnvVar('PTC_TEMPORAL_ADDRESS'),
+    temporalNamespace: flags.namespace ?? fromEnvVar('PTC_TEMPORAL_NAMESPACE'),
   };
   const needsFile = !fromEnv.natsUrl || !fromEnv.natsCreds || !fromEnv.temporalAddress;
   const file = needsFile ? await readConnectionFile(dir) : null;

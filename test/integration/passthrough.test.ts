@@ -1,0 +1,132 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Worker, bundleWorkflowCode } from '@temporalio/worker';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { passthroughWorkflow } from '../../workflows/passthrough-workflow.js';
+import { TASK_QUEUE } from '../../workflows/definitions.js';
+import { WORKFLOWS_PATH } from '../../cli/worker.js';
+import { HostInventory } from '../../schemas/inventory.js';
+import { ErrorCode } from '../../schemas/errors.js';
+import { type TestStack, auditEvents, runCli, snapshotFiles, startTestStack } from '../helpers/stack.js';
+
+const DEVICE = '0000:09:00.0';
+
+void describe('passthrough on the real stack (nats-server, Temporal dev server, worker, simulated agents)', () => {
+  let t: TestStack;
+  let cliEnv: NodeJS.ProcessEnv;
+  before(async () => {
+    t = await startTestStack({ simHosts: 2 });
+    cliEnv = { PTC_NATS_URL: '', PTC_NATS_CREDS: '', PTC_TEMPORAL_ADDRESS: '' };
+  });
+  after(async () => {
+    await t[Symbol.asyncDispose]();
+  });
+
+  void it('attaches 0000:09:00.0 to vm-hvm and the read-back state is right; history replays', async () => {
+    const handle = await t.client.workflow.start<typeof passthroughWorkflow>('passthroughWorkflow', {
+      taskQueue: TASK_QUEUE,
+      workflowId: `op/sim-1/${DEVICE}/it-1`,
+      args: [{ hostId: 'sim-1', bdf: DEVICE, guest: 'vm-hvm' }],
+    });
+    const result = await handle.result();
+    assert.equal(result.outcome, 'attached');
+    assert.deepEqual(result.steps.map((s) => s.step), ['preflight', 'hide', 'bind', 'verify', 'attach']);
+
+    const modprobe = await readFile(join(t.hostRoot('sim-1'), 'etc', 'modprobe.conf'), 'utf8');
+    assert.ok(modprobe.split('\n').includes('options pciback hide=(0000:09:00.0)'), modprobe);
+    assert.ok(modprobe.split('\n').includes('install bnx2 /sbin/modprobe pciback; /sbin/modprobe --first-time --ignore-install bnx2'), modprobe);
+    assert.ok(modprobe.startsWith('alias eth0 bnx2\n'), 'the host\'s own lines stay first and untouched');
+    const guestConf = await readFile(join(t.hostRoot('sim-1'), 'etc', 'xen', 'vm-hvm'), 'utf8');
+    assert.ok(guestConf.split('\n').includes(`pci = [ '${DEVICE}' ]`), guestConf);
+
+    const inv = (await t.agents.call('sim-1', 'inspect', {}, { opId: 'it-readback-1', timeoutMs: 5000 })).result;
+    const dev = inv.devices.find((d) => d.bdf === DEVICE);
+    assert.equal(dev?.driver, 'pciback');
+    assert.equal(dev?.hostDriver, 'bnx2', 'the original driver is remembered for the way back');
+    assert.equal(dev?.assignedTo, 'vm-hvm');
+    assert.deepEqual(inv.guests.find((g) => g.name === 'vm-hvm')?.liveDevices, [DEVICE]);
+
+    const events = await auditEvents(t.nc, 'sim-1');
+    const applied = events.filter((e) => e.kind === 'applied' && e.opId?.startsWith(`op/sim-1/${DEVICE}/it-1#`)).map((e) => e.command);
+    assert.deepEqual(applied, ['inspect', 'hide', 'bind', 'verify', 'attach']);
+    assert.equal(events.filter((e) => e.kind === 'hotplug').length, 1, 'exactly one hotplug');
+    assert.ok(events.some((e) => e.kind === 'boot'), 'the agent announced its boot');
+
+    // The history must replay against the same workflow bundle (guards against non-determinism and
+    // against the duplicate-protobufjs replay breakage noted in DESIGN §8).
+    const history = await handle.fetchHistory();
+    const workflowBundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
+    await Worker.runReplayHistory({ workflowBundle }, history, handle.workflowId);
+  });
+
+  void it('refuses the management uplink with DEVICE_IN_USE on one line and leaves the host byte-identical', async () => {
+    const before = await snapshotFiles(t.hostRoot('sim-2'));
+    const res = await runCli(['attach', '--dir', t.dir, '--host', 'sim-2', '--device', '0000:01:00.0', '--guest', 'vm-hvm', '--wait'], cliEnv);
+    assert.equal(res.code, 1);
+    const lines = res.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, res.stderr);
+    assert.match(lines[0] ?? '', /^ptctl: DEVICE_IN_USE: 0000:01:00.0 is in use by host sim-2: eth0 carries the host's management uplink/);
+    const after = await snapshotFiles(t.hostRoot('sim-2'));
+    for (const [path, bytes] of before) {
+      if (path.startsWith('var/lib/ptctl/') || path === 'sim-state.json') continue;
+      assert.equal(after.get(path), bytes, `${path} changed`);
+    }
+    const state = JSON.parse(before.get('sim-state.json') ?? '{}') as { devices: Array<{ bdf: string; driver: string }> };
+    const stateAfter = JSON.parse(after.get('sim-state.json') ?? '{}') as typeof state;
+    assert.deepEqual(stateAfter.devices, state.devices, 'no driver binding changed');
+  });
+
+  void it('reports the refusal as JSON with --json', async () => {
+    const res = await runCli(['attach', '--dir', t.dir, '--host', 'sim-2', '--device', '0000:03:00.0', '--guest', 'vm-hvm', '--wait', '--json'], cliEnv);
+    assert.equal(res.code, 1);
+    const out = JSON.parse(res.stdout) as { ok: boolean; error: { code: string; message: string } };
+    assert.equal(out.ok, false);
+    assert.equal(out.error.code, ErrorCode.DEVICE_IN_USE);
+    assert.match(out.error.message, /root filesystem/);
+  });
+
+  void it('rejects malformed input before anything is sent', async () => {
+    const eventsBefore = (await auditEvents(t.nc, 'sim-2')).length;
+    const cases: Array<[string[], RegExp]> = [
+      [['--device', '0000:09:00.0;reboot'], /--device: a PCI address is 12 characters/],
+      [['--device', '0000:09:00.8'], /--device: expected a PCI address/],
+      [['--device', '09:00.0'], /--device: expected a PCI address/],
+      [['--device', '0000:09:00.0', '--host', 'sim-2.*'], /--host: a host id/],
+      [['--device', '0000:09:00.0', '--guest', '../../etc/passwd'], /--guest: a guest name/],
+    ];
+    for (const [flags, expected] of cases) {
+      const args = ['attach', '--dir', t.dir, '--host', 'sim-2', '--guest', 'vm-hvm', '--wait', ...flags];
+      const res = await runCli(args, cliEnv);
+      assert.equal(res.code, 2, `${flags.join(' ')}: ${res.stderr}`);
+      assert.match(res.stderr, /^ptctl: INVALID_INPUT: /);
+      assert.match(res.stderr, expected);
+      assert.equal(res.stderr.trim().split('\n').length, 1);
+    }
+    assert.equal((await auditEvents(t.nc, 'sim-2')).length, eventsBefore, 'no request reached the agent');
+  });
+
+  void it('lists hosts with the DESIGN §2 inventory fields via ptctl hosts --json', async () => {
+    const res = await runCli(['hosts', '--dir', t.dir, '--json'], cliEnv);
+    assert.equal(res.code, 0, res.stderr);
+    const hosts = (JSON.parse(res.stdout) as unknown[]).map((h) => HostInventory.parse(h));
+    assert.deepEqual(hosts.map((h) => h.hostId), ['sim-1', 'sim-2']);
+    assert.deepEqual(Object.keys(hosts[0] ?? {}).sort(), ['agentVersion', 'bootId', 'capabilities', 'devices', 'guests', 'hostId', 'hypervisor', 'iommu', 'os', 'seenAt'].sort());
+    const human = await runCli(['hosts', '--dir', t.dir], cliEnv);
+    assert.equal(human.code, 0);
+    assert.match(human.stdout, /sim-1 .*0000:01:00\.0 .*bnx2 .*eth0 .*in use/);
+  });
+
+  void it('fails the workflow with the agent\'s code when the guest does not exist', async () => {
+    const err = await t.client.workflow
+      .execute<typeof passthroughWorkflow>('passthroughWorkflow', { taskQueue: TASK_QUEUE, workflowId: 'op/sim-2/0000:0b:00.0/it-noguest', args: [{ hostId: 'sim-2', bdf: '0000:0b:00.0', guest: 'vm-nope' }] })
+      .then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof WorkflowFailedError);
+    assert.ok(err.cause instanceof ApplicationFailure);
+    assert.equal(err.cause.type, ErrorCode.GUEST_NOT_FOUND);
+  });
+});
+
+const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
