@@ -3,7 +3,7 @@
 // Uses only Node built-ins because it runs before node_modules exists.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -96,6 +96,37 @@ function ensureServerBinaries() {
   writeFileSync(stampFile, JSON.stringify(pins, null, 2) + '\n');
 }
 
+/**
+ * Tests check rendered modprobe files with the real kmod parser. When the machine has no modprobe,
+ * Debian's kmod package is unpacked into .tools/kmod (nothing is installed system-wide); kmod is one
+ * binary that acts by the name it is called under, so a `modprobe` link next to it is enough.
+ */
+const KMOD_DEB = { pkg: 'kmod', version: '30+20221128-1' };
+export const KMOD_DIR = join(toolsDir, 'kmod');
+
+function ensureKmod() {
+  if (['/sbin/modprobe', '/usr/sbin/modprobe'].some((p) => existsSync(p))) return;
+  const link = join(KMOD_DIR, 'modprobe');
+  if (existsSync(link)) return;
+  const debs = join(root, '.cache', 'debs');
+  mkdirSync(debs, { recursive: true });
+  say(`unpacking Debian ${KMOD_DEB.pkg}=${KMOD_DEB.version} into .tools/kmod (the tests check modprobe files with the real parser)`);
+  const spec = `${KMOD_DEB.pkg}=${KMOD_DEB.version}`;
+  let dl = spawnSync('apt-get', ['download', '-qq', spec], { cwd: debs, encoding: 'utf8' });
+  if (dl.error) fail('kmod is needed by the tests and this machine has neither modprobe nor apt-get: install your distribution\'s kmod package.');
+  if (dl.status !== 0) {
+    // A fresh machine may have empty package lists.
+    spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore' });
+    dl = spawnSync('apt-get', ['download', '-qq', spec], { cwd: debs, encoding: 'utf8' });
+    if (dl.status !== 0) fail(`could not download Debian package ${spec} (${(dl.stderr || '').trim().split('\n').pop()}); install kmod (apt-get install kmod) and rerun.`);
+  }
+  const deb = readdirSync(debs).find((f) => f.startsWith(`${KMOD_DEB.pkg}_`) && f.endsWith('.deb'));
+  if (!deb) fail(`apt-get download ${spec} left no .deb in ${debs}.`);
+  rmSync(KMOD_DIR, { recursive: true, force: true });
+  run('dpkg-deb', ['-x', join(debs, deb), KMOD_DIR], 'unpack kmod');
+  symlinkSync('bin/kmod', link);
+}
+
 function build() {
   mkdirSync(join(root, 'dist'), { recursive: true });
   run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], 'TypeScript build');
@@ -104,4 +135,5 @@ function build() {
 checkNode();
 ensureNpmDeps();
 ensureServerBinaries();
+if (process.argv.includes('--tests')) ensureKmod();
 build();

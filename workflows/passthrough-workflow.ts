@@ -9,7 +9,7 @@ import {
 } from '@temporalio/workflow';
 import type { PassthroughActivities } from '../activities/passthrough-activities.js';
 import { ErrorCode, describeZodError, isErrorCode } from '../schemas/errors.js';
-import { PassthroughRequest, type PassthroughRequestInput, type PassthroughResult, type PassthroughStep, type StepRecord } from '../schemas/passthrough.js';
+import { PassthroughRequest, type PassthroughRequestInput, type PassthroughResult, type PassthroughStep } from '../schemas/passthrough.js';
 import { preflight } from '../policy/passthrough-policy.js';
 import { type PassthroughProgress, passthroughProgressQuery } from './definitions.js';
 

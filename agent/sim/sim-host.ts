@@ -116,7 +116,7 @@ export class SimHost implements HostBackend {
     const existing = await readJson(host.statePath);
     if (existing === null) {
       const profile = typeof options.profile === 'object' ? options.profile : SIM_PROFILES[options.profile ?? DEFAULT_PROFILE];
-      if (!profile) throw new PtcError(ErrorCode.INVALID_INPUT, `unknown simulated host profile "${String(options.profile)}"; known: ${Object.keys(SIM_PROFILES).join(', ')}`);
+      if (!profile) throw new PtcError(ErrorCode.INVALID_INPUT, `unknown simulated host profile "${typeof options.profile === 'string' ? options.profile : options.profile?.name ?? ''}"; known: ${Object.keys(SIM_PROFILES).join(', ')}`);
       await host.create(profile);
     } else {
       host.state = SimState.parse(existing);

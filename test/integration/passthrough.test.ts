@@ -2,15 +2,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Worker, bundleWorkflowCode } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { passthroughWorkflow } from '../../workflows/passthrough-workflow.js';
 import { TASK_QUEUE } from '../../workflows/definitions.js';
-import { WORKFLOWS_PATH } from '../../cli/worker.js';
 import { HostInventory } from '../../schemas/inventory.js';
 import { ErrorCode } from '../../schemas/errors.js';
 import { type TestStack, auditEvents, runCli, snapshotFiles, startTestStack } from '../helpers/stack.js';
+import { bundleWorkflows, quietTemporalRuntime } from '../helpers/temporal-env.js';
 
 const DEVICE = '0000:09:00.0';
 
@@ -18,6 +18,7 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
   let t: TestStack;
   let cliEnv: NodeJS.ProcessEnv;
   before(async () => {
+    quietTemporalRuntime();
     t = await startTestStack({ simHosts: 2 });
     cliEnv = { PTC_NATS_URL: '', PTC_NATS_CREDS: '', PTC_TEMPORAL_ADDRESS: '' };
   });
@@ -58,7 +59,7 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
     // The history must replay against the same workflow bundle (guards against non-determinism and
     // against the duplicate-protobufjs replay breakage noted in DESIGN §8).
     const history = await handle.fetchHistory();
-    const workflowBundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
+    const workflowBundle = await bundleWorkflows();
     await Worker.runReplayHistory({ workflowBundle }, history, handle.workflowId);
   });
 
@@ -128,5 +129,3 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
     assert.equal(err.cause.type, ErrorCode.GUEST_NOT_FOUND);
   });
 });
-
-const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };

@@ -18,6 +18,7 @@ import {
   withHidden,
   withoutHidden,
 } from '../../agent/modprobe-conf.js';
+import { PROJECT_ROOT } from '../../cli/tools.js';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import type { PciAddress } from '../../schemas/pci-address.js';
 
@@ -581,11 +582,12 @@ for (const [name, d] of DIALECTS) {
 
 void describe('modprobe-conf against the real kmod parser', () => {
   void it('modprobe --showconfig -C accepts the rendered file with our install line and hide options', () => {
-    const modprobe = ['/sbin/modprobe', '/usr/sbin/modprobe'].find((p) => existsSync(p));
+    // The system's modprobe, else the one `npm test`'s setup unpacked from Debian's kmod package.
+    const modprobe = ['/sbin/modprobe', '/usr/sbin/modprobe', join(PROJECT_ROOT, '.tools', 'kmod', 'modprobe')].find((p) => existsSync(p));
     if (modprobe === undefined) {
       assert.fail(
         'kmod is required for this test: neither /sbin/modprobe nor /usr/sbin/modprobe exists. ' +
-          "Install the distribution's kmod package (Debian/Ubuntu: apt-get install kmod) so the rendered file is checked by the real parser.",
+          "Run `npm test` (its setup unpacks Debian's kmod into .tools/kmod) or install kmod (apt-get install kmod).",
       );
     }
     const dir = mkdtempSync(join(tmpdir(), 'ptctl-modprobe-'));
