@@ -26,6 +26,8 @@ export interface HandlerContext {
   hotplugCap: HotplugCap;
   now: () => number;
   emit: (kind: EventKind, detail: Record<string, unknown>) => Promise<void>;
+  /** Named points between effects; fault injection can crash the agent at one to test recovery. */
+  checkpoint: (step: string) => void;
 }
 
 type Handler<C extends AgentCommand> = (ctx: HandlerContext, args: CommandArgsOf<C>) => Promise<CommandResultOf<C>>;
@@ -96,6 +98,7 @@ export const commandHandlers: CommandHandlers = {
     if (driver === null || driver === 'pciback') throw new PtcError(ErrorCode.COMMAND_FAILED, `${bdf} has no host driver to redirect through pciback`);
     const { dialect } = ctx.backend.modprobe();
     const { changed, file } = await editModprobe(ctx, (text) => renderModprobeConf(withHidden(parseModprobeConf(text, dialect), bdf, driver), dialect));
+    ctx.checkpoint('hide:after-write');
     return { bdf, changed, file, driver };
   },
 
@@ -123,8 +126,10 @@ export const commandHandlers: CommandHandlers = {
     const originalDriver = dev.driver;
     // Rule 11: the original driver is on disk before the device leaves it.
     await ctx.records.setOriginalDriver(bdf, originalDriver);
+    ctx.checkpoint('bind:after-record');
     if (strategy === 'dynamic') await ctx.backend.bindPciback(bdf);
     else await ctx.backend.reloadDriver(dev.hostDriver ?? originalDriver ?? '');
+    ctx.checkpoint('bind:after-effect');
     const after = (await device(ctx, bdf)).device;
     expectDriver(after, 'pciback', `bind (${strategy})`);
     return { bdf, changed: true, driver: 'pciback', originalDriver };
@@ -178,10 +183,12 @@ export const commandHandlers: CommandHandlers = {
     let changed = false;
     if (mode !== 'hot') {
       changed = await editGuestConfig(ctx, guestName, (text) => renderGuestConfig(withGuestDevice(parseGuestConfig(text), bdf)));
+      ctx.checkpoint('attach:after-config');
     }
     if (wantHot && !guest.liveDevices.includes(bdf)) {
       await guardedHotplug(ctx, bdf, () => ctx.backend.hotplug(guestName, bdf), { action: 'attach', bdf, guest: guestName });
       changed = true;
+      ctx.checkpoint('attach:after-hotplug');
     }
     const after = must(findGuest(await inventory(ctx), guestName)).guest;
     const hot = after.liveDevices.includes(bdf);

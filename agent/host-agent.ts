@@ -1,3 +1,4 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
@@ -31,6 +32,8 @@ export interface HostAgentOptions {
   stateDir: string;
   heartbeatMs: number;
   hotplugCap?: HotplugCap;
+  /** Fault injection: the process dies (SIGKILL) the first time it reaches this checkpoint. */
+  crashAt?: string | null;
   log: Logger;
 }
 
@@ -204,6 +207,17 @@ export class HostAgent {
     if (!READ_ONLY.has(command) && this.opts.backend.responsive()) await this.publishInventory();
   }
 
+  /** Dies like a crashed process at the configured step, once: the marker lets the restarted agent recover. */
+  private checkpoint(step: string): void {
+    if (this.opts.crashAt !== step) return;
+    const marker = join(this.opts.stateDir, `crashed-at-${step.replace(/[^a-z0-9-]/gi, '_')}`);
+    if (existsSync(marker)) return;
+    mkdirSync(this.opts.stateDir, { recursive: true });
+    writeFileSync(marker, new Date().toISOString());
+    this.opts.log.warn({ step }, 'injected crash');
+    process.kill(process.pid, 'SIGKILL');
+  }
+
   private async run(command: AgentCommand, args: unknown, opId: string): Promise<AgentReply> {
     const ctx: HandlerContext = {
       hostId: this.opts.hostId,
@@ -212,6 +226,7 @@ export class HostAgent {
       hotplugCap: this.opts.hotplugCap ?? DEFAULT_HOTPLUG_CAP,
       now: Date.now,
       emit: (kind, detail) => this.emit(kind, opId, command, detail),
+      checkpoint: (step) => this.checkpoint(step),
     };
     const bootIdBefore = await this.opts.backend.bootId();
     try {

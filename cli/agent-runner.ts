@@ -36,7 +36,15 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
       inboxPrefix: hostInboxPrefix(hostId),
       reconnectForever: true,
     });
-    const agent = await HostAgent.start({ hostId, backend, nc, stateDir: agentStateDir(root), heartbeatMs: opts.heartbeatMs, log: log.child({ hostId }) });
+    const agent = await HostAgent.start({
+      hostId,
+      backend,
+      nc,
+      stateDir: agentStateDir(root),
+      heartbeatMs: opts.heartbeatMs,
+      crashAt: backend.faults.crashAtStep,
+      log: log.child({ hostId }),
+    });
     agents.push({ agent, close: () => nc.drain() });
   }
   await new Promise<void>((resolveSignal) => {

@@ -28,6 +28,8 @@ export interface DevStackOptions {
   simFaults?: Record<string, unknown>;
   /** Temporal UI on (ptctl dev) or off (tests, demo). */
   ui?: boolean;
+  /** Run the Temporal server and worker (default). Agent-only tests turn this off to start faster. */
+  temporal?: boolean;
   /** Progress lines ("nats-server ready on …"). */
   onProgress?: (line: string) => void;
 }
@@ -128,7 +130,20 @@ export class DevStack {
     await ensureNatsResources(this.nc);
     this.say(`nats-server ready on ${natsUrl} (JetStream, nkey auth)`);
 
-    // Temporal
+    const namespace = 'default';
+    this.connection = { natsUrl, natsCreds: orchestratorSeedFile, temporalAddress: '', temporalNamespace: namespace, temporalUi: null };
+    if (this.opts.temporal ?? true) await this.startTemporalAndWorker(ports);
+
+    // Agents: one process runs every simulated host, each with its own NATS identity.
+    if (this.hosts.length > 0) await this.startAgents();
+
+    const file: ConnectionFile = { ...this.connection, pid: process.pid, hosts: this.hosts, startedAt: new Date().toISOString() };
+    await writeFile(connectionFilePath(this.dir), JSON.stringify(file, null, 2) + '\n');
+    await writeFile(this.path('ports.json'), JSON.stringify(ports, null, 2) + '\n');
+  }
+
+
+  private async startTemporalAndWorker(ports: Ports): Promise<void> {
     const temporalAddress = `127.0.0.1:${ports.temporal}`;
     const ui = this.opts.ui ?? false;
     this.processes.push(
@@ -148,7 +163,7 @@ export class DevStack {
         { logFile: this.path('logs', 'temporal.log') },
       ),
     );
-    const namespace = 'default';
+    const namespace = this.connection.temporalNamespace;
     const tc = await waitFor('Temporal dev server', 60_000, async () => {
       const conn = await TemporalConnection.connect({ address: temporalAddress, connectTimeout: 2000 });
       try {
@@ -162,7 +177,7 @@ export class DevStack {
     const temporalUi = ui ? `http://127.0.0.1:${ports.temporalUi}` : null;
     this.say(`Temporal dev server ready on ${temporalAddress}${temporalUi ? `, UI ${temporalUi}` : ''}`);
 
-    this.connection = { natsUrl, natsCreds: orchestratorSeedFile, temporalAddress, temporalNamespace: namespace, temporalUi };
+    this.connection = { ...this.connection, temporalAddress, temporalUi };
     const childEnv = { ...process.env, ...connectionEnv(this.connection) };
 
     // Worker
@@ -180,30 +195,53 @@ export class DevStack {
       await tc.close();
     }
     this.say(`worker polling task queue "${TASK_QUEUE}"`);
+  }
 
-    // Agents: one process runs every simulated host, each with its own NATS identity.
-    if (this.hosts.length > 0) {
-      const startedAt = new Date().toISOString();
-      const args = [PTCTL_ENTRY, 'agent', '--backend', 'sim', '--dir', this.dir, '--creds-dir', this.path('creds'), '--heartbeat', String(this.opts.heartbeatMs ?? 5000)];
-      if (this.opts.profile) args.push('--profile', this.opts.profile);
-      if (this.opts.simFaults) args.push('--sim-faults', JSON.stringify(this.opts.simFaults));
-      for (const h of this.hosts) args.push('--host-id', h);
-      this.processes.push(ManagedProcess.start('agents', process.execPath, args, { logFile: this.path('logs', 'agents.log'), env: childEnv }));
-      const kv = await new Kvm(this.nc).open(HOSTS_BUCKET);
-      await waitFor(`agents of ${this.hosts.length} simulated hosts`, 60_000, async () => {
-        for (const h of this.hosts) {
-          const entry = await kv.get(h);
-          const inv = entry?.operation === 'PUT' ? HostInventory.safeParse(entry.json()) : null;
-          if (!inv?.success || inv.data.seenAt < startedAt) return null;
-        }
-        return true;
-      }, () => this.deadProcess());
-      this.say(`${this.hosts.length} simulated host agent(s) reporting: ${this.hosts.join(', ')}`);
+  private agentsProcess: ManagedProcess | null = null;
+
+  /** Starts the simulated agents' process and waits until every host has reported a fresh inventory. */
+  async startAgents(faults: Record<string, unknown> | undefined = this.opts.simFaults): Promise<void> {
+    if (!this.nc) throw new PtcError(ErrorCode.STACK_FAILED, 'NATS is not running');
+    const startedAt = new Date().toISOString();
+    const args = [PTCTL_ENTRY, 'agent', '--backend', 'sim', '--dir', this.dir, '--creds-dir', this.path('creds'), '--heartbeat', String(this.opts.heartbeatMs ?? 5000)];
+    if (this.opts.profile) args.push('--profile', this.opts.profile);
+    if (faults) args.push('--sim-faults', JSON.stringify(faults));
+    for (const h of this.hosts) args.push('--host-id', h);
+    const env = { ...process.env, ...connectionEnv(this.connection) };
+    this.agentsProcess = ManagedProcess.start('agents', process.execPath, args, { logFile: this.path('logs', 'agents.log'), env });
+    this.processes.push(this.agentsProcess);
+    const kv = await new Kvm(this.nc).open(HOSTS_BUCKET);
+    await waitFor(`agents of ${this.hosts.length} simulated hosts`, 60_000, async () => {
+      for (const h of this.hosts) {
+        const entry = await kv.get(h);
+        const inv = entry?.operation === 'PUT' ? HostInventory.safeParse(entry.json()) : null;
+        if (!inv?.success || inv.data.seenAt < startedAt) return null;
+      }
+      return true;
+    }, () => this.deadProcess());
+    this.say(`${this.hosts.length} simulated host agent(s) reporting: ${this.hosts.join(', ')}`);
+  }
+
+  /** Ends the agents' process (SIGKILL by default, like a crash) and waits until it is gone. */
+  async stopAgents(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const proc = this.agentsProcess;
+    if (!proc) return;
+    this.agentsProcess = null;
+    if (signal === 'SIGTERM') await proc.stop();
+    else {
+      proc.kill(signal);
+      await proc.waitForExit();
     }
+    this.processes.splice(this.processes.indexOf(proc), 1);
+  }
 
-    const file: ConnectionFile = { ...this.connection, pid: process.pid, hosts: this.hosts, startedAt: new Date().toISOString() };
-    await writeFile(connectionFilePath(this.dir), JSON.stringify(file, null, 2) + '\n');
-    await writeFile(this.path('ports.json'), JSON.stringify(ports, null, 2) + '\n');
+  /** Exit info of the agents' process, e.g. after an injected crash. */
+  get agentsExit(): ManagedProcess['exit'] {
+    return this.agentsProcess?.exit ?? null;
+  }
+
+  async waitForAgentsExit(): Promise<void> {
+    await this.agentsProcess?.waitForExit();
   }
 
   /** Reuses the ports of the last run in this dir when they are free, so bookmarks keep working. */

@@ -26,18 +26,31 @@ export interface TestStack {
 export async function startTestStack(opts: Partial<DevStackOptions> = {}): Promise<TestStack> {
   const dir = await mkdtemp(join(tmpdir(), 'ptctl-test-'));
   const stack = await DevStack.start({ dir, simHosts: 2, heartbeatMs: 1000, ...opts });
-  const connection = await Connection.connect({ address: stack.connection.temporalAddress });
-  const nc = await connectNats({ servers: stack.connection.natsUrl, seedFile: stack.connection.natsCreds, name: 'ptc-test' });
+  let connection: Connection | null = null;
+  let nc: NatsConnection | null = null;
+  try {
+    connection = stack.connection.temporalAddress ? await Connection.connect({ address: stack.connection.temporalAddress }) : null;
+    nc = await connectNats({ servers: stack.connection.natsUrl, seedFile: stack.connection.natsCreds, name: 'ptc-test' });
+  } catch (err) {
+    await connection?.close();
+    await stack.stop();
+    throw err;
+  }
+  const client = connection ? new Client({ connection, namespace: stack.connection.temporalNamespace }) : null;
+  const openNc = nc;
   return {
     dir,
     stack,
-    client: new Client({ connection, namespace: stack.connection.temporalNamespace }),
-    nc,
-    agents: new AgentClient(nc),
+    get client(): Client {
+      if (!client) throw new Error('this test stack runs without Temporal');
+      return client;
+    },
+    nc: openNc,
+    agents: new AgentClient(openNc),
     hostRoot: (hostId) => simHostDir(dir, hostId),
     async [Symbol.asyncDispose]() {
-      await nc.close();
-      await connection.close();
+      await openNc.close();
+      await connection?.close();
       await stack.stop();
       await rm(dir, { recursive: true, force: true });
     },
