@@ -8,6 +8,9 @@ import { HostInventory } from '../schemas/inventory.js';
 import type { AttachMode } from '../schemas/passthrough.js';
 import { AgentClient } from '../transport/agent-client.js';
 
+/** An agent result plus the boot id of the host when it answered. */
+export type WithBoot<T> = T & { bootId: string };
+
 export interface ActivityDeps {
   nc: NatsConnection;
   /** How long one agent command may take before the call counts as timed out. */
@@ -31,9 +34,11 @@ export function createActivities(deps: ActivityDeps) {
   const agents = new AgentClient(deps.nc);
   const timeoutMs = deps.agentTimeoutMs ?? 30_000;
 
-  async function call<C extends AgentCommand>(hostId: string, command: C, args: CommandArgsInput<C>, opId: string): Promise<CommandResultOf<C>> {
+  // Each result carries the boot id the agent answered under, so the saga notices an unexpected reboot.
+  async function call<C extends AgentCommand>(hostId: string, command: C, args: CommandArgsInput<C>, opId: string): Promise<WithBoot<CommandResultOf<C>>> {
     try {
-      return (await agents.call(hostId, command, args, { opId, timeoutMs })).result;
+      const { result, bootId } = await agents.call(hostId, command, args, { opId, timeoutMs });
+      return { ...result, bootId };
     } catch (err) {
       throw toFailure(err);
     }
@@ -43,28 +48,28 @@ export function createActivities(deps: ActivityDeps) {
     async inspectHost(hostId: string, opId: string): Promise<HostInventory> {
       return call(hostId, 'inspect', {}, opId);
     },
-    async hideDevice(hostId: string, bdf: string, opId: string): Promise<CommandResultOf<'hide'>> {
+    async hideDevice(hostId: string, bdf: string, opId: string): Promise<WithBoot<CommandResultOf<'hide'>>> {
       return call(hostId, 'hide', { bdf }, opId);
     },
-    async unhideDevice(hostId: string, bdf: string, opId: string): Promise<CommandResultOf<'unhide'>> {
+    async unhideDevice(hostId: string, bdf: string, opId: string): Promise<WithBoot<CommandResultOf<'unhide'>>> {
       return call(hostId, 'unhide', { bdf }, opId);
     },
-    async bindDevice(hostId: string, bdf: string, strategy: 'dynamic' | 'reload', opId: string): Promise<CommandResultOf<'bind'>> {
+    async bindDevice(hostId: string, bdf: string, strategy: 'dynamic' | 'reload', opId: string): Promise<WithBoot<CommandResultOf<'bind'>>> {
       return call(hostId, 'bind', { bdf, strategy }, opId);
     },
-    async unbindDevice(hostId: string, bdf: string, driver: string | null, opId: string): Promise<CommandResultOf<'unbind'>> {
+    async unbindDevice(hostId: string, bdf: string, driver: string | null, opId: string): Promise<WithBoot<CommandResultOf<'unbind'>>> {
       return call(hostId, 'unbind', { bdf, driver }, opId);
     },
-    async rebootHost(hostId: string, opId: string): Promise<CommandResultOf<'reboot'>> {
+    async rebootHost(hostId: string, opId: string): Promise<WithBoot<CommandResultOf<'reboot'>>> {
       return call(hostId, 'reboot', {}, opId);
     },
-    async verifyDevice(hostId: string, bdf: string, expect: 'pciback' | 'host', opId: string): Promise<CommandResultOf<'verify'>> {
+    async verifyDevice(hostId: string, bdf: string, expect: 'pciback' | 'host', opId: string): Promise<WithBoot<CommandResultOf<'verify'>>> {
       return call(hostId, 'verify', { bdf, expect }, opId);
     },
-    async attachDevice(hostId: string, bdf: string, guest: string, mode: AttachMode, allowInsecurePV: boolean, opId: string): Promise<CommandResultOf<'attach'>> {
+    async attachDevice(hostId: string, bdf: string, guest: string, mode: AttachMode, allowInsecurePV: boolean, opId: string): Promise<WithBoot<CommandResultOf<'attach'>>> {
       return call(hostId, 'attach', { bdf, guest, mode, allowInsecurePV }, opId);
     },
-    async detachDevice(hostId: string, bdf: string, guest: string, mode: AttachMode, opId: string): Promise<CommandResultOf<'detach'>> {
+    async detachDevice(hostId: string, bdf: string, guest: string, mode: AttachMode, opId: string): Promise<WithBoot<CommandResultOf<'detach'>>> {
       return call(hostId, 'detach', { bdf, guest, mode }, opId);
     },
 

@@ -181,6 +181,7 @@ export const commandHandlers: CommandHandlers = {
       throw new PtcError(ErrorCode.HOTPLUG_UNSUPPORTED, chooseAttachMode(guest, inv.capabilities.includes('hotplug')).reason ?? `${guestName} cannot take a hotplug`);
     }
     let changed = false;
+    let hotplugged = false;
     if (mode !== 'hot') {
       changed = await editGuestConfig(ctx, guestName, (text) => renderGuestConfig(withGuestDevice(parseGuestConfig(text), bdf)));
       ctx.checkpoint('attach:after-config');
@@ -188,6 +189,7 @@ export const commandHandlers: CommandHandlers = {
     if (wantHot && !guest.liveDevices.includes(bdf)) {
       await guardedHotplug(ctx, bdf, () => ctx.backend.hotplug(guestName, bdf), { action: 'attach', bdf, guest: guestName });
       changed = true;
+      hotplugged = true;
       ctx.checkpoint('attach:after-hotplug');
     }
     const after = must(findGuest(await inventory(ctx), guestName)).guest;
@@ -196,7 +198,7 @@ export const commandHandlers: CommandHandlers = {
     if ((wantHot && !hot) || (mode !== 'hot' && !cold)) {
       throw new PtcError(ErrorCode.ATTACH_FAILED, `attach reported success but ${guestName} has ${bdf} live: ${hot}, in config: ${cold}`);
     }
-    return { bdf, guest: guestName, hot, cold, changed, guestRebootNeeded: guest.state === 'running' && !hot };
+    return { bdf, guest: guestName, hot, cold, changed, hotplugged, guestRebootNeeded: guest.state === 'running' && !hot };
   },
 
   detach: async (ctx, { bdf, guest: guestName, mode }) => {
@@ -204,9 +206,11 @@ export const commandHandlers: CommandHandlers = {
     must(findDevice(inv, bdf));
     const guest = must(findGuest(inv, guestName)).guest;
     let changed = false;
+    let hotplugged = false;
     if (mode !== 'cold' && guest.liveDevices.includes(bdf)) {
       await guardedHotplug(ctx, bdf, () => ctx.backend.hotunplug(guestName, bdf), { action: 'detach', bdf, guest: guestName });
       changed = true;
+      hotplugged = true;
     }
     if (mode !== 'hot') {
       changed = (await editGuestConfig(ctx, guestName, (text) => renderGuestConfig(withoutGuestDevice(parseGuestConfig(text), bdf)))) || changed;
@@ -217,7 +221,7 @@ export const commandHandlers: CommandHandlers = {
     if ((mode !== 'cold' && hot) || (mode !== 'hot' && cold)) {
       throw new PtcError(ErrorCode.COMMAND_FAILED, `detach reported success but ${guestName} still has ${bdf} live: ${hot}, in config: ${cold}`);
     }
-    return { bdf, guest: guestName, hot, cold, changed, guestRebootNeeded: false };
+    return { bdf, guest: guestName, hot, cold, changed, hotplugged, guestRebootNeeded: false };
   },
 
   'guest-status': async (ctx, { guest: guestName }) => {

@@ -4,7 +4,8 @@ import { SimFaults } from '../agent/sim/sim-host.js';
 import { ErrorCode, PtcError, describeZodError } from '../schemas/errors.js';
 import { HostId } from '../schemas/ids.js';
 import { runSimAgents } from './agent-runner.js';
-import { attachCommand } from './commands/attach.js';
+import { operationCommand } from './commands/attach.js';
+import { statusCommand } from './commands/status.js';
 import { demoCommand } from './commands/demo.js';
 import { devCommand } from './commands/dev.js';
 import { hostsCommand } from './commands/hosts.js';
@@ -68,25 +69,44 @@ export function buildProgram(): Command {
       await hostsCommand({ ...connectionFlags(o), host: o.host as string | undefined, json: o.json === true });
     });
 
-  connectionOptions(program.command('attach').description('pass a host PCI device through to a guest'))
-    .requiredOption('--host <id>', 'host id')
-    .requiredOption('--device <bdf>', 'PCI address, e.g. 0000:09:00.0')
-    .requiredOption('--guest <name>', 'guest (domain) name')
+  const operationFlags = (cmd: Command): Command =>
+    connectionOptions(cmd)
+      .requiredOption('--host <id>', 'host id')
+      .requiredOption('--device <bdf>', 'PCI address, e.g. 0000:09:00.0')
+      .requiredOption('--guest <name>', 'guest (domain) name')
+      .option('--deadline <dur>', 'how long it may wait for a throttle slot or a reboot (e.g. 30m)')
+      .option('--throttle-budget <n>', 'hotplugs allowed per device per window (default 32, at most 256)')
+      .option('--throttle-window <dur>', 'the throttle\'s sliding window (default 10m)')
+      .option('--wait', 'wait for the outcome, showing progress', false);
+  const operationAction = (kind: 'attach' | 'detach') => async (o: Record<string, unknown>) => {
+    const str = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+    await operationCommand(kind, {
+      ...connectionFlags(o),
+      host: str('host'),
+      device: str('device'),
+      guest: str('guest'),
+      strategy: str('strategy'),
+      allowInsecurePv: o.allowInsecurePv === true,
+      deadline: str('deadline'),
+      throttleBudget: str('throttleBudget'),
+      throttleWindow: str('throttleWindow'),
+      wait: o.wait === true,
+      json: o.json === true,
+    });
+  };
+
+  operationFlags(program.command('attach').description('pass a host PCI device through to a guest'))
     .addOption(new Option('--strategy <s>', 'how to bind the device to pciback').choices(['auto', 'dynamic', 'reload', 'reboot']).default('auto'))
     .option('--allow-insecure-pv', 'allow a PV guest (it can reach dom0 memory through DMA)', false)
-    .option('--wait', 'wait for the outcome', false)
-    .action(async (o: Record<string, unknown>) => {
-      await attachCommand({
-        ...connectionFlags(o),
-        host: o.host as string,
-        device: o.device as string,
-        guest: o.guest as string,
-        strategy: o.strategy as string,
-        allowInsecurePv: o.allowInsecurePv === true,
-        wait: o.wait === true,
-        json: o.json === true,
-      });
-    });
+    .action(operationAction('attach'));
+
+  operationFlags(program.command('detach').description('give a passed-through device back to its host')).action(operationAction('detach'));
+
+  connectionOptions(program.command('status').description('show where an operation is, or how it ended').argument('<id>', 'operation id, e.g. op/sim-1/0000:09:00.0/…')).action(
+    async (id: string, o: Record<string, unknown>) => {
+      await statusCommand({ ...connectionFlags(o), id, json: o.json === true });
+    },
+  );
 
   connectionOptions(program.command('worker').description('run the Temporal worker (workflows + activities)')).action(async (o: Record<string, unknown>) => {
     await runWorker(await resolveConnection(connectionFlags(o)));

@@ -65,6 +65,8 @@ export const AttachResult = z.object({
   hot: z.boolean().describe('device is in the running guest'),
   cold: z.boolean().describe('device is in the guest config'),
   changed: z.boolean(),
+  /** A hotplug (xl pci-attach/-detach into the running guest) happened in this call: it counts against the throttle. */
+  hotplugged: z.boolean(),
   guestRebootNeeded: z.boolean(),
 });
 export const DetachResult = AttachResult;

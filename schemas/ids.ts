@@ -16,7 +16,7 @@ export type GuestName = z.infer<typeof GuestName>;
 /** An operation id keys the agent's idempotency journal: a retry with the same id never repeats an effect. */
 export const OpId = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.:/#-]{0,199}$/, 'an operation id is 1-200 characters of letters, digits and _.:/#-');
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.:/#@-]{0,199}$/, 'an operation id is 1-200 characters of letters, digits and _.:/#@-');
 export type OpId = z.infer<typeof OpId>;
 
 /** Kernel module / driver names as the kernel spells them. */

@@ -15,11 +15,34 @@ export type ConcreteBindStrategy = Exclude<BindStrategy, 'auto'>;
 export const AttachMode = z.enum(['hot', 'cold', 'both']);
 export type AttachMode = z.infer<typeof AttachMode>;
 
+export const MAX_HOTPLUG_BUDGET = 256;
+
+/** How many hotplugs of one device an operation may cause per sliding window (DESIGN §3). */
+export const ThrottleSettings = z
+  .object({
+    budget: z.number().int().min(1).max(MAX_HOTPLUG_BUDGET, `a hotplug budget above ${MAX_HOTPLUG_BUDGET} is never allowed (512 in a brief period can crash the kernel)`).default(32),
+    windowMs: z.number().int().min(1000).max(24 * 60 * 60_000).default(10 * 60_000),
+  })
+  .strict();
+export type ThrottleSettings = z.infer<typeof ThrottleSettings>;
+
+const operationFields = {
+  hostId: HostId,
+  bdf: PciAddress,
+  guest: GuestName,
+  deadlineMs: z
+    .number()
+    .int()
+    .min(1000)
+    .max(7 * 24 * 60 * 60_000)
+    .default(30 * 60_000)
+    .describe('how long the operation may wait for a throttle slot or a reboot before it ends throttled or timed out'),
+  throttle: ThrottleSettings.default({ budget: 32, windowMs: 10 * 60_000 }),
+};
+
 export const PassthroughRequest = z
   .object({
-    hostId: HostId,
-    bdf: PciAddress,
-    guest: GuestName,
+    ...operationFields,
     strategy: BindStrategy.default('auto'),
     allowInsecurePV: z.boolean().default(false).describe('permit PV passthrough (gives the guest DMA reach into dom0)'),
   })
@@ -27,10 +50,26 @@ export const PassthroughRequest = z
 export type PassthroughRequest = z.infer<typeof PassthroughRequest>;
 export type PassthroughRequestInput = z.input<typeof PassthroughRequest>;
 
-export const PassthroughStep = z.enum(['preflight', 'hide', 'bind', 'verify', 'attach', 'compensate']);
+/** Gives a device back to the host: detach from the guest, rebind its original driver, unhide. */
+export const ReleaseRequest = z.object(operationFields).strict();
+export type ReleaseRequest = z.infer<typeof ReleaseRequest>;
+export type ReleaseRequestInput = z.input<typeof ReleaseRequest>;
+
+export const OperationKind = z.enum(['attach', 'detach']);
+export type OperationKind = z.infer<typeof OperationKind>;
+
+/** What the host entity queues: one attach or detach, with the op id the CLI will follow. */
+export const HostOperation = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('attach'), workflowId: z.string().min(1).max(300), request: PassthroughRequest }).strict(),
+  z.object({ kind: z.literal('detach'), workflowId: z.string().min(1).max(300), request: ReleaseRequest }).strict(),
+]);
+export type HostOperation = z.infer<typeof HostOperation>;
+export type HostOperationInput = z.input<typeof HostOperation>;
+
+export const PassthroughStep = z.enum(['preflight', 'hide', 'bind', 'reboot', 'verify', 'throttle', 'attach', 'detach', 'unbind', 'unhide', 'compensate']);
 export type PassthroughStep = z.infer<typeof PassthroughStep>;
 
-export const Outcome = z.enum(['attached', 'refused', 'failed', 'compensated', 'needs-attention']);
+export const Outcome = z.enum(['attached', 'released', 'refused', 'failed', 'throttled', 'compensated', 'needs-attention', 'cancelled']);
 export type Outcome = z.infer<typeof Outcome>;
 
 export const StepRecord = z.object({
@@ -40,6 +79,7 @@ export const StepRecord = z.object({
 export type StepRecord = z.infer<typeof StepRecord>;
 
 export const PassthroughResult = z.object({
+  kind: OperationKind,
   hostId: HostId,
   bdf: PciAddress,
   guest: GuestName,
@@ -48,6 +88,8 @@ export const PassthroughResult = z.object({
   mode: AttachMode.nullable(),
   guestRebootNeeded: z.boolean(),
   steps: z.array(StepRecord),
+  /** Epoch ms of every hotplug this operation caused, for the host entity's ledger. */
+  hotplugs: z.array(z.number()),
   error: ErrorInfo.nullable(),
 });
 export type PassthroughResult = z.infer<typeof PassthroughResult>;

@@ -1,5 +1,6 @@
-import { defineQuery } from '@temporalio/workflow';
-import type { PassthroughStep, StepRecord } from '../schemas/passthrough.js';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { HostOperationInput, OperationKind, Outcome, PassthroughStep, StepRecord } from '../schemas/passthrough.js';
+import type { HotplugLedger } from '../policy/hotplug-throttle.js';
 
 /** Shared by workflow and clients: wire names are kebab-case and never change once published. */
 export interface PassthroughProgress {
@@ -14,3 +15,38 @@ export const TASK_QUEUE = 'ptc';
 
 /** `op/<hostId>/<bdf>/<n>`: meaningful ids, so the Temporal UI reads like the fleet. */
 export const passthroughWorkflowId = (hostId: string, bdf: string, n: string): string => `op/${hostId}/${bdf}/${n}`;
+
+
+/** `host/<hostId>`: the single writer for a host. */
+export const hostEntityWorkflowId = (hostId: string): string => `host/${hostId}`;
+
+export interface EnqueueResult {
+  workflowId: string;
+  /** 0 = running now, n = n operations ahead of it. */
+  position: number;
+}
+
+export interface OperationRecord {
+  workflowId: string;
+  kind: OperationKind;
+  bdf: string;
+  guest: string;
+  outcome: Outcome;
+  code: string | null;
+  message: string | null;
+  finishedAt: number;
+}
+
+export interface HostEntityView {
+  hostId: string;
+  current: { workflowId: string; kind: OperationKind; bdf: string; startedAt: number } | null;
+  queue: Array<{ workflowId: string; kind: OperationKind; bdf: string }>;
+  recent: OperationRecord[];
+  ledger: HotplugLedger;
+  pinned: Record<string, string[]>;
+}
+
+export const enqueueOperationUpdate = defineUpdate<EnqueueResult, [HostOperationInput]>('enqueue-operation');
+export const hostStateQuery = defineQuery<HostEntityView>('host-state');
+/** Removes a queued (not yet running) operation; a running one is cancelled through its own workflow. */
+export const dropQueuedSignal = defineSignal<[string]>('drop-queued');

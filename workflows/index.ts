@@ -1,1 +1,3 @@
 export { passthroughWorkflow } from './passthrough-workflow.js';
+export { releaseWorkflow } from './release-workflow.js';
+export { hostEntityWorkflow } from './host-entity.js';

@@ -1,139 +1,123 @@
-import {
-  ApplicationFailure,
-  ActivityFailure,
-  CancellationScope,
-  log,
-  proxyActivities,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
-import type { PassthroughActivities } from '../activities/passthrough-activities.js';
-import { ErrorCode, describeZodError, isErrorCode } from '../schemas/errors.js';
-import { PassthroughRequest, type PassthroughRequestInput, type PassthroughResult, type PassthroughStep } from '../schemas/passthrough.js';
+import { ApplicationFailure, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ErrorCode, describeZodError } from '../schemas/errors.js';
+import { PassthroughRequest, type PassthroughRequestInput, type PassthroughResult } from '../schemas/passthrough.js';
+import type { HostInventory } from '../schemas/inventory.js';
 import { preflight } from '../policy/passthrough-policy.js';
-import { type PassthroughProgress, passthroughProgressQuery } from './definitions.js';
+import { passthroughProgressQuery } from './definitions.js';
+import { OperationContext, agent, bootWaiter } from './saga-kit.js';
 
-// One profile per kind of call. Agent commands are short; permanent errors are marked non-retryable by
-// the activity, so retries only ever repeat a call the agent's journal makes idempotent.
-const hostOp = { startToCloseTimeout: '1 minute', retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5 } } as const;
-const rebootWait = { startToCloseTimeout: '15 minutes', heartbeatTimeout: '20s', retry: { maximumAttempts: 1 } } as const;
+export { failureInfo } from './saga-kit.js';
 
-const agent = proxyActivities<PassthroughActivities>(hostOp);
-const boot = proxyActivities<Pick<PassthroughActivities, 'awaitNewBoot'>>(rebootWait);
-
-/** The code and sentence of whatever failed, however deep Temporal wrapped it. */
-export function failureInfo(err: unknown): { code: ErrorCode; message: string } {
-  let cur: unknown = err;
-  while (cur instanceof ActivityFailure && cur.cause) cur = cur.cause;
-  if (cur instanceof ApplicationFailure && isErrorCode(cur.type)) return { code: cur.type, message: cur.message };
-  return { code: ErrorCode.OPERATION_FAILED, message: cur instanceof Error ? cur.message : String(cur) };
-}
+/** Reboots survived mid-operation before the saga gives up: a host that keeps rebooting needs a person. */
+const MAX_UNEXPECTED_REBOOTS = 3;
 
 /**
- * One device → one guest: preflight (inspect + policy) → hide → bind → verify → attach. Each step with
- * an effect pushes its inverse; on failure the inverses run newest-first in a non-cancellable scope
- * and the workflow fails with the original error's code.
+ * One device → one guest: preflight (inspect + policy + throttle) → hide → bind (dynamic, reload or
+ * reboot) → verify → throttle gate → attach. Each step with an effect pushes its inverse; on failure or
+ * cancellation the inverses run newest-first in a non-cancellable scope. An unexpected reboot (a new
+ * boot id in a reply) sends the saga back to bind: a config-file hide survives a reboot, a dynamic bind
+ * and a hotplug do not, and every step is idempotent by state.
+ *
+ * `hotplugLedger` is the device's recent hotplug times, handed over by the host entity that serializes
+ * operations on the host, so the throttle here sees every hotplug on the device.
  */
-export async function passthroughWorkflow(input: PassthroughRequestInput): Promise<PassthroughResult> {
+export async function passthroughWorkflow(input: PassthroughRequestInput, hotplugLedger: number[] = []): Promise<PassthroughResult> {
   const parsed = PassthroughRequest.safeParse(input);
   if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid passthrough request: ${describeZodError(parsed.error, 'request')}`, ErrorCode.INVALID_INPUT);
   const req = parsed.data;
-  const opBase = workflowInfo().workflowId;
-  const opId = (step: string): string => `${opBase}#${step}`;
-
-  const progress: PassthroughProgress = { step: 'preflight', steps: [], waitingFor: null };
-  setHandler(passthroughProgressQuery, () => progress);
-  const record = (step: PassthroughStep, detail: string): void => {
-    progress.step = step;
-    progress.steps.push({ step, detail });
-    log.info(detail, { step, hostId: req.hostId, bdf: req.bdf });
-  };
-  const compensations: Array<{ what: string; undo: () => Promise<unknown> }> = [];
-
-  const inv = await agent.inspectHost(req.hostId, opId('inspect'));
-  const decision = preflight(inv, req);
-  if (!decision.ok) throw ApplicationFailure.nonRetryable(decision.message, decision.code);
-  const { plan } = decision;
-  record('preflight', `${req.bdf} → ${req.guest}: strategy ${plan.strategy}, attach ${plan.mode}${plan.devicesToHide.length > 1 ? `, with IOMMU companions ${plan.devicesToHide.filter((b) => b !== req.bdf).join(' ')}` : ''}`);
-  if (plan.alreadyDone) {
-    record('attach', `${req.bdf} is already attached to ${req.guest}; nothing to do`);
-    progress.step = 'done';
-    return { hostId: req.hostId, bdf: req.bdf, guest: req.guest, outcome: 'attached', strategy: null, mode: null, guestRebootNeeded: false, steps: progress.steps, error: null };
-  }
+  const op = new OperationContext(workflowInfo().workflowId, req.hostId, req.bdf, [...hotplugLedger], req.throttle, req.deadlineMs);
+  setHandler(passthroughProgressQuery, () => op.progress);
+  const result = (partial: Partial<PassthroughResult>): PassthroughResult => ({
+    kind: 'attach',
+    hostId: req.hostId,
+    bdf: req.bdf,
+    guest: req.guest,
+    outcome: 'attached',
+    strategy: null,
+    mode: null,
+    guestRebootNeeded: false,
+    steps: op.progress.steps,
+    hotplugs: op.hotplugs,
+    error: null,
+    ...partial,
+  });
 
   try {
+    let inv: HostInventory = await agent.inspectHost(req.hostId, op.opId('inspect'));
+    const decision = preflight(inv, req);
+    if (!decision.ok) throw ApplicationFailure.nonRetryable(decision.message, decision.code);
+    const { plan } = decision;
+    const companions = plan.devicesToHide.filter((b) => b !== req.bdf);
+    op.record('preflight', `${req.bdf} → ${req.guest}: strategy ${plan.strategy}, attach ${plan.mode}${companions.length ? `, with IOMMU companions ${companions.join(' ')}` : ''}`);
+    if (plan.alreadyDone) {
+      op.record('attach', `${req.bdf} is already attached to ${req.guest}; nothing to do`);
+      op.progress.step = 'done';
+      return result({});
+    }
+    const guest = inv.guests.find((g) => g.name === req.guest);
+    const needsHotplug = plan.mode !== 'cold' && guest?.state === 'running';
+    // Refuse before any effect when the attach could not happen before the deadline anyway.
+    if (needsHotplug && op.nextSlot() > op.deadlineAt) await op.hotplugGate();
+
     for (const bdf of plan.devicesToHide) {
-      const hidden = await agent.hideDevice(req.hostId, bdf, opId(`hide:${bdf}`));
-      if (hidden.changed) compensations.unshift({ what: `unhide ${bdf}`, undo: () => agent.unhideDevice(req.hostId, bdf, opId(`undo-hide:${bdf}`)) });
-      record('hide', `${bdf} added to pciback hide= in ${hidden.file}${hidden.changed ? '' : ' (already there)'}`);
+      const hidden = await agent.hideDevice(req.hostId, bdf, op.opId(`hide:${bdf}`));
+      if (hidden.changed) op.pushUndo(`unhide ${bdf}`, () => agent.unhideDevice(req.hostId, bdf, op.opId(`undo-hide:${bdf}`)));
+      op.record('hide', `${bdf} added to pciback hide= in ${hidden.file}${hidden.changed ? '' : ' (already there)'}`);
     }
 
+    let bootId = inv.bootId;
     if (plan.strategy === 'reboot') {
-      const { previousBootId } = await agent.rebootHost(req.hostId, opId('reboot'));
-      progress.waitingFor = `host ${req.hostId} to come back from its reboot`;
-      record('bind', `rebooting ${req.hostId} so pciback claims the hidden devices at boot`);
-      await boot.awaitNewBoot(req.hostId, previousBootId);
-      progress.waitingFor = null;
-      for (const bdf of plan.devicesToHide) {
-        compensations.unshift({ what: `rebind ${bdf} to its host driver`, undo: () => agent.unbindDevice(req.hostId, bdf, null, opId(`undo-bind:${bdf}`)) });
-      }
-    } else {
-      for (const bdf of plan.devicesToHide) {
-        const bound = await agent.bindDevice(req.hostId, bdf, plan.strategy, opId(`bind:${bdf}`));
-        if (bound.changed) {
-          compensations.unshift({ what: `rebind ${bdf} to ${bound.originalDriver ?? 'its host driver'}`, undo: () => agent.unbindDevice(req.hostId, bdf, bound.originalDriver, opId(`undo-bind:${bdf}`)) });
-        }
-        record('bind', `${bdf} bound to pciback (${plan.strategy})${bound.changed ? `, was on ${bound.originalDriver ?? 'no driver'}` : ' (already)'}`);
-      }
-    }
-
-    for (const bdf of plan.devicesToHide) {
-      const seen = await agent.verifyDevice(req.hostId, bdf, 'pciback', opId(`verify:${bdf}`));
-      record('verify', `${bdf}: driver ${seen.driver ?? 'none'}, in pciback slots, assignable`);
-    }
-
-    compensations.unshift({ what: `detach ${req.bdf} from ${req.guest}`, undo: () => agent.detachDevice(req.hostId, req.bdf, req.guest, plan.mode, opId('undo-attach')) });
-    const attached = await agent.attachDevice(req.hostId, req.bdf, req.guest, plan.mode, req.allowInsecurePV, opId('attach'));
-    record('attach', `${req.bdf} attached to ${req.guest}: live ${attached.hot}, in config ${attached.cold}${plan.attachNote ? ` (${plan.attachNote})` : ''}`);
-    progress.step = 'done';
-    return {
-      hostId: req.hostId,
-      bdf: req.bdf,
-      guest: req.guest,
-      outcome: 'attached',
-      strategy: plan.strategy,
-      mode: plan.mode,
-      guestRebootNeeded: attached.guestRebootNeeded || plan.guestRebootNeeded,
-      steps: progress.steps,
-      error: null,
-    };
-  } catch (err) {
-    const original = failureInfo(err);
-    const residue = await compensate(compensations, (detail) => record('compensate', detail));
-    const outcome = residue.length === 0 ? 'compensated' : 'needs-attention';
-    throw ApplicationFailure.create({
-      type: original.code,
-      message: residue.length === 0 ? `${original.message} (undone: the host is as before)` : `${original.message}; undo incomplete, left on the host: ${residue.join('; ')}`,
-      nonRetryable: true,
-      details: [{ outcome, steps: progress.steps, residue }],
-    });
-  }
-}
-
-/** Runs the inverses newest-first, never cancelled; returns what could not be undone. */
-async function compensate(compensations: Array<{ what: string; undo: () => Promise<unknown> }>, note: (detail: string) => void): Promise<string[]> {
-  const residue: string[] = [];
-  await CancellationScope.nonCancellable(async () => {
-    for (const c of compensations) {
+      const { previousBootId } = await agent.rebootHost(req.hostId, op.opId('reboot'));
+      op.progress.waitingFor = `host ${req.hostId} to come back from its reboot`;
+      op.record('reboot', `rebooting ${req.hostId} so pciback claims the hidden devices at boot`);
+      const remaining = op.deadlineAt - Date.now();
       try {
-        await c.undo();
-        note(`undone: ${c.what}`);
+        bootId = await bootWaiter(remaining).awaitNewBoot(req.hostId, previousBootId);
       } catch (err) {
-        const info = failureInfo(err);
-        residue.push(`${c.what} (${info.code}: ${info.message})`);
-        note(`could not ${c.what}: ${info.code}`);
+        throw ApplicationFailure.create({ type: ErrorCode.DEADLINE_EXCEEDED, nonRetryable: true, message: `host ${req.hostId} did not come back from its reboot within the deadline`, cause: err as Error });
       }
+      op.progress.waitingFor = null;
+      for (const bdf of plan.devicesToHide) op.pushUndo(`rebind ${bdf} to its host driver`, () => agent.unbindDevice(req.hostId, bdf, null, op.opId(`undo-bind:${bdf}`)));
     }
-  });
-  return residue;
+
+    // Bind and verify; a new boot id in between means the host rebooted under us: bind again.
+    for (let round = 0; ; round++) {
+      if (plan.strategy !== 'reboot' || round > 0) {
+        for (const bdf of plan.devicesToHide) {
+          const strategy = plan.strategy === 'reboot' ? 'dynamic' : plan.strategy;
+          const bound = await agent.bindDevice(req.hostId, bdf, strategy, op.opId(`bind:${bdf}@${bootId}`));
+          if (bound.changed && round === 0) {
+            op.pushUndo(`rebind ${bdf} to ${bound.originalDriver ?? 'its host driver'}`, () => agent.unbindDevice(req.hostId, bdf, bound.originalDriver, op.opId(`undo-bind:${bdf}`)));
+          }
+          op.record('bind', `${bdf} bound to pciback (${strategy})${bound.changed ? `, was on ${bound.originalDriver ?? 'no driver'}` : ' (already)'}`);
+        }
+      }
+      inv = await agent.inspectHost(req.hostId, op.opId(`inspect-bound:${round}`));
+      if (inv.bootId !== bootId) {
+        if (round >= MAX_UNEXPECTED_REBOOTS) throw ApplicationFailure.nonRetryable(`host ${req.hostId} rebooted ${round + 1} times during the operation`, ErrorCode.HOST_UNRESPONSIVE);
+        op.record('bind', `host ${req.hostId} rebooted unexpectedly (boot ${inv.bootId.slice(0, 8)}); re-checking the binding`);
+        bootId = inv.bootId;
+        continue;
+      }
+      for (const bdf of plan.devicesToHide) {
+        const seen = await agent.verifyDevice(req.hostId, bdf, 'pciback', op.opId(`verify:${bdf}@${bootId}`));
+        op.record('verify', `${bdf}: driver ${seen.driver ?? 'none'}, in pciback slots, assignable`);
+      }
+      break;
+    }
+
+    op.pushUndo(`detach ${req.bdf} from ${req.guest}`, async () => {
+      if (needsHotplug) await op.hotplugGate(true);
+      const detached = await agent.detachDevice(req.hostId, req.bdf, req.guest, plan.mode, op.opId('undo-attach'));
+      if (detached.hotplugged) op.noteHotplug();
+    });
+    if (needsHotplug) await op.hotplugGate();
+    const attached = await agent.attachDevice(req.hostId, req.bdf, req.guest, plan.mode, req.allowInsecurePV, op.opId(`attach@${bootId}`));
+    if (attached.hotplugged) op.noteHotplug();
+    op.record('attach', `${req.bdf} attached to ${req.guest}: live ${attached.hot}, in config ${attached.cold}${plan.attachNote ? ` (${plan.attachNote})` : ''}`);
+    op.progress.step = 'done';
+    return result({ strategy: plan.strategy, mode: plan.mode, guestRebootNeeded: attached.guestRebootNeeded || plan.guestRebootNeeded });
+  } catch (err) {
+    return op.fail(err);
+  }
 }

@@ -1,34 +1,60 @@
-import type { WorkflowHandle } from '@temporalio/client';
+import ms from 'ms';
+import { z } from 'zod';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
-import { PassthroughRequest, type PassthroughResult } from '../../schemas/passthrough.js';
-import type { passthroughWorkflow } from '../../workflows/passthrough-workflow.js';
-import { TASK_QUEUE, passthroughWorkflowId } from '../../workflows/definitions.js';
+import { HostOperation, type OperationKind, type PassthroughResult } from '../../schemas/passthrough.js';
+import { passthroughWorkflowId } from '../../workflows/definitions.js';
 import { openTemporal, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
+import { submitOperation, waitForOperation } from '../operations.js';
 import { printJson } from '../output.js';
 
-export interface AttachOptions extends ConnectionFlags {
+export interface OperationOptions extends ConnectionFlags {
   host?: string | undefined;
   device?: string | undefined;
   guest?: string | undefined;
   strategy?: string | undefined;
   allowInsecurePv?: boolean | undefined;
+  deadline?: string | undefined;
+  throttleBudget?: string | undefined;
+  throttleWindow?: string | undefined;
   wait: boolean;
   json: boolean;
 }
 
-/** Validates the flags into a request; nothing is contacted when they are wrong. */
-export function parseAttachInput(opts: AttachOptions): PassthroughRequest {
-  const parsed = PassthroughRequest.safeParse({
+const FLAG_NAMES: Record<string, string> = {
+  hostId: '--host',
+  bdf: '--device',
+  guest: '--guest',
+  strategy: '--strategy',
+  allowInsecurePV: '--allow-insecure-pv',
+  deadlineMs: '--deadline',
+  throttle: '--throttle-budget/--throttle-window',
+};
+
+/** "30m", "90s", "2h" → ms; a bare number is milliseconds. Undefined stays undefined (the schema default). */
+function duration(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = /^\d+$/.test(value) ? Number(value) : ms(value as ms.StringValue);
+  if (typeof parsed !== 'number' || !Number.isFinite(parsed)) throw new PtcError(ErrorCode.INVALID_INPUT, `${flag}: "${value}" is not a duration like 90s, 30m or 2h`);
+  return parsed;
+}
+
+/** Validates the flags into a host operation; nothing is contacted when they are wrong. */
+export function parseOperationInput(kind: OperationKind, opts: OperationOptions, suffix: string = newOpSuffix()): HostOperation {
+  const budget = opts.throttleBudget === undefined ? undefined : z.coerce.number().safeParse(opts.throttleBudget).data ?? Number.NaN;
+  const throttle = budget === undefined && opts.throttleWindow === undefined ? undefined : { budget: budget ?? 32, windowMs: duration(opts.throttleWindow, '--throttle-window') ?? 10 * 60_000 };
+  const request = {
     hostId: opts.host,
     bdf: opts.device,
     guest: opts.guest,
-    strategy: opts.strategy ?? 'auto',
-    allowInsecurePV: opts.allowInsecurePv ?? false,
-  });
+    deadlineMs: duration(opts.deadline, '--deadline'),
+    throttle,
+    ...(kind === 'attach' ? { strategy: opts.strategy ?? 'auto', allowInsecurePV: opts.allowInsecurePv ?? false } : {}),
+  };
+  const workflowId = typeof opts.host === 'string' && typeof opts.device === 'string' ? passthroughWorkflowId(opts.host, opts.device.toLowerCase(), suffix) : 'invalid';
+  const parsed = HostOperation.safeParse({ kind, workflowId, request });
   if (!parsed.success) {
-    const flagNames: Record<string, string> = { hostId: '--host', bdf: '--device', guest: '--guest', strategy: '--strategy', allowInsecurePV: '--allow-insecure-pv' };
-    const msg = parsed.error.issues.map((i) => `${flagNames[String(i.path[0])] ?? 'input'}: ${i.message}`).join('; ');
+    const msg = parsed.error.issues.map((i) => `${FLAG_NAMES[String(i.path[1])] ?? String(i.path[1] ?? 'input')}: ${i.message}`).join('; ');
     throw new PtcError(ErrorCode.INVALID_INPUT, msg);
   }
   return parsed.data;
@@ -38,33 +64,29 @@ export function parseAttachInput(opts: AttachOptions): PassthroughRequest {
 export const newOpSuffix = (): string => `${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
 
 export function describeResult(r: PassthroughResult): string {
-  const where = r.mode === null ? 'already in place' : `strategy ${r.strategy ?? '-'}, attach ${r.mode}`;
-  const lines = [`attached ${r.bdf} to ${r.guest} on ${r.hostId} (${where})${r.guestRebootNeeded ? '; the guest must reboot to see it' : ''}`];
-  for (const s of r.steps) lines.push(`  ${s.step.padEnd(10)} ${s.detail}`);
-  return lines.join('\n');
+  const verb = r.kind === 'attach' ? `attached ${r.bdf} to ${r.guest}` : `released ${r.bdf} from ${r.guest}`;
+  const how = r.kind === 'attach' ? (r.mode === null ? ' (already in place)' : ` (strategy ${r.strategy ?? '-'}, attach ${r.mode})`) : '';
+  return `${verb} on ${r.hostId}${how}${r.guestRebootNeeded ? '; the guest must reboot to see it' : ''}`;
 }
 
-/** `ptctl attach`: starts the passthrough saga for one device and, with --wait, reports its outcome. */
-export async function attachCommand(opts: AttachOptions): Promise<void> {
-  const req = parseAttachInput(opts);
+/** `ptctl attach` / `ptctl detach`: queues the operation on the host's entity and, with --wait, follows it. */
+export async function operationCommand(kind: OperationKind, opts: OperationOptions): Promise<void> {
+  const op = parseOperationInput(kind, opts);
   const conn = await resolveConnection(opts);
   const { client, close } = await openTemporal(conn);
   try {
-    const workflowId = passthroughWorkflowId(req.hostId, req.bdf, newOpSuffix());
-    const handle: WorkflowHandle<typeof passthroughWorkflow> = await client.workflow.start<typeof passthroughWorkflow>('passthroughWorkflow', {
-      taskQueue: TASK_QUEUE,
-      workflowId,
-      args: [req],
-    });
+    const { workflowId, position } = await submitOperation(client, op);
     const link = workflowUiLink(conn, workflowId);
     if (!opts.wait) {
-      if (opts.json) printJson({ ok: true, workflowId, ui: link });
-      else process.stdout.write(`started ${workflowId}${link ? `\n  ${link}` : ''}\n`);
+      if (opts.json) printJson({ ok: true, workflowId, position, ui: link });
+      else process.stdout.write(`queued ${workflowId}${position > 0 ? ` (${position} ahead on ${op.request.hostId})` : ''}${link ? `\n  ${link}` : ''}\n`);
       return;
     }
-    const result = await handle.result();
+    const say = opts.json ? () => undefined : (line: string) => void process.stdout.write(`  ${line}\n`);
+    if (!opts.json) say(`op ${workflowId}${link ? `  ${link}` : ''}`);
+    const result = await waitForOperation(client, op.request.hostId, workflowId, say);
     if (opts.json) printJson({ ok: true, workflowId, ui: link, result });
-    else process.stdout.write(`${describeResult(result)}\nop ${workflowId}${link ? `  ${link}` : ''}\n`);
+    else process.stdout.write(`${describeResult(result)}\n`);
   } finally {
     await close();
   }

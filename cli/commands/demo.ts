@@ -3,15 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Table from 'cli-table3';
 import type { PassthroughResult } from '../../schemas/passthrough.js';
-import type { passthroughWorkflow } from '../../workflows/passthrough-workflow.js';
-import { TASK_QUEUE, passthroughWorkflowId } from '../../workflows/definitions.js';
 import { AgentClient } from '../../transport/agent-client.js';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import { simHostDir } from '../agent-runner.js';
 import { openNats, openTemporal } from '../clients.js';
 import { DevStack } from '../dev-stack.js';
 import { errorInfo } from '../output.js';
-import { newOpSuffix } from './attach.js';
+import { newOpSuffix, parseOperationInput } from './attach.js';
+import { submitOperation, waitForOperation } from '../operations.js';
 
 export interface DemoOptions {
   hosts: number;
@@ -51,13 +50,10 @@ export async function demoCommand(opts: DemoOptions): Promise<void> {
       say(`\nattaching ${DEVICE} (bnx2, eth2) to ${GUEST} on ${stack.hosts.join(', ')} …`);
       const runs = await Promise.all(
         stack.hosts.map(async (hostId) => {
-          const handle = await client.workflow.start<typeof passthroughWorkflow>('passthroughWorkflow', {
-            taskQueue: TASK_QUEUE,
-            workflowId: passthroughWorkflowId(hostId, DEVICE, newOpSuffix()),
-            args: [{ hostId, bdf: DEVICE, guest: GUEST }],
-          });
+          const op = parseOperationInput('attach', { host: hostId, device: DEVICE, guest: GUEST, wait: true, json: false });
           try {
-            const result: PassthroughResult = await handle.result();
+            await submitOperation(client, op);
+            const result: PassthroughResult = await waitForOperation(client, hostId, op.workflowId);
             say(`  ✓ ${hostId}: ${result.steps.map((s) => s.step).join(' → ')} (strategy ${result.strategy ?? '-'}, attach ${result.mode ?? '-'})`);
             return { hostId, result, error: null };
           } catch (err) {
@@ -72,12 +68,9 @@ export async function demoCommand(opts: DemoOptions): Promise<void> {
       say(`\nasking for ${UPLINK} (eth0, the management uplink) on ${first}: ptctl must refuse …`);
       const uplinkFile = join(simHostDir(dir, first), 'etc', 'modprobe.conf');
       const before = await readFile(uplinkFile, 'utf8');
-      const refused = await client.workflow
-        .execute<typeof passthroughWorkflow>('passthroughWorkflow', {
-          taskQueue: TASK_QUEUE,
-          workflowId: passthroughWorkflowId(first, UPLINK, newOpSuffix()),
-          args: [{ hostId: first, bdf: UPLINK, guest: GUEST }],
-        })
+      const uplinkOp = parseOperationInput('attach', { host: first, device: UPLINK, guest: GUEST, wait: true, json: false });
+      const refused = await submitOperation(client, uplinkOp)
+        .then(() => waitForOperation(client, first, uplinkOp.workflowId))
         .then(() => null, (err: unknown) => errorInfo(err));
       const unchanged = (await readFile(uplinkFile, 'utf8')) === before;
       const refusalOk = refused?.code === ErrorCode.DEVICE_IN_USE && unchanged;

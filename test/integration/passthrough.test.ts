@@ -6,7 +6,9 @@ import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { passthroughWorkflow } from '../../workflows/passthrough-workflow.js';
-import { TASK_QUEUE } from '../../workflows/definitions.js';
+import { TASK_QUEUE, hostEntityWorkflowId, hostStateQuery } from '../../workflows/definitions.js';
+import { parseOperationInput } from '../../cli/commands/attach.js';
+import { submitOperation, waitForOperation } from '../../cli/operations.js';
 import { HostInventory } from '../../schemas/inventory.js';
 import { ErrorCode } from '../../schemas/errors.js';
 import { type TestStack, auditEvents, runCli, snapshotFiles, startTestStack } from '../helpers/stack.js';
@@ -27,14 +29,17 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
   });
 
   void it('attaches 0000:09:00.0 to vm-hvm and the read-back state is right; history replays', async () => {
-    const handle = await t.client.workflow.start<typeof passthroughWorkflow>('passthroughWorkflow', {
-      taskQueue: TASK_QUEUE,
-      workflowId: `op/sim-1/${DEVICE}/it-1`,
-      args: [{ hostId: 'sim-1', bdf: DEVICE, guest: 'vm-hvm' }],
-    });
-    const result = await handle.result();
+    // Through the host entity, as the CLI does it.
+    const op = parseOperationInput('attach', { host: 'sim-1', device: DEVICE, guest: 'vm-hvm', wait: true, json: false }, 'it-1');
+    await submitOperation(t.client, op);
+    const result = await waitForOperation(t.client, 'sim-1', op.workflowId);
+    const handle = t.client.workflow.getHandle(op.workflowId);
     assert.equal(result.outcome, 'attached');
     assert.deepEqual(result.steps.map((s) => s.step), ['preflight', 'hide', 'bind', 'verify', 'attach']);
+    assert.equal(result.hotplugs.length, 1);
+    const entity = await t.client.workflow.getHandle(hostEntityWorkflowId('sim-1')).query(hostStateQuery);
+    assert.equal(entity.ledger[DEVICE]?.length, 1, 'the entity ledger holds the hotplug');
+    assert.deepEqual(entity.pinned, { 'vm-hvm': [DEVICE] });
 
     const modprobe = await readFile(join(t.hostRoot('sim-1'), 'etc', 'modprobe.conf'), 'utf8');
     assert.ok(modprobe.split('\n').includes('options pciback hide=(0000:09:00.0)'), modprobe);
@@ -52,7 +57,8 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
 
     const events = await auditEvents(t.nc, 'sim-1');
     const applied = events.filter((e) => e.kind === 'applied' && e.opId?.startsWith(`op/sim-1/${DEVICE}/it-1#`)).map((e) => e.command);
-    assert.deepEqual(applied, ['inspect', 'hide', 'bind', 'verify', 'attach']);
+    // inspect, then again after bind to catch an unexpected reboot before verify
+    assert.deepEqual(applied, ['inspect', 'hide', 'bind', 'inspect', 'verify', 'attach']);
     assert.equal(events.filter((e) => e.kind === 'hotplug').length, 1, 'exactly one hotplug');
     assert.ok(events.some((e) => e.kind === 'boot'), 'the agent announced its boot');
 
@@ -61,6 +67,8 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
     const history = await handle.fetchHistory();
     const workflowBundle = await bundleWorkflows();
     await Worker.runReplayHistory({ workflowBundle }, history, handle.workflowId);
+    const entityHistory = await t.client.workflow.getHandle(hostEntityWorkflowId('sim-1')).fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle }, entityHistory, hostEntityWorkflowId('sim-1'));
   });
 
   void it('refuses the management uplink with DEVICE_IN_USE on one line and leaves the host byte-identical', async () => {

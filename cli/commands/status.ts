@@ -1,0 +1,60 @@
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { ErrorCode, PtcError } from '../../schemas/errors.js';
+import type { PassthroughResult } from '../../schemas/passthrough.js';
+import { type PassthroughProgress, passthroughProgressQuery } from '../../workflows/definitions.js';
+import { openTemporal, workflowUiLink } from '../clients.js';
+import { type ConnectionFlags, resolveConnection } from '../connection.js';
+import { errorInfo, failureDetails, printJson } from '../output.js';
+
+export interface StatusOptions extends ConnectionFlags {
+  id: string;
+  json: boolean;
+}
+
+/** `ptctl status <op-id>`: where an operation is (step, waits) or how it ended (outcome, residue). */
+export async function statusCommand(opts: StatusOptions): Promise<void> {
+  const conn = await resolveConnection(opts);
+  const { client, close } = await openTemporal(conn);
+  try {
+    const handle = client.workflow.getHandle(opts.id);
+    let description;
+    try {
+      description = await handle.describe();
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new PtcError(ErrorCode.INVALID_INPUT, `no operation ${opts.id} (ids look like op/<host>/<bdf>/<n>; it may still be queued: see \`ptctl hosts\`)`);
+      throw err;
+    }
+    const status = description.status.name;
+    const link = workflowUiLink(conn, opts.id);
+    let progress: PassthroughProgress | null = null;
+    let result: PassthroughResult | null = null;
+    let error: { code: string; message: string } | null = null;
+    let details: unknown = null;
+    if (status === 'RUNNING') {
+      progress = await handle.query(passthroughProgressQuery);
+    } else {
+      try {
+        result = (await handle.result()) as PassthroughResult;
+      } catch (err) {
+        error = errorInfo(err);
+        details = failureDetails(err);
+      }
+    }
+    const steps = progress?.steps ?? result?.steps ?? (details as { steps?: PassthroughResult['steps'] } | null)?.steps ?? [];
+    const outcome = result?.outcome ?? (details as { outcome?: string } | null)?.outcome ?? (status === 'RUNNING' ? null : 'failed');
+    if (opts.json) {
+      printJson({ id: opts.id, status, step: progress?.step ?? 'done', waitingFor: progress?.waitingFor ?? null, outcome, steps, result, error, details, ui: link });
+      return;
+    }
+    const out = [`${opts.id}: ${status.toLowerCase()}${outcome ? `, outcome ${outcome}` : ''}`];
+    if (progress) out.push(`  step: ${progress.step}${progress.waitingFor ? `, waiting for ${progress.waitingFor}` : ''}`);
+    for (const s of steps) out.push(`  ${s.step.padEnd(10)} ${s.detail}`);
+    if (error) out.push(`  error: ${error.code}: ${error.message}`);
+    const residue = (details as { residue?: string[] } | null)?.residue ?? [];
+    for (const r of residue) out.push(`  left on the host: ${r}`);
+    if (link) out.push(`  ${link}`);
+    process.stdout.write(out.join('\n') + '\n');
+  } finally {
+    await close();
+  }
+}

@@ -1,0 +1,82 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Client, WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/client';
+import { ErrorCode, PtcError } from '../schemas/errors.js';
+import type { HostOperation, PassthroughResult } from '../schemas/passthrough.js';
+import {
+  type EnqueueResult,
+  type PassthroughProgress,
+  TASK_QUEUE,
+  enqueueOperationUpdate,
+  hostEntityWorkflowId,
+  hostStateQuery,
+  passthroughProgressQuery,
+} from '../workflows/definitions.js';
+import type { hostEntityWorkflow } from '../workflows/host-entity.js';
+
+/** Queues an operation on its host's entity, starting the entity if it is not running (update-with-start). */
+export async function submitOperation(client: Client, op: HostOperation): Promise<EnqueueResult> {
+  const hostId = op.request.hostId;
+  return client.workflow.executeUpdateWithStart(enqueueOperationUpdate, {
+    args: [op],
+    startWorkflowOperation: new WithStartWorkflowOperation<typeof hostEntityWorkflow>('hostEntityWorkflow', {
+      workflowId: hostEntityWorkflowId(hostId),
+      taskQueue: TASK_QUEUE,
+      args: [{ hostId }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    }),
+  });
+}
+
+/** What a waiting caller is told as the operation moves: queue position, steps, waits. */
+export type ProgressListener = (line: string) => void;
+
+/**
+ * Waits for an operation: while it is queued behind others on its host, reports its position; while it
+ * runs, reports each new step and wait (throttle, reboot); then returns its result or throws its failure.
+ */
+export async function waitForOperation(client: Client, hostId: string, workflowId: string, onProgress: ProgressListener = () => undefined): Promise<PassthroughResult> {
+  let lastPosition = -1;
+  for (;;) {
+    const handle = client.workflow.getHandle(workflowId);
+    try {
+      await handle.describe();
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+      const view = await client.workflow.getHandle(hostEntityWorkflowId(hostId)).query(hostStateQuery);
+      const dropped = view.recent.find((r) => r.workflowId === workflowId);
+      if (dropped) throw new PtcError(ErrorCode.CANCELLED, `${workflowId} ${dropped.message ?? 'ended before it started'}`);
+      const position = view.queue.findIndex((q) => q.workflowId === workflowId) + (view.current ? 1 : 0);
+      if (position !== lastPosition && position > 0) onProgress(`queued on ${hostId}: ${position} operation(s) ahead`);
+      lastPosition = position;
+      await sleep(300);
+      continue;
+    }
+    return followRunning<PassthroughResult>(handle, onProgress);
+  }
+}
+
+async function followRunning<T>(handle: ReturnType<Client['workflow']['getHandle']>, onProgress: ProgressListener): Promise<T> {
+  let shownSteps = 0;
+  let shownWait: string | null = null;
+  let done = false;
+  const poll = (async () => {
+    while (!done) {
+      try {
+        const p: PassthroughProgress = await handle.query(passthroughProgressQuery);
+        for (const s of p.steps.slice(shownSteps)) onProgress(`${s.step}: ${s.detail}`);
+        shownSteps = p.steps.length;
+        if (p.waitingFor && p.waitingFor !== shownWait) onProgress(`waiting for ${p.waitingFor}`);
+        shownWait = p.waitingFor;
+      } catch {
+        // A finished workflow may no longer answer queries; the result below ends the loop.
+      }
+      await sleep(500);
+    }
+  })();
+  try {
+    return (await handle.result()) as T;
+  } finally {
+    done = true;
+    await poll;
+  }
+}

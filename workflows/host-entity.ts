@@ -1,0 +1,193 @@
+import {
+  ApplicationFailure,
+  CancellationScope,
+  ChildWorkflowFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  isCancellation,
+  setHandler,
+  sleep,
+  startChild,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { ErrorCode, describeZodError } from '../schemas/errors.js';
+import { HostOperation, type Outcome, type PassthroughResult } from '../schemas/passthrough.js';
+import { type HotplugLedger, pruneLedger, recordHotplug } from '../policy/hotplug-throttle.js';
+import { type EnqueueResult, type HostEntityView, type OperationRecord, dropQueuedSignal, enqueueOperationUpdate, hostStateQuery } from './definitions.js';
+import { passthroughWorkflow } from './passthrough-workflow.js';
+import { releaseWorkflow } from './release-workflow.js';
+import { failureInfo, type FailureDetails } from './saga-kit.js';
+
+/** Durable state carried across continue-as-new. */
+export interface HostEntityState {
+  ledger: HotplugLedger;
+  pinned: Record<string, string[]>;
+  queue: HostOperation[];
+  recent: OperationRecord[];
+}
+
+export interface HostEntityInput {
+  hostId: string;
+  state?: HostEntityState;
+}
+
+const RECENT_KEPT = 50;
+/** The longest throttle window the ledger must remember (the schema's maximum). */
+const LEDGER_HORIZON_MS = 24 * 60 * 60_000;
+/** Extra time an operation gets past its own deadline before the entity cancels it (it compensates then). */
+const WATCHDOG_GRACE_MS = 15 * 60_000;
+/**
+ * A terminated operation cannot report its hotplugs; count the most it could have done (attach plus the
+ * compensation's detach) so the throttle errs on the safe side.
+ */
+const UNKNOWN_OP_HOTPLUGS = 2;
+const IDLE_BEFORE_CLOSE = '1 hour';
+
+/**
+ * `host/<hostId>`: the single writer for a host. Operations arrive by update, run one at a time in
+ * arrival order as child workflows, and hand their hotplug times back to a ledger kept here, so the
+ * throttle of each operation sees every hotplug of the device. A child that ends badly (failed,
+ * terminated, stuck past its deadline) is recorded and the queue moves on: no host stays locked.
+ */
+export async function hostEntityWorkflow(input: HostEntityInput): Promise<void> {
+  const { hostId } = input;
+  const state: HostEntityState = input.state ?? { ledger: {}, pinned: {}, queue: [], recent: [] };
+  let current: HostEntityView['current'] = null;
+  let processed = 0;
+
+  const known = (workflowId: string): boolean =>
+    current?.workflowId === workflowId || state.queue.some((o) => o.workflowId === workflowId) || state.recent.some((r) => r.workflowId === workflowId);
+
+  setHandler(
+    enqueueOperationUpdate,
+    (raw): EnqueueResult => {
+      const op = HostOperation.parse(raw);
+      if (known(op.workflowId)) {
+        const idx = state.queue.findIndex((o) => o.workflowId === op.workflowId);
+        return { workflowId: op.workflowId, position: idx < 0 ? 0 : idx + (current ? 1 : 0) };
+      }
+      state.queue.push(op);
+      return { workflowId: op.workflowId, position: state.queue.length - 1 + (current ? 1 : 0) };
+    },
+    {
+      // Rejected updates never enter history: a malformed request cannot poison the entity.
+      validator: (raw) => {
+        const parsed = HostOperation.safeParse(raw);
+        if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid operation: ${describeZodError(parsed.error, 'operation')}`, ErrorCode.INVALID_INPUT);
+        if (parsed.data.request.hostId !== hostId) throw ApplicationFailure.nonRetryable(`operation for ${parsed.data.request.hostId} sent to the entity of ${hostId}`, ErrorCode.HOST_MISMATCH);
+      },
+    },
+  );
+  setHandler(dropQueuedSignal, (workflowId) => {
+    const idx = state.queue.findIndex((o) => o.workflowId === workflowId);
+    if (idx < 0) return;
+    const [op] = state.queue.splice(idx, 1);
+    if (op) remember(op, 'cancelled', ErrorCode.CANCELLED, 'dropped from the queue before it started');
+  });
+  setHandler(hostStateQuery, (): HostEntityView => ({
+    hostId,
+    current,
+    queue: state.queue.map((o) => ({ workflowId: o.workflowId, kind: o.kind, bdf: o.request.bdf })),
+    recent: state.recent,
+    ledger: state.ledger,
+    pinned: state.pinned,
+  }));
+
+  function remember(op: HostOperation, outcome: Outcome, code: string | null, message: string | null): void {
+    state.recent = [...state.recent, { workflowId: op.workflowId, kind: op.kind, bdf: op.request.bdf, guest: op.request.guest, outcome, code, message, finishedAt: Date.now() }].slice(-RECENT_KEPT);
+  }
+
+  function addHotplugs(bdf: string, times: readonly number[]): void {
+    for (const t of times) state.ledger = recordHotplug(state.ledger, bdf, t);
+  }
+
+  function pin(guest: string, bdf: string, attached: boolean): void {
+    const devices = new Set(state.pinned[guest] ?? []);
+    if (attached) devices.add(bdf);
+    else devices.delete(bdf);
+    if (devices.size > 0) state.pinned[guest] = [...devices].sort();
+    else delete state.pinned[guest];
+  }
+
+  async function run(op: HostOperation): Promise<void> {
+    const { bdf, guest } = op.request;
+    state.ledger = pruneLedger(state.ledger, Date.now(), LEDGER_HORIZON_MS);
+    const ledger = state.ledger[bdf] ?? [];
+    const scope = new CancellationScope();
+    const outcome = scope.run(async () => {
+      const child =
+        op.kind === 'attach'
+          ? await startChild(passthroughWorkflow, { workflowId: op.workflowId, args: [op.request, ledger] })
+          : await startChild(releaseWorkflow, { workflowId: op.workflowId, args: [op.request, ledger] });
+      return child.result();
+    });
+    const watchdog = new CancellationScope();
+    const expired = watchdog.run(() => sleep(op.request.deadlineMs + WATCHDOG_GRACE_MS)).then(
+      () => true,
+      () => false,
+    );
+    let result: PassthroughResult | null = null;
+    let failure: unknown = null;
+    try {
+      result = await Promise.race([outcome, expired.then((timedOut) => (timedOut ? Promise.reject(new Error('watchdog')) : new Promise<never>(() => undefined)))]);
+    } catch (err) {
+      if (err instanceof Error && err.message === 'watchdog') {
+        // Past its deadline: cancel it (the child compensates) and wait for it to finish doing so.
+        scope.cancel();
+        try {
+          result = await outcome;
+        } catch (late) {
+          failure = late;
+        }
+      } else {
+        failure = err;
+      }
+    } finally {
+      watchdog.cancel();
+    }
+    if (result) {
+      addHotplugs(bdf, result.hotplugs);
+      pin(guest, bdf, result.kind === 'attach');
+      remember(op, result.outcome, null, null);
+      return;
+    }
+    const details = failureDetailsOf(failure);
+    if (details) addHotplugs(bdf, details.hotplugs);
+    else addHotplugs(bdf, Array.from({ length: UNKNOWN_OP_HOTPLUGS }, () => Date.now()));
+    const info = failureInfo(failure instanceof ChildWorkflowFailure ? (failure.cause ?? failure) : failure);
+    remember(op, details?.outcome ?? (isCancellation(failure) ? 'cancelled' : 'failed'), info.code, info.message);
+  }
+
+  for (;;) {
+    const hasWork = await condition(() => state.queue.length > 0, IDLE_BEFORE_CLOSE);
+    if (!hasWork) {
+      state.ledger = pruneLedger(state.ledger, Date.now(), LEDGER_HORIZON_MS);
+      // Nothing to remember any more: end, and the next operation starts a fresh entity.
+      if (Object.keys(state.ledger).length === 0 && Object.keys(state.pinned).length === 0) {
+        await condition(allHandlersFinished);
+        if (state.queue.length === 0) return;
+      }
+    }
+    const op = state.queue.shift();
+    if (op) {
+      current = { workflowId: op.workflowId, kind: op.kind, bdf: op.request.bdf, startedAt: Date.now() };
+      await run(op);
+      current = null;
+      processed++;
+    }
+    // Keep every history short: hand the state to a fresh run between operations.
+    if (workflowInfo().continueAsNewSuggested || processed >= 100 || !hasWork) {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof hostEntityWorkflow>({ hostId, state });
+    }
+  }
+}
+
+function failureDetailsOf(err: unknown): FailureDetails | null {
+  const cause = err instanceof ChildWorkflowFailure ? err.cause : err;
+  if (!(cause instanceof ApplicationFailure)) return null;
+  const details = cause.details?.[0];
+  if (typeof details === 'object' && details !== null && 'outcome' in details && 'hotplugs' in details) return details as FailureDetails;
+  return null;
+}

@@ -1,0 +1,71 @@
+import { ApplicationFailure, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ErrorCode, describeZodError } from '../schemas/errors.js';
+import { ReleaseRequest, type ReleaseRequestInput, type PassthroughResult } from '../schemas/passthrough.js';
+import { findDevice, findGuest, iommuCompanions } from '../policy/passthrough-policy.js';
+import { passthroughProgressQuery } from './definitions.js';
+import { OperationContext, agent } from './saga-kit.js';
+
+/**
+ * Gives a device back to the host: detach it from the guest (live and config), rebind the driver it had
+ * before (recorded by the agent), take it and its IOMMU companions out of the hide= list, and verify the
+ * host has them back. Every step is idempotent by state, so a release can be repeated after a failure;
+ * it is forward-only (re-attaching on failure would cost another hotplug for nothing).
+ */
+export async function releaseWorkflow(input: ReleaseRequestInput, hotplugLedger: number[] = []): Promise<PassthroughResult> {
+  const parsed = ReleaseRequest.safeParse(input);
+  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid release request: ${describeZodError(parsed.error, 'request')}`, ErrorCode.INVALID_INPUT);
+  const req = parsed.data;
+  const op = new OperationContext(workflowInfo().workflowId, req.hostId, req.bdf, [...hotplugLedger], req.throttle, req.deadlineMs);
+  setHandler(passthroughProgressQuery, () => op.progress);
+  try {
+    const inv = await agent.inspectHost(req.hostId, op.opId('inspect'));
+    const found = findDevice(inv, req.bdf);
+    if (!found.ok) throw ApplicationFailure.nonRetryable(found.message, found.code);
+    const guestFound = findGuest(inv, req.guest);
+    if (!guestFound.ok) throw ApplicationFailure.nonRetryable(guestFound.message, guestFound.code);
+    const { device } = found;
+    const { guest } = guestFound;
+    if (device.assignedTo !== null && device.assignedTo !== req.guest) {
+      throw ApplicationFailure.nonRetryable(`${req.bdf} is assigned to ${device.assignedTo}, not ${req.guest}`, ErrorCode.DEVICE_ASSIGNED);
+    }
+    // Companions go back too, unless another guest holds one of them.
+    const devices = [device, ...iommuCompanions(inv, device).filter((d) => d.assignedTo === null)];
+    op.record('preflight', `release ${devices.map((d) => d.bdf).join(' ')} from ${req.guest}`);
+
+    const live = guest.liveDevices.includes(req.bdf);
+    if (live || guest.configDevices.includes(req.bdf)) {
+      if (live) await op.hotplugGate();
+      const detached = await agent.detachDevice(req.hostId, req.bdf, req.guest, 'both', op.opId('detach'));
+      if (detached.hotplugged) op.noteHotplug();
+      op.record('detach', `${req.bdf} detached from ${req.guest}${detached.hotplugged ? ' (hot unplug)' : ''}`);
+    }
+    for (const d of devices) {
+      const unbound = await agent.unbindDevice(req.hostId, d.bdf, null, op.opId(`unbind:${d.bdf}`));
+      op.record('unbind', `${d.bdf} ${unbound.changed ? 'given back to' : 'already on'} ${unbound.driver ?? 'no driver'}`);
+    }
+    for (const d of devices) {
+      const unhidden = await agent.unhideDevice(req.hostId, d.bdf, op.opId(`unhide:${d.bdf}`));
+      op.record('unhide', `${d.bdf} ${unhidden.changed ? 'removed from' : 'not in'} pciback hide= in ${unhidden.file}`);
+    }
+    for (const d of devices) {
+      const seen = await agent.verifyDevice(req.hostId, d.bdf, 'host', op.opId(`verify:${d.bdf}`));
+      op.record('verify', `${d.bdf}: back on ${seen.driver ?? 'no driver'}`);
+    }
+    op.progress.step = 'done';
+    return {
+      kind: 'detach',
+      hostId: req.hostId,
+      bdf: req.bdf,
+      guest: req.guest,
+      outcome: 'released',
+      strategy: null,
+      mode: null,
+      guestRebootNeeded: false,
+      steps: op.progress.steps,
+      hotplugs: op.hotplugs,
+      error: null,
+    };
+  } catch (err) {
+    return op.fail(err);
+  }
+}
