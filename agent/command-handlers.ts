@@ -77,7 +77,13 @@ async function guardedHotplug(ctx: HandlerContext, bdf: PciAddress, effect: () =
   }
   // Counted before the effect: a hotplug that fails half-way still touched the kernel's interrupt tracking.
   await ctx.records.addHotplug(bdf, now, ctx.hotplugCap.windowMs);
-  await effect();
+  try {
+    await effect();
+  } catch (err) {
+    // A failed hotplug is never retried blindly: retries are how hotplug storms start. The saga decides.
+    if (err instanceof PtcError && err.code === ErrorCode.COMMAND_FAILED) throw new PtcError(ErrorCode.ATTACH_FAILED, err.message, { cause: err });
+    throw err;
+  }
   await ctx.emit('hotplug', detail);
 }
 

@@ -34,6 +34,8 @@ export interface HostAgentOptions {
   hotplugCap?: HotplugCap;
   /** Fault injection: the process dies (SIGKILL) the first time it reaches this checkpoint. */
   crashAt?: string | null;
+  /** Fault injection: the host reboots the first time the agent reaches this checkpoint. */
+  rebootAt?: string | null;
   log: Logger;
 }
 
@@ -209,13 +211,23 @@ export class HostAgent {
 
   /** Dies like a crashed process at the configured step, once: the marker lets the restarted agent recover. */
   private checkpoint(step: string): void {
-    if (this.opts.crashAt !== step) return;
-    const marker = join(this.opts.stateDir, `crashed-at-${step.replace(/[^a-z0-9-]/gi, '_')}`);
-    if (existsSync(marker)) return;
+    if (this.opts.crashAt === step && this.firstTime('crashed-at', step)) {
+      this.opts.log.warn({ step }, 'injected crash');
+      process.kill(process.pid, 'SIGKILL');
+    }
+    if (this.opts.rebootAt === step && this.firstTime('rebooted-at', step)) {
+      this.opts.log.warn({ step }, 'injected reboot');
+      void this.opts.backend.reboot();
+    }
+  }
+
+  /** Marks a fault as fired (on disk, so a restarted agent does not fire it again). */
+  private firstTime(kind: string, step: string): boolean {
+    const marker = join(this.opts.stateDir, `${kind}-${step.replace(/[^a-z0-9-]/gi, '_')}`);
+    if (existsSync(marker)) return false;
     mkdirSync(this.opts.stateDir, { recursive: true });
     writeFileSync(marker, new Date().toISOString());
-    this.opts.log.warn({ step }, 'injected crash');
-    process.kill(process.pid, 'SIGKILL');
+    return true;
   }
 
   private async run(command: AgentCommand, args: unknown, opId: string): Promise<AgentReply> {

@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { HostAgent } from '../agent/host-agent.js';
 import { SimHost, type SimFaultsInput } from '../agent/sim/sim-host.js';
+import { type FleetFile, hostSettings } from '../agent/sim/fleet-file.js';
 import { connectNats, hostInboxPrefix } from '../transport/nats-connection.js';
 import { hostSeedFile } from './nats-auth.js';
 
@@ -15,6 +16,8 @@ export interface SimAgentsOptions {
   heartbeatMs: number;
   profile?: string | undefined;
   faults?: SimFaultsInput | undefined;
+  /** Per-host profiles and faults. */
+  fleet?: FleetFile | undefined;
 }
 
 /** The layout of a simulated host: its root (etc/…) and, inside it, where a real agent keeps its state. */
@@ -28,7 +31,8 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
   const agents: Array<{ agent: HostAgent; close: () => Promise<void> }> = [];
   for (const hostId of opts.hostIds) {
     const root = simHostDir(opts.dir, hostId);
-    const backend = await SimHost.open({ hostDir: root, hostId, profile: opts.profile, faults: opts.faults });
+    const { profile, faults } = hostSettings(opts.fleet, hostId, opts);
+    const backend = await SimHost.open({ hostDir: root, hostId, profile, faults });
     const nc = await connectNats({
       servers: opts.natsUrl,
       seedFile: hostSeedFile(opts.credsDir, hostId),
@@ -43,6 +47,7 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
       stateDir: agentStateDir(root),
       heartbeatMs: opts.heartbeatMs,
       crashAt: backend.faults.crashAtStep,
+      rebootAt: backend.faults.rebootAtStep,
       log: log.child({ hostId }),
     });
     agents.push({ agent, close: () => nc.drain() });

@@ -16,6 +16,7 @@ import { type Connection, type ConnectionFile, connectionEnv, connectionFilePath
 import { natsAuthorization } from './nats-auth.js';
 import { PTCTL_ENTRY, serverBinary } from './tools.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
+import type { FleetFileInput } from '../agent/sim/fleet-file.js';
 
 export interface DevStackOptions {
   dir: string;
@@ -26,6 +27,10 @@ export interface DevStackOptions {
   heartbeatMs?: number;
   /** Extra `--sim-faults` JSON for the agents (tests inject failures this way). */
   simFaults?: Record<string, unknown>;
+  /** How long the worker waits for an agent's reply before retrying (default 30 s). */
+  agentTimeoutMs?: number;
+  /** Per-host profiles and faults, written to <dir>/fleet.json for the agents. */
+  fleet?: FleetFileInput | undefined;
   /** Temporal UI on (ptctl dev) or off (tests, demo). */
   ui?: boolean;
   /** Run the Temporal server and worker (default). Agent-only tests turn this off to start faster. */
@@ -178,7 +183,7 @@ export class DevStack {
     this.say(`Temporal dev server ready on ${temporalAddress}${temporalUi ? `, UI ${temporalUi}` : ''}`);
 
     this.connection = { ...this.connection, temporalAddress, temporalUi };
-    const childEnv = { ...process.env, ...connectionEnv(this.connection) };
+    const childEnv = { ...process.env, ...connectionEnv(this.connection), ...(this.opts.agentTimeoutMs ? { PTC_AGENT_TIMEOUT_MS: String(this.opts.agentTimeoutMs) } : {}) };
 
     // Worker
     this.processes.push(ManagedProcess.start('worker', process.execPath, [PTCTL_ENTRY, 'worker'], { logFile: this.path('logs', 'worker.log'), env: childEnv }));
@@ -206,6 +211,10 @@ export class DevStack {
     const args = [PTCTL_ENTRY, 'agent', '--backend', 'sim', '--dir', this.dir, '--creds-dir', this.path('creds'), '--heartbeat', String(this.opts.heartbeatMs ?? 5000)];
     if (this.opts.profile) args.push('--profile', this.opts.profile);
     if (faults) args.push('--sim-faults', JSON.stringify(faults));
+    if (this.opts.fleet) {
+      await writeFile(this.path('fleet.json'), JSON.stringify(this.opts.fleet, null, 2));
+      args.push('--fleet', this.path('fleet.json'));
+    }
     for (const h of this.hosts) args.push('--host-id', h);
     const env = { ...process.env, ...connectionEnv(this.connection) };
     this.agentsProcess = ManagedProcess.start('agents', process.execPath, args, { logFile: this.path('logs', 'agents.log'), env });

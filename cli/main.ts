@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { SimFaults } from '../agent/sim/sim-host.js';
+import { readFleetFile } from '../agent/sim/fleet-file.js';
 import { ErrorCode, PtcError, describeZodError } from '../schemas/errors.js';
 import { HostId } from '../schemas/ids.js';
 import { runSimAgents } from './agent-runner.js';
@@ -45,10 +46,14 @@ export function buildProgram(): Command {
     .option('--sim-hosts <n>', 'number of simulated hosts', '3')
     .option('--profile <name>', 'simulated host profile', 'rhel5-xen')
     .option('--heartbeat <ms>', 'agent inventory heartbeat', '5000')
-    .action(async (o: { dir: string; simHosts: string; profile: string; heartbeat: string }) => {
+    .option('--fleet <file>', 'per-host profiles and faults (YAML or JSON); its hosts are the simulated hosts')
+    .action(async (o: { dir: string; simHosts: string; profile: string; heartbeat: string; fleet?: string }) => {
+      const fleet = o.fleet ? await readFleetFile(o.fleet) : undefined;
+      const fleetHosts = fleet ? Object.keys(fleet.hosts) : [];
       await devCommand({
         dir: o.dir,
-        simHosts: parseInput(count(2000), o.simHosts, '--sim-hosts'),
+        fleet,
+        simHosts: fleetHosts.length > 0 ? fleetHosts : parseInput(count(2000), o.simHosts, '--sim-hosts'),
         profile: o.profile,
         heartbeatMs: parseInput(z.coerce.number().int().min(200).max(600_000), o.heartbeat, '--heartbeat'),
       });
@@ -122,8 +127,9 @@ export function buildProgram(): Command {
     .option('--nats-url <url>', 'NATS server URL (env PTC_NATS_URL)')
     .option('--profile <name>', 'sim: host profile for hosts created now')
     .option('--sim-faults <json>', 'sim: fault injection, e.g. {"attachFailureProbability":0.5}')
+    .option('--fleet <file>', 'sim: per-host profiles and faults (YAML or JSON)')
     .option('--heartbeat <ms>', 'inventory heartbeat', '10000')
-    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; profile?: string; simFaults?: string; heartbeat: string }) => {
+    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; profile?: string; simFaults?: string; fleet?: string; heartbeat: string }) => {
       const hostIds = o.hostId.map((h) => parseInput(HostId, h, '--host-id'));
       if (o.backend === 'linux') throw new PtcError(ErrorCode.INVALID_INPUT, 'the linux backend is not built yet (issue #4); use --backend sim');
       const natsUrl = o.natsUrl ?? process.env.PTC_NATS_URL;
@@ -143,7 +149,8 @@ export function buildProgram(): Command {
         credsDir: o.credsDir ?? `${o.dir}/creds`,
         heartbeatMs: parseInput(z.coerce.number().int().min(200), o.heartbeat, '--heartbeat'),
         profile: o.profile,
-        faults: parseInput(SimFaults, faults, '--sim-faults'),
+        faults: parseInput(SimFaults.partial(), faults, '--sim-faults'),
+        fleet: o.fleet ? await readFleetFile(o.fleet) : undefined,
       });
     });
 

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/client';
-import { ErrorCode, PtcError } from '../schemas/errors.js';
+import { ErrorCode, PtcError, isErrorCode } from '../schemas/errors.js';
 import type { HostOperation, PassthroughResult } from '../schemas/passthrough.js';
 import {
   type EnqueueResult,
@@ -43,8 +43,12 @@ export async function waitForOperation(client: Client, hostId: string, workflowI
     } catch (err) {
       if (!(err instanceof WorkflowNotFoundError)) throw err;
       const view = await client.workflow.getHandle(hostEntityWorkflowId(hostId)).query(hostStateQuery);
-      const dropped = view.recent.find((r) => r.workflowId === workflowId);
-      if (dropped) throw new PtcError(ErrorCode.CANCELLED, `${workflowId} ${dropped.message ?? 'ended before it started'}`);
+      // Ended without a workflow of its own: dropped from the queue, or throttled by the entity up front.
+      const ended = view.recent.find((r) => r.workflowId === workflowId);
+      if (ended) {
+        const code = isErrorCode(ended.code) ? ended.code : ErrorCode.OPERATION_FAILED;
+        throw new PtcError(code, ended.message ?? `${workflowId} ended before it started`);
+      }
       const position = view.queue.findIndex((q) => q.workflowId === workflowId) + (view.current ? 1 : 0);
       if (position !== lastPosition && position > 0) onProgress(`queued on ${hostId}: ${position} operation(s) ahead`);
       lastPosition = position;

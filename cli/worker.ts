@@ -7,6 +7,12 @@ import type { Connection } from './connection.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
 
+/** PTC_AGENT_TIMEOUT_MS: how long to wait for an agent's reply (a rebooting host answers nothing). */
+function agentTimeoutFromEnv(): number | undefined {
+  const value = Number(process.env.PTC_AGENT_TIMEOUT_MS);
+  return Number.isInteger(value) && value > 0 ? value : undefined;
+}
+
 /** Runs the ptctl worker until SIGINT/SIGTERM (the Temporal SDK's own shutdown signals). */
 export async function runWorker(conn: Connection, extra: Partial<WorkerOptions> = {}): Promise<void> {
   const nc = await connectNats({ servers: conn.natsUrl, seedFile: conn.natsCreds, name: 'ptc-worker', reconnectForever: true });
@@ -17,7 +23,7 @@ export async function runWorker(conn: Connection, extra: Partial<WorkerOptions> 
       namespace: conn.temporalNamespace,
       taskQueue: TASK_QUEUE,
       workflowsPath: WORKFLOWS_PATH,
-      activities: createActivities({ nc }),
+      activities: createActivities({ nc, agentTimeoutMs: agentTimeoutFromEnv() }),
       ...extra,
     });
     await worker.run();

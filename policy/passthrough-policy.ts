@@ -62,7 +62,7 @@ export function checkReloadSafe(inv: HostInventory, device: PciDevice): Verdict 
   if (busy) {
     return refuse(
       ErrorCode.RELOAD_UNSAFE,
-      `reloading ${driver} would also drop ${busy.bdf}, which host ${inv.hostId} uses (${busy.inUse}); use --strategy dynamic or reboot`,
+      `reloading ${driver} to move ${device.bdf} would also drop ${busy.bdf}, which host ${inv.hostId} uses (${busy.inUse}); use --strategy dynamic or reboot`,
     );
   }
   return { ok: true };
@@ -94,10 +94,10 @@ export function checkGuestAccepts(inv: HostInventory, guest: Guest, device: PciD
   }
   if (guest.virt === 'hvm') {
     if (!(inv.os.name === 'rhel' && versionAtLeast(inv.os.version, '5.4'))) {
-      return refuse(ErrorCode.HVM_UNSUPPORTED, `passthrough to fully virtualized guests needs a RHEL 5.4 or newer host; ${inv.hostId} runs ${inv.os.name} ${inv.os.version}`);
+      return refuse(ErrorCode.HVM_UNSUPPORTED, `passthrough to fully virtualized guest ${guest.name} needs a RHEL 5.4 or newer host; ${inv.hostId} runs ${inv.os.name} ${inv.os.version}`);
     }
     if (!inv.iommu) {
-      return refuse(ErrorCode.IOMMU_REQUIRED, `passthrough to fully virtualized guests needs an IOMMU; enable VT-d/AMD-Vi (iommu=1) on ${inv.hostId}`);
+      return refuse(ErrorCode.IOMMU_REQUIRED, `passthrough to fully virtualized guest ${guest.name} needs an IOMMU; enable VT-d/AMD-Vi (iommu=1) on ${inv.hostId}`);
     }
   }
   return { ok: true };
@@ -127,7 +127,7 @@ export function chooseStrategy(inv: HostInventory, device: PciDevice, requested:
     return refuse(ErrorCode.STRATEGY_UNSUPPORTED, `host ${inv.hostId} offers no way to bind ${device.bdf} to pciback`);
   }
   const capability = requested === 'dynamic' ? 'dynamic-bind' : requested;
-  if (!can(capability)) return refuse(ErrorCode.STRATEGY_UNSUPPORTED, `host ${inv.hostId} does not support the ${requested} strategy; use --strategy auto`);
+  if (!can(capability)) return refuse(ErrorCode.STRATEGY_UNSUPPORTED, `host ${inv.hostId} does not support the ${requested} strategy needed to bind ${device.bdf}; use --strategy auto`);
   if (requested === 'reload' && !reloadVerdict.ok) return reloadVerdict;
   return { ok: true, strategy: requested };
 }

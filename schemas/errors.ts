@@ -90,6 +90,7 @@ const PERMANENT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.NOT_HIDDEN,
   ErrorCode.NOT_BOUND,
   ErrorCode.VERIFY_FAILED,
+  ErrorCode.ATTACH_FAILED,
   ErrorCode.HOST_UNRESPONSIVE,
 ]);
 

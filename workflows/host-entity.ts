@@ -13,7 +13,7 @@ import {
 } from '@temporalio/workflow';
 import { ErrorCode, describeZodError } from '../schemas/errors.js';
 import { HostOperation, type Outcome, type PassthroughResult } from '../schemas/passthrough.js';
-import { type HotplugLedger, pruneLedger, recordHotplug } from '../policy/hotplug-throttle.js';
+import { type HotplugLedger, nextHotplugSlot, pruneLedger, recordHotplug } from '../policy/hotplug-throttle.js';
 import { type EnqueueResult, type HostEntityView, type OperationRecord, dropQueuedSignal, enqueueOperationUpdate, hostStateQuery } from './definitions.js';
 import { passthroughWorkflow } from './passthrough-workflow.js';
 import { releaseWorkflow } from './release-workflow.js';
@@ -114,6 +114,13 @@ export async function hostEntityWorkflow(input: HostEntityInput): Promise<void> 
     const { bdf, guest } = op.request;
     state.ledger = pruneLedger(state.ledger, Date.now(), LEDGER_HORIZON_MS);
     const ledger = state.ledger[bdf] ?? [];
+    // A storm of requests for an exhausted device ends here, before any workflow or host command runs.
+    // (Conservative: it assumes the operation would hotplug.)
+    const slot = nextHotplugSlot(state.ledger, bdf, Date.now(), op.request.throttle);
+    if (slot > Date.now() + op.request.deadlineMs) {
+      remember(op, 'throttled', ErrorCode.THROTTLED, `${bdf} is over its hotplug budget (${op.request.throttle.budget} per ${Math.round(op.request.throttle.windowMs / 1000)} s) until ${new Date(slot).toISOString()}, past the deadline`);
+      return;
+    }
     const scope = new CancellationScope();
     const outcome = scope.run(async () => {
       const child =

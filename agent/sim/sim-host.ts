@@ -21,6 +21,7 @@ export const SimFaults = z.object({
   rebootHangs: z.boolean().default(false).describe('a reboot never comes back (until power-cycled)'),
   uplinkDropMs: z.number().int().nonnegative().default(5000).describe('silence after the uplink driver is reloaded'),
   crashAtStep: z.string().max(64).nullable().default(null).describe('the agent process exits at this named step'),
+  rebootAtStep: z.string().max(64).nullable().default(null).describe('the host reboots (once) when the agent reaches this named step'),
   seed: z.number().int().default(1).describe('seed of the fault dice, so a run can be repeated'),
 });
 export type SimFaults = z.infer<typeof SimFaults>;
@@ -322,6 +323,8 @@ export class SimHost implements HostBackend {
   }
 
   private async completeBoot(): Promise<void> {
+    // A power cycle during a reboot completes that boot: the reboot's own timer must not boot it again.
+    if (this.bootTimer) clearTimeout(this.bootTimer);
     this.bootTimer = null;
     const { hidden, installDrivers } = await this.modprobeState();
     this.state.bootId = randomUUID();
@@ -355,7 +358,7 @@ export class SimHost implements HostBackend {
     await this.countHotplug(bdf);
     if (this.roll() < this.faults.attachFailureProbability) {
       await this.save();
-      throw simError(`xm pci-attach ${guestName} ${bdf}: Error: Timed out waiting for device model action (injected fault)`);
+      throw new PtcError(ErrorCode.ATTACH_FAILED, `xm pci-attach ${guestName} ${bdf}: Error: Timed out waiting for device model action (injected fault)`);
     }
     if (!guest.liveDevices.includes(bdf)) guest.liveDevices.push(bdf);
     await this.save();

@@ -1,9 +1,11 @@
 import { DevStack } from '../dev-stack.js';
+import type { FleetFileInput } from '../../agent/sim/fleet-file.js';
 import { DEFAULT_STATE_DIR } from '../connection.js';
 
 export interface DevOptions {
   dir?: string | undefined;
-  simHosts: number;
+  simHosts: number | string[];
+  fleet?: FleetFileInput | undefined;
   profile?: string | undefined;
   heartbeatMs: number;
 }
@@ -13,7 +15,7 @@ export async function devCommand(opts: DevOptions): Promise<void> {
   const dir = opts.dir ?? DEFAULT_STATE_DIR;
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
   say(`starting the ptctl dev stack in ${dir}/ …`);
-  const stack = await DevStack.start({ dir, simHosts: opts.simHosts, profile: opts.profile, heartbeatMs: opts.heartbeatMs, ui: true, onProgress: (l) => say(`  ✓ ${l}`) });
+  const stack = await DevStack.start({ dir, simHosts: opts.simHosts, fleet: opts.fleet, profile: opts.profile, heartbeatMs: opts.heartbeatMs, ui: true, onProgress: (l) => say(`  ✓ ${l}`) });
   say('');
   say(`NATS      ${stack.connection.natsUrl}  (credentials: ${stack.connection.natsCreds})`);
   say(`Temporal  ${stack.connection.temporalAddress}  namespace ${stack.connection.temporalNamespace}`);
