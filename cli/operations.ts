@@ -1,30 +1,34 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Client, WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/client';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { ErrorCode, PtcError, isErrorCode } from '../schemas/errors.js';
-import type { HostOperation, PassthroughResult } from '../schemas/passthrough.js';
+import type { HostOperation, HostOperationInput, PassthroughResult } from '../schemas/passthrough.js';
 import {
-  type EnqueueResult,
   type PassthroughProgress,
   TASK_QUEUE,
-  enqueueOperationUpdate,
+  enqueueOperationSignal,
   hostEntityWorkflowId,
   hostStateQuery,
   passthroughProgressQuery,
 } from '../workflows/definitions.js';
 import type { hostEntityWorkflow } from '../workflows/host-entity.js';
 
-/** Queues an operation on its host's entity, starting the entity if it is not running (update-with-start). */
-export async function submitOperation(client: Client, op: HostOperation): Promise<EnqueueResult> {
+/** Queues an operation on its host's entity, starting the entity if it is not running (signal-with-start). */
+export async function submitOperation(client: Client, op: HostOperation): Promise<void> {
   const hostId = op.request.hostId;
-  return client.workflow.executeUpdateWithStart(enqueueOperationUpdate, {
-    args: [op],
-    startWorkflowOperation: new WithStartWorkflowOperation<typeof hostEntityWorkflow>('hostEntityWorkflow', {
-      workflowId: hostEntityWorkflowId(hostId),
-      taskQueue: TASK_QUEUE,
-      args: [{ hostId }],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    }),
+  await client.workflow.signalWithStart<typeof hostEntityWorkflow, [HostOperationInput]>('hostEntityWorkflow', {
+    workflowId: hostEntityWorkflowId(hostId),
+    taskQueue: TASK_QUEUE,
+    args: [{ hostId }],
+    signal: enqueueOperationSignal,
+    signalArgs: [op],
   });
+}
+
+/** How many operations are ahead of this one on its host (0: running or about to run). */
+export async function queuePosition(client: Client, hostId: string, workflowId: string): Promise<number> {
+  const view = await client.workflow.getHandle(hostEntityWorkflowId(hostId)).query(hostStateQuery);
+  const idx = view.queue.findIndex((q) => q.workflowId === workflowId);
+  return idx < 0 ? 0 : idx + (view.current ? 1 : 0);
 }
 
 /** What a waiting caller is told as the operation moves: queue position, steps, waits. */
@@ -45,6 +49,8 @@ export async function waitForOperation(client: Client, hostId: string, workflowI
       const view = await client.workflow.getHandle(hostEntityWorkflowId(hostId)).query(hostStateQuery);
       // Ended without a workflow of its own: dropped from the queue, or throttled by the entity up front.
       const ended = view.recent.find((r) => r.workflowId === workflowId);
+      // It may have started and finished between the describe above and this query: look again.
+      if (ended && (await workflowExists(handle))) continue;
       if (ended) {
         const code = isErrorCode(ended.code) ? ended.code : ErrorCode.OPERATION_FAILED;
         throw new PtcError(code, ended.message ?? `${workflowId} ended before it started`);
@@ -56,6 +62,16 @@ export async function waitForOperation(client: Client, hostId: string, workflowI
       continue;
     }
     return followRunning<PassthroughResult>(handle, onProgress);
+  }
+}
+
+async function workflowExists(handle: ReturnType<Client['workflow']['getHandle']>): Promise<boolean> {
+  try {
+    await handle.describe();
+    return true;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return false;
+    throw err;
   }
 }
 

@@ -14,7 +14,7 @@ import {
 import { ErrorCode, describeZodError } from '../schemas/errors.js';
 import { HostOperation, type Outcome, type PassthroughResult } from '../schemas/passthrough.js';
 import { type HotplugLedger, nextHotplugSlot, pruneLedger, recordHotplug } from '../policy/hotplug-throttle.js';
-import { type EnqueueResult, type HostEntityView, type OperationRecord, dropQueuedSignal, enqueueOperationUpdate, hostStateQuery } from './definitions.js';
+import { type HostEntityView, type OperationRecord, dropQueuedSignal, enqueueOperationSignal, hostStateQuery } from './definitions.js';
 import { passthroughWorkflow } from './passthrough-workflow.js';
 import { releaseWorkflow } from './release-workflow.js';
 import { failureInfo, type FailureDetails } from './saga-kit.js';
@@ -59,26 +59,21 @@ export async function hostEntityWorkflow(input: HostEntityInput): Promise<void> 
   const known = (workflowId: string): boolean =>
     current?.workflowId === workflowId || state.queue.some((o) => o.workflowId === workflowId) || state.recent.some((r) => r.workflowId === workflowId);
 
-  setHandler(
-    enqueueOperationUpdate,
-    (raw): EnqueueResult => {
-      const op = HostOperation.parse(raw);
-      if (known(op.workflowId)) {
-        const idx = state.queue.findIndex((o) => o.workflowId === op.workflowId);
-        return { workflowId: op.workflowId, position: idx < 0 ? 0 : idx + (current ? 1 : 0) };
-      }
-      state.queue.push(op);
-      return { workflowId: op.workflowId, position: state.queue.length - 1 + (current ? 1 : 0) };
-    },
-    {
-      // Rejected updates never enter history: a malformed request cannot poison the entity.
-      validator: (raw) => {
-        const parsed = HostOperation.safeParse(raw);
-        if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid operation: ${describeZodError(parsed.error, 'operation')}`, ErrorCode.INVALID_INPUT);
-        if (parsed.data.request.hostId !== hostId) throw ApplicationFailure.nonRetryable(`operation for ${parsed.data.request.hostId} sent to the entity of ${hostId}`, ErrorCode.HOST_MISMATCH);
-      },
-    },
-  );
+  setHandler(enqueueOperationSignal, (raw) => {
+    const parsed = HostOperation.safeParse(raw);
+    const workflowId = typeof (raw as { workflowId?: unknown } | null)?.workflowId === 'string' ? (raw as { workflowId: string }).workflowId : 'invalid';
+    if (!parsed.success) {
+      rememberRejected(workflowId, ErrorCode.INVALID_INPUT, `invalid operation: ${describeZodError(parsed.error, 'operation')}`);
+      return;
+    }
+    const op = parsed.data;
+    if (op.request.hostId !== hostId) {
+      rememberRejected(workflowId, ErrorCode.HOST_MISMATCH, `operation for ${op.request.hostId} sent to the entity of ${hostId}`);
+      return;
+    }
+    // A repeated signal (client retry) must not run the operation twice.
+    if (!known(op.workflowId)) state.queue.push(op);
+  });
   setHandler(dropQueuedSignal, (workflowId) => {
     const idx = state.queue.findIndex((o) => o.workflowId === workflowId);
     if (idx < 0) return;
@@ -96,6 +91,10 @@ export async function hostEntityWorkflow(input: HostEntityInput): Promise<void> 
 
   function remember(op: HostOperation, outcome: Outcome, code: string | null, message: string | null): void {
     state.recent = [...state.recent, { workflowId: op.workflowId, kind: op.kind, bdf: op.request.bdf, guest: op.request.guest, outcome, code, message, finishedAt: Date.now() }].slice(-RECENT_KEPT);
+  }
+
+  function rememberRejected(workflowId: string, code: string, message: string): void {
+    state.recent = [...state.recent, { workflowId, kind: 'attach' as const, bdf: '', guest: '', outcome: 'refused' as const, code, message, finishedAt: Date.now() }].slice(-RECENT_KEPT);
   }
 
   function addHotplugs(bdf: string, times: readonly number[]): void {
@@ -184,7 +183,7 @@ export async function hostEntityWorkflow(input: HostEntityInput): Promise<void> 
       processed++;
     }
     // Keep every history short: hand the state to a fresh run between operations.
-    if (workflowInfo().continueAsNewSuggested || processed >= 100 || !hasWork) {
+    if (workflowInfo().continueAsNewSuggested || processed >= 500 || !hasWork) {
       await condition(allHandlersFinished);
       await continueAsNew<typeof hostEntityWorkflow>({ hostId, state });
     }

@@ -5,7 +5,7 @@ import { HostOperation, type OperationKind, type PassthroughResult } from '../..
 import { passthroughWorkflowId } from '../../workflows/definitions.js';
 import { openTemporal, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
-import { submitOperation, waitForOperation } from '../operations.js';
+import { queuePosition, submitOperation, waitForOperation } from '../operations.js';
 import { printJson } from '../output.js';
 
 export interface OperationOptions extends ConnectionFlags {
@@ -75,7 +75,9 @@ export async function operationCommand(kind: OperationKind, opts: OperationOptio
   const conn = await resolveConnection(opts);
   const { client, close } = await openTemporal(conn);
   try {
-    const { workflowId, position } = await submitOperation(client, op);
+    await submitOperation(client, op);
+    const { workflowId } = op;
+    const position = await queuePosition(client, op.request.hostId, workflowId).catch(() => 0);
     const link = workflowUiLink(conn, workflowId);
     if (!opts.wait) {
       if (opts.json) printJson({ ok: true, workflowId, position, ui: link });
