@@ -1,0 +1,59 @@
+import { z } from 'zod';
+import { HostId } from './ids.js';
+import { PassthroughRequest } from './passthrough.js';
+
+/** A rollout's name becomes part of workflow ids (`rollout/<name>`): keep it to a safe token. */
+export const RolloutName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a rollout name is 1-63 characters of a-z, 0-9 and "-"');
+export type RolloutName = z.infer<typeof RolloutName>;
+
+/**
+ * When to stop launching hosts: more than `count` failed hosts, or more than `percent` of the hosts in
+ * the rollout failed. Canary failures always stop the rollout, whatever this says.
+ */
+export const MaxFailures = z.union([
+  z.object({ count: z.number().int().min(0) }).strict(),
+  z.object({ percent: z.number().min(0).max(100) }).strict(),
+]);
+export type MaxFailures = z.infer<typeof MaxFailures>;
+
+export const RolloutOptions = z
+  .object({
+    canary: z.number().int().min(0).default(1).describe('hosts done first, one at a time; any failure among them stops the rollout'),
+    maxParallel: z.number().int().min(1).max(1000).default(1).describe('hosts worked on at once after the canaries (an unset limit never means unlimited)'),
+    maxFailures: MaxFailures.default({ count: 0 }).describe('stop launching hosts once failures exceed this (count or percent)'),
+  })
+  .strict();
+export type RolloutOptions = z.infer<typeof RolloutOptions>;
+
+/** One host's work in a rollout: its passthrough requests, run in order through the host's entity. */
+export const HostWork = z
+  .object({
+    hostId: HostId,
+    requests: z.array(PassthroughRequest).min(1),
+  })
+  .strict();
+export type HostWork = z.infer<typeof HostWork>;
+export type HostWorkInput = z.input<typeof HostWork>;
+
+/** What `ptctl apply` hands the rollout workflow: the plan resolved against live inventory. */
+export const RolloutInput = z
+  .object({
+    name: RolloutName,
+    hosts: z.array(HostWork),
+    options: RolloutOptions.default({ canary: 1, maxParallel: 1, maxFailures: { count: 0 } }),
+  })
+  .strict();
+export type RolloutInput = z.infer<typeof RolloutInput>;
+export type RolloutInputRaw = z.input<typeof RolloutInput>;
+
+export const HostRolloutState = z.enum(['pending', 'running', 'succeeded', 'failed', 'skipped', 'cancelled']);
+export type HostRolloutState = z.infer<typeof HostRolloutState>;
+
+export const HostRolloutReport = z.object({
+  hostId: HostId,
+  state: HostRolloutState,
+  canary: z.boolean(),
+  /** One line per request: its outcome, or the failure's code and sentence. */
+  details: z.array(z.string()),
+});
+export type HostRolloutReport = z.infer<typeof HostRolloutReport>;
