@@ -1,6 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { Client, Connection as TemporalConnection } from '@temporalio/client';
 import { createActivities } from '../activities/passthrough-activities.js';
+import { createOperationActivities } from '../activities/operation-activities.js';
 import { connectNats } from '../transport/nats-connection.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
 import type { Connection } from './connection.js';
@@ -17,17 +19,21 @@ function agentTimeoutFromEnv(): number | undefined {
 export async function runWorker(conn: Connection, extra: Partial<WorkerOptions> = {}): Promise<void> {
   const nc = await connectNats({ servers: conn.natsUrl, seedFile: conn.natsCreds, name: 'ptc-worker', reconnectForever: true });
   const connection = await NativeConnection.connect({ address: conn.temporalAddress });
+  // Rollouts hand work to host entities through a client: a workflow cannot signal-with-start.
+  const clientConnection = await TemporalConnection.connect({ address: conn.temporalAddress });
+  const client = new Client({ connection: clientConnection, namespace: conn.temporalNamespace });
   try {
     const worker = await Worker.create({
       connection,
       namespace: conn.temporalNamespace,
       taskQueue: TASK_QUEUE,
       workflowsPath: WORKFLOWS_PATH,
-      activities: createActivities({ nc, agentTimeoutMs: agentTimeoutFromEnv() }),
+      activities: { ...createActivities({ nc, agentTimeoutMs: agentTimeoutFromEnv() }), ...createOperationActivities({ client }) },
       ...extra,
     });
     await worker.run();
   } finally {
+    await clientConnection.close();
     await connection.close();
     await nc.drain();
   }

@@ -1,6 +1,7 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { HostOperationInput, OperationKind, Outcome, PassthroughStep, StepRecord } from '../schemas/passthrough.js';
 import type { HotplugLedger } from '../policy/hotplug-throttle.js';
+import type { HostRolloutReport, HostRolloutState } from '../schemas/rollout.js';
 
 /** Shared by workflow and clients: wire names are kebab-case and never change once published. */
 export interface PassthroughProgress {
@@ -49,3 +50,28 @@ export const enqueueOperationSignal = defineSignal<[HostOperationInput]>('enqueu
 export const hostStateQuery = defineQuery<HostEntityView>('host-state');
 /** Removes a queued (not yet running) operation; a running one is cancelled through its own workflow. */
 export const dropQueuedSignal = defineSignal<[string]>('drop-queued');
+
+
+export const rolloutWorkflowId = (name: string): string => `rollout/${name}`;
+export const hostRolloutWorkflowId = (name: string, hostId: string): string => `rollout/${name}/${hostId}`;
+
+export interface RolloutProgress {
+  name: string;
+  total: number;
+  counts: Record<HostRolloutState, number>;
+  paused: boolean;
+  cancelled: boolean;
+  /** Why no more hosts are launched, once that is decided. */
+  stopReason: string | null;
+  running: string[];
+  /** Hosts that did not succeed, with what happened (full list; successes are only counted). */
+  problems: HostRolloutReport[];
+  /** Continue-as-new generations so far: every history stays short. */
+  generation: number;
+  done: boolean;
+}
+
+export const rolloutProgressQuery = defineQuery<RolloutProgress>('rollout-progress');
+export const pauseRolloutSignal = defineSignal('pause');
+export const resumeRolloutSignal = defineSignal('resume');
+export const cancelRolloutSignal = defineSignal('cancel');

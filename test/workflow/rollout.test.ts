@@ -1,0 +1,162 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowHandle } from '@temporalio/client';
+import type { OperationActivities, OperationOutcome } from '../../activities/operation-activities.js';
+import type { RolloutReport, rolloutWorkflow } from '../../workflows/rollout-workflow.js';
+import { failuresExceeded } from '../../workflows/rollout-workflow.js';
+import { cancelRolloutSignal, pauseRolloutSignal, resumeRolloutSignal, rolloutProgressQuery } from '../../workflows/definitions.js';
+import type { RolloutInputRaw } from '../../schemas/rollout.js';
+import { bundleWorkflows, timeSkippingEnv } from '../helpers/temporal-env.js';
+
+type Script = Record<string, { outcome?: OperationOutcome['outcome']; delayMs?: number }>;
+
+/** Operation activities that play a script per host and record what the rollout asked for. */
+function fakeOps(script: Script, log: string[]): OperationActivities {
+  const cancelled = new Set<string>();
+  return {
+    async enqueueOperation(op) {
+      log.push(`enqueue ${op.request?.hostId ?? '?'}`);
+    },
+    async awaitOperation(hostId, workflowId) {
+      const step = script[hostId] ?? {};
+      const until = Date.now() + (step.delayMs ?? 20);
+      while (Date.now() < until && !cancelled.has(workflowId)) await new Promise((r) => setTimeout(r, 10));
+      if (cancelled.has(workflowId)) return { workflowId, outcome: 'cancelled', code: 'CANCELLED', message: 'compensated' };
+      const outcome = step.outcome ?? 'attached';
+      return { workflowId, outcome, code: outcome === 'attached' ? null : 'ATTACH_FAILED', message: outcome === 'attached' ? null : 'injected' };
+    },
+    async cancelOperation(hostId, workflowId) {
+      log.push(`cancel ${hostId}`);
+      cancelled.add(workflowId);
+    },
+  };
+}
+
+const hostsNamed = (n: number): RolloutInputRaw['hosts'] =>
+  Array.from({ length: n }, (_, i) => ({ hostId: `h${i + 1}`, requests: [{ hostId: `h${i + 1}`, bdf: '0000:09:00.0', guest: 'vm-hvm' }] }));
+
+void describe('maxFailures arithmetic', () => {
+  void it('stops strictly above the budget, by count or by percent', () => {
+    assert.equal(failuresExceeded(0, 5, { count: 0 }), false);
+    assert.equal(failuresExceeded(1, 5, { count: 0 }), true);
+    assert.equal(failuresExceeded(2, 5, { count: 2 }), false);
+    assert.equal(failuresExceeded(3, 5, { count: 2 }), true);
+    assert.equal(failuresExceeded(1, 10, { percent: 10 }), false, '1 of 10 is exactly 10%: not over');
+    assert.equal(failuresExceeded(2, 10, { percent: 10 }), true);
+    assert.equal(failuresExceeded(1, 3, { percent: 50 }), false);
+    assert.equal(failuresExceeded(2, 3, { percent: 50 }), true);
+    assert.equal(failuresExceeded(0, 0, { percent: 0 }), false);
+  });
+});
+
+void describe('fleet rollout (time-skipping test server)', () => {
+  let env: TestWorkflowEnvironment;
+  let bundle: WorkflowBundleWithSourceMap;
+  let n = 0;
+  before(async () => {
+    env = await timeSkippingEnv();
+    bundle = await bundleWorkflows();
+  });
+  after(async () => {
+    await env?.teardown();
+  });
+
+  async function run(input: RolloutInputRaw, script: Script, log: string[], during?: (h: WorkflowHandle<typeof rolloutWorkflow>) => Promise<void>, historyLimit?: number): Promise<{ report: RolloutReport; handle: WorkflowHandle<typeof rolloutWorkflow> }> {
+    const taskQueue = `rollout-${++n}`;
+    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities: fakeOps(script, log) });
+    return worker.runUntil(async () => {
+      const handle = await env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', {
+        taskQueue,
+        workflowId: `rollout/${input.name}`,
+        args: historyLimit ? [input, undefined, historyLimit] : [input],
+      });
+      if (during) await during(handle);
+      return { report: await handle.result(), handle };
+    });
+  }
+
+  void it('stops at a canary failure before any other host is touched', async () => {
+    const log: string[] = [];
+    const { report } = await run({ name: 'canary-fails', hosts: hostsNamed(5), options: { canary: 2, maxParallel: 3, maxFailures: { count: 5 } } }, { h1: { outcome: 'failed' } }, log);
+    assert.deepEqual(log, ['enqueue h1']);
+    assert.equal(report.stopReason, 'canary h1 failed');
+    assert.deepEqual(report.counts, { pending: 0, running: 0, succeeded: 0, failed: 1, skipped: 4, cancelled: 0 });
+  });
+
+  void it('stops launching when failures exceed maxFailures (count)', async () => {
+    const log: string[] = [];
+    const { report } = await run({ name: 'max-count', hosts: hostsNamed(6), options: { canary: 0, maxParallel: 1, maxFailures: { count: 1 } } }, { h2: { outcome: 'failed' }, h3: { outcome: 'failed' } }, log);
+    assert.deepEqual(log, ['enqueue h1', 'enqueue h2', 'enqueue h3']);
+    assert.deepEqual(report.counts, { pending: 0, running: 0, succeeded: 1, failed: 2, skipped: 3, cancelled: 0 });
+    assert.match(report.stopReason ?? '', /failures \(2\) exceed/);
+  });
+
+  void it('stops launching when failures exceed maxFailures (percent), keeping maxParallel', async () => {
+    const log: string[] = [];
+    const script: Script = { h1: { outcome: 'failed', delayMs: 50 }, h2: { delayMs: 50 }, h3: { outcome: 'failed', delayMs: 200 } };
+    const { report } = await run({ name: 'max-percent', hosts: hostsNamed(10), options: { canary: 0, maxParallel: 2, maxFailures: { percent: 10 } } }, script, log);
+    assert.equal(report.counts.failed, 2, '1 of 10 is allowed, the second failure stops it');
+    assert.match(report.stopReason ?? '', /failures \(2\) exceed maxFailures \{"percent":10\}/);
+    // Hosts already in flight when h3 failed finish; none starts after it.
+    assert.equal(log.length, report.counts.succeeded + report.counts.failed);
+    assert.ok(report.counts.skipped >= 1, JSON.stringify(report.counts));
+  });
+
+  void it('pauses (no new host starts) and resumes', async () => {
+    const log: string[] = [];
+    const script: Script = Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`h${i + 1}`, { delayMs: 300 }]));
+    const { report } = await run({ name: 'pause', hosts: hostsNamed(4), options: { canary: 0, maxParallel: 1 } }, script, log, async (h) => {
+      while (log.length === 0) await new Promise((r) => setTimeout(r, 20));
+      await h.signal(pauseRolloutSignal);
+      await new Promise((r) => setTimeout(r, 1200));
+      const whilePaused = log.length;
+      assert.ok(whilePaused <= 2, `at most the host in flight when paused finished: ${log.join(',')}`);
+      const progress = await h.query(rolloutProgressQuery);
+      assert.equal(progress.paused, true);
+      await new Promise((r) => setTimeout(r, 600));
+      assert.equal(log.length, whilePaused, 'no host started while paused');
+      await h.signal(resumeRolloutSignal);
+    });
+    assert.equal(report.counts.succeeded, 4);
+  });
+
+  void it('cancel stops launching and cancels the hosts in flight, and the report says so', async () => {
+    const log: string[] = [];
+    const script: Script = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`h${i + 1}`, { delayMs: 5000 }]));
+    const { report } = await run({ name: 'cancel', hosts: hostsNamed(6), options: { canary: 0, maxParallel: 2 } }, script, log, async (h) => {
+      while (log.filter((l) => l.startsWith('enqueue')).length < 2) await new Promise((r) => setTimeout(r, 20));
+      await h.signal(cancelRolloutSignal);
+    });
+    assert.deepEqual(log.filter((l) => l.startsWith('cancel')).sort(), ['cancel h1', 'cancel h2']);
+    assert.equal(report.counts.cancelled, 2);
+    assert.equal(report.counts.skipped, 4);
+    assert.equal(report.stopReason, 'cancelled');
+    assert.ok(report.problems.filter((p) => p.state === 'cancelled').every((p) => /cancelled, operation ended cancelled/.test(p.details.join())));
+  });
+
+  void it('continues as new so that no generation\'s history passes its limit', async () => {
+    const log: string[] = [];
+    const limit = 150;
+    const { report, handle } = await run({ name: 'many', hosts: hostsNamed(40), options: { canary: 1, maxParallel: 4 } }, {}, log, undefined, limit);
+    assert.equal(report.counts.succeeded, 40);
+    assert.ok(report.generations > 1, `generations: ${report.generations}`);
+    // Walk the chain of runs from the first: every history stays near the limit (a generation drains
+    // its in-flight hosts after crossing it).
+    // Walk the chain of runs from the first one: every history stays near the limit (a generation drains
+    // the hosts it has in flight after crossing it).
+    const described = await env.client.workflow.getHandle(handle.workflowId).describe();
+    let runId: string | undefined = described.raw.workflowExecutionInfo?.firstRunId ?? undefined;
+    const lengths: number[] = [];
+    while (runId) {
+      const history = await env.client.workflow.getHandle(handle.workflowId, runId).fetchHistory();
+      const events = history.events ?? [];
+      lengths.push(events.length);
+      const last = events[events.length - 1];
+      runId = last?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+    }
+    assert.equal(lengths.length, report.generations);
+    assert.ok(lengths.every((l) => l < limit + 60), `history lengths ${lengths.join(', ')}`);
+  });
+});

@@ -1,0 +1,161 @@
+import {
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  executeChild,
+  getExternalWorkflowHandle,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { ErrorCode, describeZodError } from '../schemas/errors.js';
+import { type HostRolloutReport, type HostRolloutState, type MaxFailures, RolloutInput, type RolloutInputRaw } from '../schemas/rollout.js';
+import {
+  type RolloutProgress,
+  cancelRolloutSignal,
+  hostRolloutWorkflowId,
+  pauseRolloutSignal,
+  resumeRolloutSignal,
+  rolloutProgressQuery,
+} from './definitions.js';
+import { hostRolloutWorkflow } from './host-rollout-workflow.js';
+
+/** What one generation hands the next across continue-as-new (hosts already launched are not carried). */
+export interface RolloutCarry {
+  total: number;
+  counts: Record<HostRolloutState, number>;
+  problems: HostRolloutReport[];
+  canariesLeft: number;
+  stopReason: string | null;
+  paused: boolean;
+  generation: number;
+}
+
+export interface RolloutReport {
+  name: string;
+  total: number;
+  counts: Record<HostRolloutState, number>;
+  stopReason: string | null;
+  problems: HostRolloutReport[];
+  generations: number;
+}
+
+/** History length at which a generation stops launching, drains and continues as new (tests lower it). */
+export const DEFAULT_HISTORY_LIMIT = 5000;
+
+/**
+ * Failures "exceed" the budget when strictly more hosts failed than allowed: `{count: 0}` stops at the
+ * first failure, `{count: 2}` at the third; `{percent: 10}` of 10 hosts stops at the second (2/10 > 10%).
+ */
+export function failuresExceeded(failed: number, total: number, max: MaxFailures): boolean {
+  return 'count' in max ? failed > max.count : total > 0 && (failed * 100) / total > max.percent;
+}
+
+const emptyCounts = (): Record<HostRolloutState, number> => ({ pending: 0, running: 0, succeeded: 0, failed: 0, skipped: 0, cancelled: 0 });
+
+/**
+ * `rollout/<name>`: a fleet rollout. Canary hosts first, one at a time, and any canary failure stops it;
+ * then at most `maxParallel` hosts at once until failures exceed `maxFailures`. Pause stops launching,
+ * resume continues, cancel stops launching and cancels the hosts in flight (their sagas compensate).
+ * Each host is a child workflow whose operations go through the host's entity. Generations continue as
+ * new before their history grows long, carrying only counters and problems, never the finished hosts.
+ */
+export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry, historyLimit: number = DEFAULT_HISTORY_LIMIT): Promise<RolloutReport> {
+  const parsed = RolloutInput.safeParse(raw);
+  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid rollout: ${describeZodError(parsed.error, 'rollout')}`, ErrorCode.INVALID_INPUT);
+  const { name, hosts, options } = parsed.data;
+  const state: RolloutCarry = carry ?? {
+    total: hosts.length,
+    counts: { ...emptyCounts(), pending: hosts.length },
+    problems: [],
+    canariesLeft: options.canary,
+    stopReason: null,
+    paused: false,
+    generation: 0,
+  };
+  let cancelled = false;
+  const running = new Set<string>();
+
+  setHandler(pauseRolloutSignal, () => {
+    state.paused = true;
+  });
+  setHandler(resumeRolloutSignal, () => {
+    state.paused = false;
+  });
+  setHandler(cancelRolloutSignal, () => {
+    if (cancelled) return;
+    cancelled = true;
+    state.stopReason ??= 'cancelled';
+    // The hosts' own workflows cancel their operation in flight and report what it ended as.
+    for (const hostId of running) void getExternalWorkflowHandle(hostRolloutWorkflowId(name, hostId)).cancel();
+  });
+  setHandler(rolloutProgressQuery, (): RolloutProgress => ({
+    name,
+    total: state.total,
+    counts: state.counts,
+    paused: state.paused,
+    cancelled,
+    stopReason: state.stopReason,
+    running: [...running],
+    problems: state.problems,
+    generation: state.generation,
+    done: false,
+  }));
+
+  const move = (from: HostRolloutState, to: HostRolloutState): void => {
+    state.counts[from] -= 1;
+    state.counts[to] += 1;
+  };
+
+  async function runHost(index: number, canary: boolean): Promise<void> {
+    const work = hosts[index];
+    if (!work) return;
+    running.add(work.hostId);
+    move('pending', 'running');
+    let report: HostRolloutReport;
+    try {
+      report = await executeChild(hostRolloutWorkflow, { workflowId: hostRolloutWorkflowId(name, work.hostId), args: [work, canary] });
+    } catch (err) {
+      report = { hostId: work.hostId, state: 'failed', canary, details: [`host workflow failed: ${err instanceof Error ? err.message : String(err)}`] };
+    }
+    running.delete(work.hostId);
+    move('running', report.state);
+    if (report.state !== 'succeeded') state.problems.push(report);
+    if (canary && report.state === 'failed') state.stopReason ??= `canary ${work.hostId} failed`;
+    if (!canary && failuresExceeded(state.counts.failed, state.total, options.maxFailures)) {
+      state.stopReason ??= `failures (${state.counts.failed}) exceed maxFailures ${JSON.stringify(options.maxFailures)}`;
+    }
+  }
+
+  let next = 0;
+  const launchable = (): boolean => next < hosts.length && state.stopReason === null && !cancelled;
+  const historyFull = (): boolean => workflowInfo().historyLength > historyLimit;
+
+  // Canaries: one at a time, each awaited, before anything else.
+  while (state.canariesLeft > 0 && launchable() && !historyFull()) {
+    await condition(() => cancelled || !state.paused);
+    if (!launchable()) break;
+    state.canariesLeft -= 1;
+    await runHost(next++, true);
+  }
+  // The rest: at most maxParallel in flight.
+  const inFlight: Array<Promise<void>> = [];
+  while (state.canariesLeft === 0 && launchable() && !historyFull()) {
+    await condition(() => cancelled || state.stopReason !== null || (!state.paused && running.size < options.maxParallel));
+    if (!launchable()) break;
+    inFlight.push(runHost(next++, false));
+  }
+  await Promise.all(inFlight);
+
+  const remaining = hosts.slice(next);
+  if (remaining.length > 0 && state.stopReason === null && !cancelled) {
+    // Not stopped, just a long history: hand the remaining hosts to a fresh generation.
+    await condition(allHandlersFinished);
+    await continueAsNew<typeof rolloutWorkflow>({ name, hosts: remaining, options }, { ...state, generation: state.generation + 1 }, historyLimit);
+  }
+  for (const work of remaining) {
+    move('pending', 'skipped');
+    state.problems.push({ hostId: work.hostId, state: 'skipped', canary: false, details: [`not started: ${state.stopReason ?? 'stopped'}`] });
+  }
+  return { name, total: state.total, counts: state.counts, stopReason: state.stopReason, problems: state.problems, generations: state.generation + 1 };
+}
