@@ -7,6 +7,7 @@ import { HostId } from '../schemas/ids.js';
 import { runSimAgents } from './agent-runner.js';
 import { operationCommand } from './commands/attach.js';
 import { statusCommand } from './commands/status.js';
+import { controlCommand } from './commands/rollout.js';
 import { demoCommand } from './commands/demo.js';
 import { devCommand } from './commands/dev.js';
 import { hostsCommand } from './commands/hosts.js';
@@ -112,6 +113,14 @@ export function buildProgram(): Command {
       await statusCommand({ ...connectionFlags(o), id, json: o.json === true });
     },
   );
+
+  for (const action of ['pause', 'resume', 'cancel'] as const) {
+    connectionOptions(program.command(action).description(`${action} a rollout${action === 'cancel' ? ' (in-flight hosts compensate) or an operation' : ''}`).argument('<id>', 'rollout/<name> or op/<host>/<bdf>/<n>')).action(
+      async (id: string, o: Record<string, unknown>) => {
+        await controlCommand(action, { ...connectionFlags(o), id, json: o.json === true });
+      },
+    );
+  }
 
   connectionOptions(program.command('worker').description('run the Temporal worker (workflows + activities)')).action(async (o: Record<string, unknown>) => {
     await runWorker(await resolveConnection(connectionFlags(o)));

@@ -1,7 +1,9 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import type { PassthroughResult } from '../../schemas/passthrough.js';
-import { type PassthroughProgress, passthroughProgressQuery } from '../../workflows/definitions.js';
+import { type PassthroughProgress, passthroughProgressQuery, rolloutProgressQuery } from '../../workflows/definitions.js';
+import type { RolloutReport } from '../../workflows/rollout-workflow.js';
+import { describeRolloutProgress, describeRolloutReport } from './rollout.js';
 import { openTemporal, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { errorInfo, failureDetails, printJson } from '../output.js';
@@ -26,6 +28,18 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
     }
     const status = description.status.name;
     const link = workflowUiLink(conn, opts.id);
+    if (opts.id.startsWith('rollout/')) {
+      if (status === 'RUNNING') {
+        const progress = await handle.query(rolloutProgressQuery);
+        if (opts.json) printJson({ id: opts.id, status, progress, ui: link });
+        else process.stdout.write(`${opts.id}: running, ${describeRolloutProgress(progress)}${link ? `\n  ${link}` : ''}\n`);
+      } else {
+        const report = (await handle.result()) as RolloutReport;
+        if (opts.json) printJson({ id: opts.id, status, report, ui: link });
+        else process.stdout.write(`${describeRolloutReport(report)}${link ? `\n  ${link}` : ''}\n`);
+      }
+      return;
+    }
     let progress: PassthroughProgress | null = null;
     let result: PassthroughResult | null = null;
     let error: { code: string; message: string } | null = null;
