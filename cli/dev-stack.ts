@@ -244,6 +244,11 @@ export class DevStack {
     this.processes.splice(this.processes.indexOf(proc), 1);
   }
 
+  /** Pid of the agents' process (benchmarks read its memory). */
+  get agentsPid(): number | undefined {
+    return this.agentsProcess?.pid;
+  }
+
   /** Exit info of the agents' process, e.g. after an injected crash. */
   get agentsExit(): ManagedProcess['exit'] {
     return this.agentsProcess?.exit ?? null;
