@@ -5,6 +5,7 @@ import { readFleetFile } from '../agent/sim/fleet-file.js';
 import { ErrorCode, PtcError, describeZodError } from '../schemas/errors.js';
 import { HostId } from '../schemas/ids.js';
 import { runSimAgents } from './agent-runner.js';
+import { runLinuxAgent } from './linux-agent.js';
 import { operationCommand } from './commands/attach.js';
 import { statusCommand } from './commands/status.js';
 import { controlCommand } from './commands/rollout.js';
@@ -138,11 +139,30 @@ export function buildProgram(): Command {
     .option('--sim-faults <json>', 'sim: fault injection, e.g. {"attachFailureProbability":0.5}')
     .option('--fleet <file>', 'sim: per-host profiles and faults (YAML or JSON)')
     .option('--heartbeat <ms>', 'inventory heartbeat', '10000')
-    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; profile?: string; simFaults?: string; fleet?: string; heartbeat: string }) => {
+    .option('--nats-creds <file>', 'linux: this host\'s nkey seed file (env PTC_NATS_CREDS)')
+    .option('--root <dir>', 'linux: root of /sys, /proc and /etc (a fixture tree in tests)', '/')
+    .option('--state-dir <dir>', 'linux: where the journal and records live', '/var/lib/ptctl')
+    .option('--toolstack <t>', 'linux: auto | xl | xm', 'auto')
+    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; natsCreds?: string; root: string; stateDir: string; toolstack: string; profile?: string; simFaults?: string; fleet?: string; heartbeat: string }) => {
       const hostIds = o.hostId.map((h) => parseInput(HostId, h, '--host-id'));
-      if (o.backend === 'linux') throw new PtcError(ErrorCode.INVALID_INPUT, 'the linux backend is not built yet (issue #4); use --backend sim');
       const natsUrl = o.natsUrl ?? process.env.PTC_NATS_URL;
       if (!natsUrl) throw new PtcError(ErrorCode.INVALID_INPUT, '--nats-url (or PTC_NATS_URL) is required');
+      if (o.backend === 'linux') {
+        const [hostId, ...more] = hostIds;
+        if (!hostId || more.length > 0) throw new PtcError(ErrorCode.INVALID_INPUT, 'the linux backend runs exactly one --host-id (this host)');
+        const natsCreds = o.natsCreds ?? process.env.PTC_NATS_CREDS;
+        if (!natsCreds) throw new PtcError(ErrorCode.INVALID_INPUT, '--nats-creds (or PTC_NATS_CREDS): this host\'s nkey seed file is required');
+        await runLinuxAgent({
+          hostId,
+          natsUrl,
+          natsCreds,
+          root: o.root,
+          stateDir: o.stateDir,
+          toolstack: parseInput(z.enum(['auto', 'xl', 'xm']), o.toolstack, '--toolstack'),
+          heartbeatMs: parseInput(z.coerce.number().int().min(200), o.heartbeat, '--heartbeat'),
+        });
+        return;
+      }
       let faults: unknown = {};
       if (o.simFaults) {
         try {

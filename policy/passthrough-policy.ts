@@ -93,7 +93,9 @@ export function checkGuestAccepts(inv: HostInventory, guest: Guest, device: PciD
     }
   }
   if (guest.virt === 'hvm') {
-    if (!(inv.os.name === 'rhel' && versionAtLeast(inv.os.version, '5.4'))) {
+    // The 5.4 floor is a RHEL 5 fact (fully virtualized passthrough arrived in 5.4). Other distributions
+    // ship a toolstack that has it; for them the IOMMU is what matters.
+    if (inv.os.name === 'rhel' && !versionAtLeast(inv.os.version, '5.4')) {
       return refuse(ErrorCode.HVM_UNSUPPORTED, `passthrough to fully virtualized guest ${guest.name} needs a RHEL 5.4 or newer host; ${inv.hostId} runs ${inv.os.name} ${inv.os.version}`);
     }
     if (!inv.iommu) {

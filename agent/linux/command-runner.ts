@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { ErrorCode, PtcError } from '../../schemas/errors.js';
 
 export interface CommandResult {
   /** Exit code; 127 when the program could not be started, 124 when it was killed on timeout. */
@@ -24,6 +25,28 @@ export const DEFAULT_COMMAND_TIMEOUT_MS = 60_000;
 const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
 export const EXIT_NOT_STARTED = 127;
 export const EXIT_TIMED_OUT = 124;
+
+/** The last non-empty line of stderr (else stdout): where xl, xm and modprobe say why they failed. */
+export function lastLine(result: CommandResult): string {
+  const last = (text: string): string | undefined =>
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '')
+      .pop();
+  return last(result.stderr) ?? last(result.stdout) ?? '(no output)';
+}
+
+export function commandFailed(argv: readonly string[], result: CommandResult): PtcError {
+  return new PtcError(ErrorCode.COMMAND_FAILED, `${argv.join(' ')} failed (exit ${result.code}): ${lastLine(result)}`);
+}
+
+/** Runs a command and returns its stdout; throws COMMAND_FAILED (with the command and stderr's last line) on a non-zero exit. */
+export async function mustRun(runner: CommandRunner, argv: readonly string[], opts?: RunOptions): Promise<string> {
+  const result = await runner.run(argv, opts);
+  if (result.code !== 0) throw commandFailed(argv, result);
+  return result.stdout;
+}
 
 /** Runs programs with `execFile`: no shell, output captured, killed when it overruns its timeout. */
 export class ExecRunner implements CommandRunner {

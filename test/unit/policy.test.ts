@@ -384,6 +384,10 @@ void describe('preflight (every rule, in order)', () => {
   });
   void it('refuses HVM on a RHEL 5.3 host and without IOMMU', () => {
     assertRefused(preflight(rhel5Xen({ host: { os: { name: 'rhel', version: '5.3' } } }), req(IDLE_BNX2, 'vm-hvm')), ErrorCode.HVM_UNSUPPORTED, 'vm-hvm');
+    // The RHEL 5.4 floor does not apply to other distributions (a Debian 12 / Xen 4.17 dom0): only the IOMMU does.
+    const debian = preflight(rhel5Xen({ host: { os: { name: 'debian', version: '12' } } }), req(IDLE_BNX2, 'vm-hvm'));
+    assert.equal(debian.ok, true);
+    assertRefused(preflight(rhel5Xen({ host: { os: { name: 'debian', version: '12' }, iommu: false } }), req(IDLE_BNX2, 'vm-hvm')), ErrorCode.IOMMU_REQUIRED, 'vm-hvm');
     assertRefused(preflight(rhel5Xen({ host: { iommu: false } }), req(IDLE_BNX2, 'vm-hvm')), ErrorCode.IOMMU_REQUIRED, 'vm-hvm');
   });
   void it('refuses a device assigned to another guest', () => {

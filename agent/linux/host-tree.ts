@@ -1,0 +1,168 @@
+import { constants, existsSync, readFileSync, realpathSync } from 'node:fs';
+import { open, readFile, readdir, readlink, realpath, stat } from 'node:fs/promises';
+import { basename, relative, sep } from 'node:path';
+import { ErrorCode, PtcError } from '../../schemas/errors.js';
+import { HostFiles } from '../host-files.js';
+
+/** One write to a sysfs control file, as the kernel receives it. */
+export interface SysfsWrite {
+  /** Host path, e.g. `/sys/bus/pci/drivers/pciback/new_slot`. */
+  path: string;
+  data: string;
+}
+
+/**
+ * Called after each sysfs control write returned. Tests plug a fake kernel in here (it applies the
+ * write to the fixture tree, or throws like the kernel does); an agent could log the write.
+ */
+export type SysfsWriteObserver = (write: SysfsWrite) => void | Promise<void>;
+
+function missing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/**
+ * The host's /sys, /proc, /dev and /lib under a root prefix: `/` on a real host, a fixture tree in
+ * tests. Reads answer null or [] for what does not exist, because on a live host "absent" is a fact
+ * (no driver, module not loaded), not an error. Fixture trees use relative symlinks, as sysfs does,
+ * so links resolve inside the root.
+ */
+export class HostTree {
+  readonly files: HostFiles;
+  private realRoot: string | null = null;
+
+  constructor(
+    readonly root: string,
+    private readonly observer?: SysfsWriteObserver,
+  ) {
+    this.files = new HostFiles(root);
+  }
+
+  path(hostPath: string): string {
+    return this.files.resolve(hostPath);
+  }
+
+  /** The file's text, or null when it does not exist. */
+  async text(hostPath: string): Promise<string | null> {
+    try {
+      return await readFile(this.path(hostPath), 'utf8');
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+  }
+
+  /** Synchronous read for the few facts that never change while the agent runs; null when absent. */
+  textSync(hostPath: string): string | null {
+    try {
+      return readFileSync(this.path(hostPath), 'utf8');
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+  }
+
+  /** The last component of a symlink's target (`driver` → `e1000`), or null when there is no link. */
+  async linkName(hostPath: string): Promise<string | null> {
+    try {
+      return basename(await readlink(this.path(hostPath)));
+    } catch (err) {
+      if (missing(err) || (err as NodeJS.ErrnoException).code === 'EINVAL') return null;
+      throw err;
+    }
+  }
+
+  /** Whether the path exists (following links). */
+  async exists(hostPath: string): Promise<boolean> {
+    try {
+      await stat(this.path(hostPath));
+      return true;
+    } catch (err) {
+      if (missing(err)) return false;
+      throw err;
+    }
+  }
+
+  existsSync(hostPath: string): boolean {
+    return existsSync(this.path(hostPath));
+  }
+
+  /** Directory entries, sorted; [] when the directory does not exist. */
+  async list(hostPath: string): Promise<string[]> {
+    try {
+      return (await readdir(this.path(hostPath))).sort();
+    } catch (err) {
+      if (missing(err)) return [];
+      throw err;
+    }
+  }
+
+  /** The host path a path resolves to after all links (`/sys/block/sda/device` → `/sys/devices/…`); null when absent or outside the root. */
+  async realHostPath(hostPath: string): Promise<string | null> {
+    let real: string;
+    try {
+      real = await realpath(this.path(hostPath));
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+    this.realRoot ??= realpathSync(this.root);
+    const rel = relative(this.realRoot, real);
+    if (rel.startsWith('..')) return null;
+    return `/${rel.split(sep).join('/')}`;
+  }
+
+  /** `major:minor` of a block special file, or null when it is not one. */
+  async blockDeviceNumber(hostPath: string): Promise<string | null> {
+    try {
+      const st = await stat(this.path(hostPath));
+      return st.isBlockDevice() ? majorMinor(st.rdev) : null;
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+  }
+
+  /** `major:minor` of the filesystem a path lives on (what /dev/root stands for); null when the path does not exist. */
+  async fileSystemDeviceNumber(hostPath: string): Promise<string | null> {
+    try {
+      return majorMinor((await stat(this.path(hostPath))).dev);
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Writes one PCI address to a sysfs control file (bind, unbind, new_slot, remove_slot,
+   * drivers_probe) the way `echo $BDF > file` does: one write(2) of the address and a newline. Never
+   * creates the file: a missing control file means the driver or the device is not there. The kernel
+   * ignores the offset of attribute writes; O_APPEND keeps every write visible in a fixture tree.
+   * Throws COMMAND_FAILED when the kernel refuses the write.
+   */
+  async writeControl(hostPath: string, bdf: string): Promise<void> {
+    const data = `${bdf}\n`;
+    try {
+      const handle = await open(this.path(hostPath), constants.O_WRONLY | constants.O_APPEND);
+      try {
+        await handle.write(data);
+      } finally {
+        await handle.close();
+      }
+      await this.observer?.({ path: hostPath, data });
+    } catch (err) {
+      if (err instanceof PtcError) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new PtcError(ErrorCode.COMMAND_FAILED, `writing ${bdf} to ${hostPath} failed: ${code ?? (err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+/** Linux's dev_t encoding (glibc's gnu_dev_major / gnu_dev_minor). */
+function majorMinor(dev: number): string {
+  const d = BigInt(dev);
+  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & 0xfffff000n);
+  const minor = (d & 0xffn) | ((d >> 12n) & 0xffffff00n);
+  return `${major}:${minor}`;
+}

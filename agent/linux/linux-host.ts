@@ -1,0 +1,258 @@
+import type { DriverName, GuestName } from '../../schemas/ids.js';
+import type { HostCapability, Hypervisor } from '../../schemas/inventory.js';
+import type { PciAddress } from '../../schemas/pci-address.js';
+import { ErrorCode, PtcError } from '../../schemas/errors.js';
+import type { HostBackend, HostScan } from '../backend.js';
+import type { HostFiles } from '../host-files.js';
+import type { ModprobeDialect } from '../modprobe-conf.js';
+import type { CommandRunner } from './command-runner.js';
+import { type HostRelease, readHostRelease, readHypervisor } from './host-release.js';
+import { HostTree, type SysfsWriteObserver } from './host-tree.js';
+import { readNetworkUse, readStorageUse } from './host-usage.js';
+import { LinuxKernelModules } from './kernel-modules.js';
+import { LinuxPciDrivers } from './pci-drivers.js';
+import { PciNames } from './pci-names.js';
+import { PciSysfs } from './pci-sysfs.js';
+import { LinuxPower } from './power.js';
+import { SysfsScanner } from './sysfs-scan.js';
+import { guestOsFromConfig, guestVirtFromConfig, isGuestName, type ToolstackName, XenToolstack } from './xen-toolstack.js';
+
+export interface LinuxHostOptions {
+  /** `/` on a real host; a fixture tree in tests. Every /sys, /proc, /etc, /dev and /lib path is read under it. */
+  root: string;
+  /** Runs every program the backend needs (ip, modprobe, xl/xm, reboot). */
+  runner: CommandRunner;
+  /** The Xen toolstack; `auto` (the default): xm on RHEL 5, else xl, unless only the other one is installed. */
+  toolstack?: ToolstackName | 'auto';
+  /** Interfaces the agent's own NATS connection uses: always in use. */
+  uplinkInterfaces?: string[];
+  /** Called after each sysfs control write; tests put a fake kernel here. */
+  onSysfsWrite?: SysfsWriteObserver;
+}
+
+const XEN_CONFIG_DIR = '/etc/xen';
+const TOOL_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin', '/usr/local/sbin'];
+
+/**
+ * The host backend for a real Xen dom0: sysfs and procfs under a root prefix, modprobe and the
+ * xl/xm toolstack through one CommandRunner, /etc files through HostFiles. Like the simulator it
+ * does one effect per method; safety rules and verification stay in the agent's handlers.
+ */
+export class LinuxHost implements HostBackend {
+  readonly files: HostFiles;
+  private readonly tree: HostTree;
+  private readonly runner: CommandRunner;
+  private readonly uplinks: readonly string[];
+  private readonly pci: PciSysfs;
+  private readonly modules: LinuxKernelModules;
+  private readonly drivers: LinuxPciDrivers;
+  private readonly power: LinuxPower;
+  private readonly scanner: SysfsScanner;
+  private readonly toolstackChoice: ToolstackName | 'auto';
+  private releaseCache: HostRelease | null = null;
+  private toolstackCache: XenToolstack | null = null;
+  private xenIommuCache: boolean | null = null;
+
+  constructor(options: LinuxHostOptions) {
+    this.tree = new HostTree(options.root, options.onSysfsWrite);
+    this.files = this.tree.files;
+    this.runner = options.runner;
+    this.uplinks = [...(options.uplinkInterfaces ?? [])];
+    this.toolstackChoice = options.toolstack ?? 'auto';
+    this.pci = new PciSysfs(this.tree);
+    this.modules = new LinuxKernelModules(this.tree, this.runner, this.pci, () => this.release());
+    this.drivers = new LinuxPciDrivers(this.tree, this.runner, this.pci, this.modules);
+    this.power = new LinuxPower(this.tree, this.runner);
+    this.scanner = new SysfsScanner(this.tree, this.pci, new PciNames(this.tree));
+  }
+
+  /** The host's release, read once: it does not change while the agent runs. Unknown 0 when no release file says. */
+  private release(): HostRelease {
+    this.releaseCache ??= readHostRelease(this.tree);
+    return this.releaseCache;
+  }
+
+  /** The toolstack this host answers to, chosen once. */
+  get toolstack(): XenToolstack {
+    if (this.toolstackCache) return this.toolstackCache;
+    let name: ToolstackName;
+    if (this.toolstackChoice !== 'auto') {
+      name = this.toolstackChoice;
+    } else {
+      const installed = (tool: string): boolean => TOOL_DIRS.some((d) => this.tree.existsSync(`${d}/${tool}`));
+      const preferred: ToolstackName = this.release().rhel5 ? 'xm' : 'xl';
+      const other: ToolstackName = preferred === 'xm' ? 'xl' : 'xm';
+      name = !installed(preferred) && installed(other) ? other : preferred;
+    }
+    this.toolstackCache = new XenToolstack(this.runner, name);
+    return this.toolstackCache;
+  }
+
+  // --- HostScanner ---------------------------------------------------------------------------
+
+  /**
+   * One full rescan. Devices: every PCI function sysfs lists (none → []). Guests: Xen domains except
+   * Domain-0, plus guests defined by /etc/xen/<name> that are not running ([] on a non-Xen host).
+   * Throws COMMAND_FAILED when the toolstack cannot list guests or a running guest's devices:
+   * an inventory that silently lost them would let a device be handed out twice.
+   */
+  async scan(): Promise<HostScan> {
+    const hypervisor = await readHypervisor(this.tree);
+    const xen = hypervisor === 'xen';
+    const net = await readNetworkUse(this.tree, this.runner, this.uplinks);
+    const storage = await readStorageUse(this.tree);
+    const slots = new Set(await this.pci.pcibackSlots());
+    // An unreadable assignable list counts as empty: verification then fails rather than passes.
+    const assignable = new Set(xen ? ((await this.toolstack.assignable()) ?? []) : []);
+    const devices = await this.scanner.devices({ net, storage, slots, assignable });
+    return {
+      os: this.release().os,
+      hypervisor,
+      iommu: await this.iommu(hypervisor),
+      capabilities: await this.capabilities(hypervisor),
+      devices,
+      guests: xen ? await this.guests() : [],
+    };
+  }
+
+  /**
+   * Xen: `virt_caps` of `xl info` / `xm info` has hvm_directio or pv_directio (false when the line
+   * or the command is missing; a definite answer is kept, it cannot change before a reboot).
+   * Elsewhere: /sys/kernel/iommu_groups is not empty.
+   */
+  private async iommu(hypervisor: Hypervisor): Promise<boolean> {
+    if (hypervisor !== 'xen') return (await this.tree.list('/sys/kernel/iommu_groups')).length > 0;
+    if (this.xenIommuCache !== null) return this.xenIommuCache;
+    const caps = await this.toolstack.virtCaps();
+    if (caps === null) return false;
+    this.xenIommuCache = caps.some((c) => c.includes('directio'));
+    return this.xenIommuCache;
+  }
+
+  /** On Xen: reload, reboot, hotplug, and dynamic-bind when pciback is loaded or its module exists. [] elsewhere: this backend binds pciback only. */
+  private async capabilities(hypervisor: Hypervisor): Promise<HostCapability[]> {
+    if (hypervisor !== 'xen') return [];
+    const dynamic = (await this.pci.pcibackLoaded()) || (await this.modules.moduleAvailable(this.modprobe().dialect.module));
+    return [...(dynamic ? (['dynamic-bind'] as const) : []), 'reload', 'reboot', 'hotplug'];
+  }
+
+  private async guests(): Promise<HostScan['guests']> {
+    const toolstack = this.toolstack;
+    const out: HostScan['guests'] = [];
+    // A domain whose name the schema cannot carry is one ptctl cannot address either.
+    const domains = (await toolstack.domains()).filter((d) => isGuestName(d.name));
+    for (const d of domains) {
+      const { name } = d;
+      const config = await this.files.read(this.guestConfigPath(name));
+      const live = d.id !== null && d.state !== 'stopped';
+      out.push({
+        name,
+        virt: guestVirtFromConfig(config),
+        os: guestOsFromConfig(config),
+        state: d.state,
+        acpiphp: true,
+        liveDevices: live ? await toolstack.guestDevices(name) : [],
+      });
+    }
+    for (const entry of await this.tree.list(XEN_CONFIG_DIR)) {
+      if (!isGuestName(entry) || domains.some((d) => d.name === entry)) continue;
+      const config = await this.files.read(this.guestConfigPath(entry)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'EISDIR') return null;
+        throw err;
+      });
+      // Only a config whose name = matches its file name is a guest ptctl can address (examples, xl.conf and scripts are not).
+      if (config === null || !new RegExp(`^\\s*name\\s*=\\s*["']${escapeRe(entry)}["']\\s*$`, 'm').test(config)) continue;
+      out.push({ name: entry, virt: guestVirtFromConfig(config), os: guestOsFromConfig(config), state: 'stopped', acpiphp: true, liveDevices: [] });
+    }
+    return out;
+  }
+
+  // --- KernelModules -------------------------------------------------------------------------
+
+  /** RHEL 5: /etc/modprobe.conf with `pciback`; every other host: /etc/modprobe.d/ptctl-pciback.conf with `xen-pciback`. */
+  modprobe(): { file: string; dialect: ModprobeDialect } {
+    return this.modules.modprobe();
+  }
+
+  /**
+   * `modprobe -r <driver>`, then its hidden devices to pciback (new_slot when not in slots, and bind;
+   * or loading pciback when it is not loaded), then `modprobe <driver>`, which runs even when moving a
+   * device failed. Throws COMMAND_FAILED with the command and stderr's last line.
+   */
+  async reloadDriver(driver: DriverName): Promise<void> {
+    await this.modules.reloadDriver(driver);
+  }
+
+  // --- PciDrivers ----------------------------------------------------------------------------
+
+  /**
+   * `modprobe <module>` when pciback is absent, unbind from the current driver (when bound), new_slot
+   * only when the address is not in slots, bind. Returns at once when the device is already on
+   * pciback; throws DEVICE_NOT_FOUND for an unknown address, COMMAND_FAILED when a command or write fails.
+   */
+  async bindPciback(bdf: PciAddress): Promise<void> {
+    await this.drivers.bindPciback(bdf);
+  }
+
+  /**
+   * pciback/unbind, remove_slot (when pciback has it and the address is in slots), then
+   * `<driver>/bind`, or `drivers_probe` when driver is null. Returns at once when the device is already
+   * on that driver (for null: on any host driver); throws DEVICE_NOT_FOUND for an unknown address,
+   * COMMAND_FAILED when the device is on a driver other than pciback or a command or write fails.
+   */
+  async bindHostDriver(bdf: PciAddress, driver: DriverName | null): Promise<void> {
+    await this.drivers.bindHostDriver(bdf, driver);
+  }
+
+  // --- Toolstack -----------------------------------------------------------------------------
+
+  /** `/etc/xen/<guest>` (the file may not exist: callers read it through `files`, which answers null). */
+  guestConfigPath(guest: GuestName): string {
+    return `${XEN_CONFIG_DIR}/${guest}`;
+  }
+
+  private async requireXen(verb: string): Promise<void> {
+    if ((await readHypervisor(this.tree)) !== 'xen') throw new PtcError(ErrorCode.COMMAND_FAILED, `cannot ${verb}: this host is not running under Xen (no /proc/xen)`);
+  }
+
+  /** `xl|xm pci-attach <guest> <bdf>`. Throws COMMAND_FAILED on a non-zero exit or a non-Xen host. */
+  async hotplug(guest: GuestName, bdf: PciAddress): Promise<void> {
+    await this.requireXen(`hotplug ${bdf} into ${guest}`);
+    await this.toolstack.attach(guest, bdf);
+  }
+
+  /** `xl|xm pci-detach <guest> <bdf>`. Throws COMMAND_FAILED on a non-zero exit or a non-Xen host. */
+  async hotunplug(guest: GuestName, bdf: PciAddress): Promise<void> {
+    await this.requireXen(`hotunplug ${bdf} from ${guest}`);
+    await this.toolstack.detach(guest, bdf);
+  }
+
+  // --- Power ---------------------------------------------------------------------------------
+
+  /** /proc/sys/kernel/random/boot_id. Throws COMMAND_FAILED when it is missing. */
+  async bootId(): Promise<string> {
+    return this.power.bootId();
+  }
+
+  /** True until this agent started a reboot. */
+  responsive(): boolean {
+    return this.power.responsive();
+  }
+
+  /** Runs /sbin/reboot and returns; throws COMMAND_FAILED when it exits non-zero. */
+  async reboot(): Promise<void> {
+    await this.power.reboot();
+  }
+
+  /** No-op: a real reboot restarts the agent, which announces the new boot id itself. */
+  onBoot(listener: () => void): void {
+    this.power.onBoot(listener);
+  }
+
+  /** No-op: the backend holds no open handles or timers. */
+  async close(): Promise<void> {}
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -1,0 +1,74 @@
+import { compareBdf, type PciAddress, PciAddress as PciAddressSchema } from '../../schemas/pci-address.js';
+import type { HostTree } from './host-tree.js';
+
+export const PCI_DEVICES = '/sys/bus/pci/devices';
+export const PCI_DRIVERS = '/sys/bus/pci/drivers';
+/** The driver's name in sysfs is `pciback` whatever the module is called (pciback or xen-pciback). */
+export const PCIBACK = 'pciback';
+export const PCIBACK_DIR = `${PCI_DRIVERS}/${PCIBACK}`;
+export const DRIVERS_PROBE = '/sys/bus/pci/drivers_probe';
+
+export function asBdf(text: string): PciAddress | null {
+  const parsed = PciAddressSchema.safeParse(text.trim());
+  return parsed.success ? parsed.data : null;
+}
+
+/** Every PCI address in a text, in order of appearance (pciback's `slots` holds one per line). */
+export function bdfsIn(text: string): PciAddress[] {
+  return [...text.matchAll(/[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]/g)].flatMap((m) => {
+    const b = asBdf(m[0]);
+    return b ? [b] : [];
+  });
+}
+
+/**
+ * The PCI function a sysfs device path belongs to: its last PCI address component (bridges and
+ * switches come first: /sys/devices/pci0000:00/0000:00:1c.0/0000:02:00.0/host0/… → 0000:02:00.0).
+ * Null for a path without one (virtual devices) or no path.
+ */
+export function lastBdf(hostPath: string | null | undefined): PciAddress | null {
+  if (!hostPath) return null;
+  return (
+    hostPath
+      .split('/')
+      .map((c) => asBdf(c))
+      .filter((b): b is PciAddress => b !== null)
+      .pop() ?? null
+  );
+}
+
+/** Read-only PCI facts from sysfs that the driver and module domains share. */
+export class PciSysfs {
+  constructor(private readonly tree: HostTree) {}
+
+  /** PCI addresses present on the bus, sorted; [] when sysfs has none. */
+  async devices(): Promise<PciAddress[]> {
+    return (await this.tree.list(PCI_DEVICES)).flatMap((name) => asBdf(name) ?? []).sort(compareBdf);
+  }
+
+  async present(bdf: PciAddress): Promise<boolean> {
+    return this.tree.exists(`${PCI_DEVICES}/${bdf}`);
+  }
+
+  /** The driver bound now (basename of the `driver` link); null when unbound. */
+  async driverOf(bdf: PciAddress): Promise<string | null> {
+    return this.tree.linkName(`${PCI_DEVICES}/${bdf}/driver`);
+  }
+
+  /** Devices bound to `driver` now; [] when none (or the driver is not loaded). */
+  async boundTo(driver: string): Promise<PciAddress[]> {
+    const out: PciAddress[] = [];
+    for (const bdf of await this.devices()) if ((await this.driverOf(bdf)) === driver) out.push(bdf);
+    return out;
+  }
+
+  /** Whether pciback is registered (module loaded or built in). */
+  async pcibackLoaded(): Promise<boolean> {
+    return this.tree.exists(PCIBACK_DIR);
+  }
+
+  /** pciback's `slots`: the addresses it will claim; [] when pciback is not loaded. */
+  async pcibackSlots(): Promise<PciAddress[]> {
+    return bdfsIn((await this.tree.text(`${PCIBACK_DIR}/slots`)) ?? '');
+  }
+}

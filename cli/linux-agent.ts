@@ -1,0 +1,43 @@
+import { pino } from 'pino';
+import { HostAgent } from '../agent/host-agent.js';
+import { ExecRunner } from '../agent/linux/command-runner.js';
+import { LinuxHost } from '../agent/linux/linux-host.js';
+import { connectNats, hostInboxPrefix } from '../transport/nats-connection.js';
+
+export interface LinuxAgentOptions {
+  hostId: string;
+  natsUrl: string;
+  /** This host's nkey seed file: its identity may only touch its own subjects. */
+  natsCreds: string;
+  /** `/` on a real host; another root to run against a fixture tree or a chroot. */
+  root: string;
+  stateDir: string;
+  toolstack: 'auto' | 'xl' | 'xm';
+  heartbeatMs: number;
+}
+
+/** The interface that carries traffic to the NATS server: hiding it would cut the agent off. */
+async function natsUplink(runner: ExecRunner, natsUrl: string): Promise<string[]> {
+  const host = new URL(natsUrl.split(',')[0]?.trim().replace(/^nats:/, 'http:') ?? 'http://127.0.0.1').hostname;
+  if (!/^[0-9.]+$/.test(host)) return [];
+  const res = await runner.run(['ip', 'route', 'get', host], { timeoutMs: 5000 });
+  const dev = /\bdev (\S+)/.exec(res.stdout)?.[1];
+  return res.code === 0 && dev && dev !== 'lo' ? [dev] : [];
+}
+
+/** Runs the agent for this real host (the linux backend) until SIGINT/SIGTERM. */
+export async function runLinuxAgent(opts: LinuxAgentOptions): Promise<void> {
+  const log = pino({ name: 'ptc-agent' }, pino.destination(2));
+  const runner = new ExecRunner();
+  const uplinkInterfaces = await natsUplink(runner, opts.natsUrl).catch(() => []);
+  const backend = new LinuxHost({ root: opts.root, runner, toolstack: opts.toolstack, uplinkInterfaces });
+  const nc = await connectNats({ servers: opts.natsUrl, seedFile: opts.natsCreds, name: `ptc-agent-${opts.hostId}`, inboxPrefix: hostInboxPrefix(opts.hostId), reconnectForever: true });
+  const agent = await HostAgent.start({ hostId: opts.hostId, backend, nc, stateDir: opts.stateDir, heartbeatMs: opts.heartbeatMs, log: log.child({ hostId: opts.hostId }) });
+  log.info({ uplinkInterfaces, root: opts.root }, 'agent ready (linux backend)');
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await agent.stop();
+  await nc.drain();
+}
