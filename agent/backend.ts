@@ -65,6 +65,12 @@ export interface Toolstack {
   guestConfigPath(guest: GuestName): string;
   hotplug(guest: GuestName, bdf: PciAddress): Promise<void>;
   hotunplug(guest: GuestName, bdf: PciAddress): Promise<void>;
+  /** `xl save`: the guest stops, its memory goes to a file on this host. */
+  saveGuest(guest: GuestName): Promise<void>;
+  /** `xl restore` of a guest saved on this host. */
+  restoreGuest(guest: GuestName): Promise<void>;
+  /** `xl migrate` to another host; the guest leaves this one. */
+  migrateGuest(guest: GuestName, target: string): Promise<void>;
 }
 
 /** Boots and liveness. */

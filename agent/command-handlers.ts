@@ -94,6 +94,31 @@ function expectDriver(dev: PciDevice, want: string, step: string): void {
   }
 }
 
+/**
+ * Rule 6: a guest holding a passed-through device is tied to this host's hardware, so it cannot be saved,
+ * restored or migrated; everything else goes to the toolstack and is checked by state afterwards.
+ */
+function guestLifecycle(action: 'save' | 'restore' | 'migrate') {
+  return async (ctx: HandlerContext, args: { guest: string; target?: string }): Promise<CommandResultOf<'save'>> => {
+    const guest = must(findGuest(await inventory(ctx), args.guest)).guest;
+    const held = [...new Set([...guest.liveDevices, ...guest.configDevices])];
+    if (held.length > 0) {
+      throw new PtcError(
+        ErrorCode.GUEST_PINNED,
+        `${guest.name} holds passed-through device${held.length > 1 ? 's' : ''} ${held.join(', ')}, so it cannot be ${action === 'save' ? 'saved' : action === 'restore' ? 'restored' : 'migrated'}; detach ${held.length > 1 ? 'them' : 'it'} first (ptctl detach)`,
+      );
+    }
+    if (action === 'save') await ctx.backend.saveGuest(guest.name);
+    else if (action === 'restore') await ctx.backend.restoreGuest(guest.name);
+    else await ctx.backend.migrateGuest(guest.name, args.target ?? '');
+    const after = (await inventory(ctx)).guests.find((g) => g.name === guest.name);
+    const state = after?.state ?? 'gone';
+    const expected = action === 'restore' ? state === 'running' : action === 'save' ? state !== 'running' : after === undefined;
+    if (!expected) throw new PtcError(ErrorCode.COMMAND_FAILED, `${action} of ${guest.name} reported success but the guest is ${state}`);
+    return { guest: guest.name, action, state };
+  };
+}
+
 export const commandHandlers: CommandHandlers = {
   inspect: async (ctx) => inventory(ctx),
 
@@ -229,6 +254,10 @@ export const commandHandlers: CommandHandlers = {
     }
     return { bdf, guest: guestName, hot, cold, changed, hotplugged, guestRebootNeeded: false };
   },
+
+  save: guestLifecycle('save'),
+  restore: guestLifecycle('restore'),
+  migrate: guestLifecycle('migrate'),
 
   'guest-status': async (ctx, { guest: guestName }) => {
     const guest = must(findGuest(await inventory(ctx), guestName)).guest;

@@ -33,6 +33,10 @@ export const CommandArgs = {
     .strict(),
   detach: z.object({ bdf: PciAddress, guest: GuestName, mode: AttachMode }).strict(),
   'guest-status': guestArgs,
+  // Refused while the guest holds a passed-through device (rule 6): it is tied to this host's hardware.
+  save: guestArgs,
+  restore: guestArgs,
+  migrate: z.object({ guest: GuestName, target: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/, 'a target host name') }).strict(),
 } as const;
 export type AgentCommand = keyof typeof CommandArgs;
 export const AGENT_COMMANDS = Object.keys(CommandArgs) as AgentCommand[];
@@ -78,6 +82,8 @@ export const GuestStatusResult = z.object({
   pinned: z.boolean(),
 });
 
+export const GuestLifecycleResult = z.object({ guest: GuestName, action: z.enum(['save', 'restore', 'migrate']), state: z.string() });
+
 export const CommandResults = {
   inspect: HostInventory,
   hide: HideResult,
@@ -89,6 +95,9 @@ export const CommandResults = {
   attach: AttachResult,
   detach: DetachResult,
   'guest-status': GuestStatusResult,
+  save: GuestLifecycleResult,
+  restore: GuestLifecycleResult,
+  migrate: GuestLifecycleResult,
 } as const satisfies Record<AgentCommand, z.ZodType>;
 export type CommandResultOf<C extends AgentCommand> = z.infer<(typeof CommandResults)[C]>;
 

@@ -227,6 +227,30 @@ export class LinuxHost implements HostBackend {
     await this.toolstack.detach(guest, bdf);
   }
 
+  /** Saved images live with the agent's state, one per guest. */
+  private saveFile(guest: GuestName): string {
+    return `/var/lib/ptctl/saved/${guest}.save`;
+  }
+
+  /** `xl|xm save <guest> <file>`. Throws COMMAND_FAILED on a non-zero exit or a non-Xen host. */
+  async saveGuest(guest: GuestName): Promise<void> {
+    await this.requireXen(`save ${guest}`);
+    await this.files.writeAtomic(`/var/lib/ptctl/saved/.keep`, '');
+    await this.toolstack.save(guest, this.saveFile(guest));
+  }
+
+  /** `xl|xm restore <file>` of the image `saveGuest` wrote. */
+  async restoreGuest(guest: GuestName): Promise<void> {
+    await this.requireXen(`restore ${guest}`);
+    await this.toolstack.restore(this.saveFile(guest));
+  }
+
+  /** `xl|xm migrate <guest> <target>`. */
+  async migrateGuest(guest: GuestName, target: string): Promise<void> {
+    await this.requireXen(`migrate ${guest}`);
+    await this.toolstack.migrate(guest, target);
+  }
+
   // --- Power ---------------------------------------------------------------------------------
 
   /** /proc/sys/kernel/random/boot_id. Throws COMMAND_FAILED when it is missing. */

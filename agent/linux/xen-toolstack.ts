@@ -164,4 +164,16 @@ export class XenToolstack {
   async detach(guest: GuestName, device: PciAddress): Promise<void> {
     await mustRun(this.runner, [this.name, 'pci-detach', guest, device]);
   }
+
+  async save(guest: GuestName, file: string): Promise<void> {
+    await mustRun(this.runner, [this.name, 'save', guest, file]);
+  }
+
+  async restore(file: string): Promise<void> {
+    await mustRun(this.runner, [this.name, 'restore', file]);
+  }
+
+  async migrate(guest: GuestName, target: string): Promise<void> {
+    await mustRun(this.runner, [this.name, 'migrate', guest, target]);
+  }
 }

@@ -73,6 +73,8 @@ const SimState = z.object({
   guests: z.array(SimGuestState),
   hotplugs: z.record(z.string(), z.array(z.number())),
   diceState: z.number().int(),
+  /** Guests with a saved image on this host (xm save), which xm restore brings back. */
+  savedGuests: z.array(z.string()).default([]),
 });
 type SimState = z.infer<typeof SimState>;
 
@@ -150,6 +152,7 @@ export class SimHost implements HostBackend {
       guests: profile.guests.map((g) => ({ ...g, liveDevices: [] })),
       hotplugs: {},
       diceState: this.faults.seed,
+      savedGuests: [],
     };
     if ((await this.files.read(profile.modprobeFile)) === null) await this.files.writeAtomic(profile.modprobeFile, profile.modprobeConf);
     for (const guest of profile.guests) {
@@ -369,6 +372,30 @@ export class SimHost implements HostBackend {
     if (!guest.liveDevices.includes(bdf)) throw simError(`xm pci-detach ${guestName} ${bdf}: device is not attached`);
     await this.countHotplug(bdf);
     guest.liveDevices = guest.liveDevices.filter((b) => b !== bdf);
+    await this.save();
+  }
+
+  async saveGuest(guestName: GuestName): Promise<void> {
+    const guest = this.guest(guestName);
+    if (guest.state !== 'running') throw simError(`xm save ${guestName}: domain is not running`);
+    guest.state = 'stopped';
+    this.state.savedGuests = [...new Set([...this.state.savedGuests, guestName])];
+    await this.save();
+  }
+
+  async restoreGuest(guestName: GuestName): Promise<void> {
+    const guest = this.guest(guestName);
+    if (!this.state.savedGuests.includes(guestName)) throw simError(`xm restore: no saved image of ${guestName}`);
+    guest.state = 'running';
+    this.state.savedGuests = this.state.savedGuests.filter((g) => g !== guestName);
+    await this.save();
+  }
+
+  async migrateGuest(guestName: GuestName, target: string): Promise<void> {
+    const guest = this.guest(guestName);
+    if (guest.state !== 'running') throw simError(`xm migrate ${guestName} ${target}: domain is not running`);
+    // The guest now runs elsewhere: this host no longer has it.
+    this.state.guests = this.state.guests.filter((g) => g.name !== guestName);
     await this.save();
   }
 

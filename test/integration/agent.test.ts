@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { connect } from '@nats-io/transport-node';
-import { type AgentCommand, AgentReply, type CommandArgsInput, MAX_REQUEST_BYTES } from '../../schemas/agent-protocol.js';
+import { AGENT_COMMANDS, type AgentCommand, AgentReply, type CommandArgsInput, MAX_REQUEST_BYTES } from '../../schemas/agent-protocol.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
 import { connectNats, hostInboxPrefix } from '../../transport/nats-connection.js';
 import { hostSeedFile } from '../../cli/nats-auth.js';
@@ -86,7 +86,7 @@ void describe('host agent over real NATS (simulated host)', () => {
       fc.record({ opId: fc.anything(), hostId: fc.anything(), issuedAt: fc.anything(), args: fc.anything() }, { requiredKeys: [] }).map((v) => ({ command: 'attach', data: encoder.encode(JSON.stringify(v) ?? 'null') })),
       fc.anything().map((args) => ({ command: 'attach', data: encoder.encode(JSON.stringify({ ...validEnvelope, args }) ?? 'null') })),
       fc.constantFrom('sim-1', 'sim-3', 'x').map((hostId) => ({ command: 'hide', data: encoder.encode(JSON.stringify({ ...validEnvelope, hostId })) })),
-      token.filter((c) => !['inspect', 'hide', 'unhide', 'bind', 'unbind', 'reboot', 'verify', 'attach', 'detach', 'guest-status'].includes(c)).map((command) => ({ command, data: encoder.encode(JSON.stringify(validEnvelope)) })),
+      token.filter((c) => !(AGENT_COMMANDS as string[]).includes(c)).map((command) => ({ command, data: encoder.encode(JSON.stringify(validEnvelope)) })),
       fc.constant({ command: 'hide', data: encoder.encode(JSON.stringify({ ...validEnvelope, pad: 'x'.repeat(MAX_REQUEST_BYTES) })) }),
       fc.constant({ command: 'hide', data: encoder.encode(JSON.stringify({ ...validEnvelope, extra: 1 })) }),
       fc.string().map((bdf) => ({ command: 'hide', data: encoder.encode(JSON.stringify({ ...validEnvelope, args: { bdf: `0000:09:00.0${bdf.length ? ';' : ' '}${bdf}` } })) })),

@@ -71,6 +71,23 @@ void describe('safe passthrough on the real stack', () => {
     assert.equal(boots.length, 2, 'the first boot and the injected reboot');
   });
 
+  void it('(e) refuses to save, restore or migrate a guest that holds a device; allows it for one that does not', async () => {
+    // After (c), vm-hvm on sim-4 holds 0000:09:00.0.
+    for (const command of ['save', 'restore', 'migrate'] as const) {
+      const args = command === 'migrate' ? { guest: 'vm-hvm', target: 'sim-1' } : { guest: 'vm-hvm' };
+      await assert.rejects(
+        t.agents.call('sim-4', command, args, { opId: `pin/${command}`, timeoutMs: 10_000 }),
+        (e: unknown) => e instanceof PtcError && e.code === ErrorCode.GUEST_PINNED && /0000:09:00\.0/.test(e.message),
+      );
+    }
+    const saved = await t.agents.call('sim-4', 'save', { guest: 'vm-pv' }, { opId: 'pin/save-pv', timeoutMs: 10_000 });
+    assert.equal(saved.result.state, 'stopped');
+    const restored = await t.agents.call('sim-4', 'restore', { guest: 'vm-pv' }, { opId: 'pin/restore-pv', timeoutMs: 10_000 });
+    assert.equal(restored.result.state, 'running');
+    const refusals = (await auditEvents(t.nc, 'sim-4')).filter((e) => e.kind === 'refused' && e.opId?.startsWith('pin/'));
+    assert.equal(refusals.length, 3, 'each refusal is in the audit stream');
+  });
+
   void it('(d) serializes two concurrent operations on one host', async () => {
     const a = parseOperationInput('attach', { host: 'sim-1', device: '0000:09:00.0', guest: 'vm-hvm', wait: true, json: false });
     const b = parseOperationInput('attach', { host: 'sim-1', device: '0000:0b:00.0', guest: 'vm-hvm', wait: true, json: false });
