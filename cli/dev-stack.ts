@@ -35,6 +35,8 @@ export interface DevStackOptions {
   ui?: boolean;
   /** Run the Temporal server and worker (default). Agent-only tests turn this off to start faster. */
   temporal?: boolean;
+  /** Start the simulated agents for `simHosts` (default). Off: NATS credentials for those hosts only, for agents run elsewhere (the real-Xen dom0). */
+  agents?: boolean;
   /** Progress lines ("nats-server ready on …"). */
   onProgress?: (line: string) => void;
 }
@@ -140,7 +142,7 @@ export class DevStack {
     if (this.opts.temporal ?? true) await this.startTemporalAndWorker(ports);
 
     // Agents: one process runs every simulated host, each with its own NATS identity.
-    if (this.hosts.length > 0) await this.startAgents();
+    if (this.hosts.length > 0 && (this.opts.agents ?? true)) await this.startAgents();
 
     const file: ConnectionFile = { ...this.connection, pid: process.pid, hosts: this.hosts, startedAt: new Date().toISOString() };
     await writeFile(connectionFilePath(this.dir), JSON.stringify(file, null, 2) + '\n');
@@ -242,6 +244,22 @@ export class DevStack {
       await proc.waitForExit();
     }
     this.processes.splice(this.processes.indexOf(proc), 1);
+  }
+
+  /**
+   * Stops nats-server and starts it again on the same port and store, as an operator's restart would;
+   * clients (agents, worker) must reconnect on their own.
+   */
+  async restartNats(downMs = 1000): Promise<void> {
+    const idx = this.processes.findIndex((p) => p.name === 'nats-server');
+    const old = this.processes[idx];
+    if (!old) throw new PtcError(ErrorCode.STACK_FAILED, 'nats-server is not running');
+    await old.stop();
+    await sleep(downMs);
+    const ports = JSON.parse(await readFile(this.path('ports.json'), 'utf8')) as Ports;
+    const fresh = ManagedProcess.start('nats-server', serverBinary('nats-server'), ['-c', this.path('nats.conf')], { logFile: this.path('logs', 'nats.log') });
+    this.processes[idx] = fresh;
+    await waitFor('nats-server', 20_000, async () => ((await fetch(`http://127.0.0.1:${ports.natsMonitor}/healthz?js-enabled-only=true`)).ok ? true : null), () => this.deadProcess());
   }
 
   /** Pid of the agents' process (benchmarks read its memory). */

@@ -116,6 +116,23 @@ void describe('host agent over real NATS (simulated host)', () => {
     assert.equal(inv.result.hostId, 'sim-2');
   });
 
+  void it('keeps answering after nats-server restarts: agents reconnect and republish their inventory', async () => {
+    await t.stack.restartNats();
+    // The test's own connection reconnects too; the agent must answer a fresh request.
+    const deadline = Date.now() + 30_000;
+    let answered = false;
+    while (!answered && Date.now() < deadline) {
+      answered = await t.agents
+        .call(HOST, 'inspect', {}, { opId: `reconnect/${Date.now()}`, timeoutMs: 2000 })
+        .then((r) => r.result.hostId === HOST, () => false);
+      if (!answered) await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.ok(answered, 'the agent answered after the restart');
+    assert.equal(t.stack.agentsExit, null, 'the agents process did not die');
+    const events = await auditEvents(t.nc, HOST);
+    assert.ok(events.some((e) => e.kind === 'applied' && e.opId?.startsWith('reconnect/')), 'its audit events reach the stream again');
+  });
+
   void it('enforces per-host NATS permissions and refuses anonymous clients', async () => {
     await assert.rejects(connect({ servers: t.stack.connection.natsUrl, reconnect: false, timeout: 3000 }), /Authorization|authorization/);
     const host = await connectNats({ servers: t.stack.connection.natsUrl, seedFile: hostSeedFile(join(t.dir, 'creds'), 'sim-1'), name: 'probe', inboxPrefix: hostInboxPrefix('sim-1') });
