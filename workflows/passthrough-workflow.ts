@@ -1,10 +1,9 @@
-import { ApplicationFailure, setHandler, workflowInfo } from '@temporalio/workflow';
-import { ErrorCode, describeZodError } from '../schemas/errors.js';
+import { ApplicationFailure } from '@temporalio/workflow';
+import { ErrorCode } from '../schemas/errors.js';
 import { PassthroughRequest, type PassthroughRequestInput, type PassthroughResult } from '../schemas/passthrough.js';
 import type { HostInventory } from '../schemas/inventory.js';
 import { preflight } from '../policy/passthrough-policy.js';
-import { passthroughProgressQuery } from './definitions.js';
-import { OperationContext, agent, bootWaiter } from './saga-kit.js';
+import { agent, beginOperation, bootWaiter, parseWorkflowInput } from './saga-kit.js';
 
 export { failureInfo } from './saga-kit.js';
 
@@ -22,11 +21,8 @@ const MAX_UNEXPECTED_REBOOTS = 3;
  * operations on the host, so the throttle here sees every hotplug on the device.
  */
 export async function passthroughWorkflow(input: PassthroughRequestInput, hotplugLedger: number[] = []): Promise<PassthroughResult> {
-  const parsed = PassthroughRequest.safeParse(input);
-  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid passthrough request: ${describeZodError(parsed.error, 'request')}`, ErrorCode.INVALID_INPUT);
-  const req = parsed.data;
-  const op = new OperationContext(workflowInfo().workflowId, req.hostId, req.bdf, [...hotplugLedger], req.throttle, req.deadlineMs);
-  setHandler(passthroughProgressQuery, () => op.progress);
+  const req = parseWorkflowInput(PassthroughRequest, input, 'passthrough request');
+  const op = beginOperation(req, hotplugLedger);
   const result = (partial: Partial<PassthroughResult>): PassthroughResult => ({
     kind: 'attach',
     hostId: req.hostId,

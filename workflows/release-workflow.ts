@@ -1,9 +1,8 @@
-import { ApplicationFailure, setHandler, workflowInfo } from '@temporalio/workflow';
-import { ErrorCode, describeZodError } from '../schemas/errors.js';
+import { ApplicationFailure } from '@temporalio/workflow';
+import { ErrorCode } from '../schemas/errors.js';
 import { ReleaseRequest, type ReleaseRequestInput, type PassthroughResult } from '../schemas/passthrough.js';
 import { findDevice, findGuest, iommuCompanions } from '../policy/passthrough-policy.js';
-import { passthroughProgressQuery } from './definitions.js';
-import { OperationContext, agent } from './saga-kit.js';
+import { agent, beginOperation, parseWorkflowInput } from './saga-kit.js';
 
 /**
  * Gives a device back to the host: detach it from the guest (live and config), rebind the driver it had
@@ -12,11 +11,8 @@ import { OperationContext, agent } from './saga-kit.js';
  * it is forward-only (re-attaching on failure would cost another hotplug for nothing).
  */
 export async function releaseWorkflow(input: ReleaseRequestInput, hotplugLedger: number[] = []): Promise<PassthroughResult> {
-  const parsed = ReleaseRequest.safeParse(input);
-  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid release request: ${describeZodError(parsed.error, 'request')}`, ErrorCode.INVALID_INPUT);
-  const req = parsed.data;
-  const op = new OperationContext(workflowInfo().workflowId, req.hostId, req.bdf, [...hotplugLedger], req.throttle, req.deadlineMs);
-  setHandler(passthroughProgressQuery, () => op.progress);
+  const req = parseWorkflowInput(ReleaseRequest, input, 'release request');
+  const op = beginOperation(req, hotplugLedger);
   try {
     const inv = await agent.inspectHost(req.hostId, op.opId('inspect'));
     const found = findDevice(inv, req.bdf);

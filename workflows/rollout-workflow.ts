@@ -1,5 +1,4 @@
 import {
-  ApplicationFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -8,7 +7,6 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import { ErrorCode, describeZodError } from '../schemas/errors.js';
 import { type HostRolloutReport, type HostRolloutState, type MaxFailures, RolloutInput, type RolloutInputRaw } from '../schemas/rollout.js';
 import {
   type RolloutProgress,
@@ -19,6 +17,7 @@ import {
   rolloutProgressQuery,
 } from './definitions.js';
 import { hostRolloutWorkflow } from './host-rollout-workflow.js';
+import { parseWorkflowInput } from './saga-kit.js';
 
 /** What one generation hands the next across continue-as-new (hosts already launched are not carried). */
 export interface RolloutCarry {
@@ -61,9 +60,7 @@ const emptyCounts = (): Record<HostRolloutState, number> => ({ pending: 0, runni
  * new before their history grows long, carrying only counters and problems, never the finished hosts.
  */
 export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry, historyLimit: number = DEFAULT_HISTORY_LIMIT): Promise<RolloutReport> {
-  const parsed = RolloutInput.safeParse(raw);
-  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid rollout: ${describeZodError(parsed.error, 'rollout')}`, ErrorCode.INVALID_INPUT);
-  const { name, hosts, options } = parsed.data;
+  const { name, hosts, options } = parseWorkflowInput(RolloutInput, raw, 'rollout');
   const state: RolloutCarry = carry ?? {
     total: hosts.length,
     counts: { ...emptyCounts(), pending: hosts.length },

@@ -1,9 +1,10 @@
-import { ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, log, proxyActivities, sleep } from '@temporalio/workflow';
+import type { z } from 'zod';
+import { ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, log, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { PassthroughActivities } from '../activities/passthrough-activities.js';
-import { ErrorCode, isErrorCode } from '../schemas/errors.js';
+import { ErrorCode, describeZodError, isErrorCode } from '../schemas/errors.js';
 import type { Outcome, PassthroughStep, StepRecord, ThrottleSettings } from '../schemas/passthrough.js';
 import { nextHotplugSlot } from '../policy/hotplug-throttle.js';
-import type { PassthroughProgress } from './definitions.js';
+import { type PassthroughProgress, passthroughProgressQuery } from './definitions.js';
 
 // One profile per kind of call. Agent commands are short; permanent errors are marked non-retryable by
 // the activity, so retries only ever repeat a call the agent's journal makes idempotent. A rebooting
@@ -22,6 +23,23 @@ export function bootWaiter(deadlineMs: number): Pick<PassthroughActivities, 'awa
     heartbeatTimeout: '20s',
     retry: { maximumAttempts: 1 },
   });
+}
+
+/**
+ * Validates a workflow's input with its schema. A ZodError thrown in workflow code would fail the
+ * workflow task and retry it forever, so bad input becomes a non-retryable INVALID_INPUT failure.
+ */
+export function parseWorkflowInput<T extends z.ZodType>(schema: T, input: unknown, what: string): z.infer<T> {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid ${what}: ${describeZodError(parsed.error, what)}`, ErrorCode.INVALID_INPUT);
+  return parsed.data;
+}
+
+/** Starts an operation on one device: its context, and the progress query that `ptctl status` reads. */
+export function beginOperation(req: { hostId: string; bdf: string; throttle: ThrottleSettings; deadlineMs: number }, hotplugLedger: readonly number[]): OperationContext {
+  const op = new OperationContext(workflowInfo().workflowId, req.hostId, req.bdf, [...hotplugLedger], req.throttle, req.deadlineMs);
+  setHandler(passthroughProgressQuery, () => op.progress);
+  return op;
 }
 
 /** The code and sentence of whatever failed, however deep Temporal wrapped it. */
