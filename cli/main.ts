@@ -12,6 +12,8 @@ import { controlCommand } from './commands/rollout.js';
 import { demoCommand } from './commands/demo.js';
 import { devCommand } from './commands/dev.js';
 import { hostsCommand } from './commands/hosts.js';
+import { planCommand } from './commands/plan.js';
+import { applyCommand } from './commands/apply.js';
 import { DEFAULT_STATE_DIR, resolveConnection } from './connection.js';
 import { reportError } from './output.js';
 import { runWorker } from './worker.js';
@@ -35,7 +37,12 @@ function connectionOptions(cmd: Command): Command {
     .option('--json', 'machine-readable output', false);
 }
 
-export function buildProgram(): Command {
+/** Commands that finish without an error but with a verdict (plan with refusals, a failed rollout) set this. */
+export interface CommandOutcome {
+  exitCode: number;
+}
+
+export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command {
   const program = new Command('ptctl')
     .description('Durable PCI passthrough for virtualization fleets')
     .showHelpAfterError('(run `ptctl --help` for usage)')
@@ -74,6 +81,33 @@ export function buildProgram(): Command {
     .option('--host <id>', 'only this host')
     .action(async (o: Record<string, unknown>) => {
       await hostsCommand({ ...connectionFlags(o), host: o.host as string | undefined, json: o.json === true });
+    });
+
+  // `ptctl plan FILE`: planCommand returns the exit code (0, or 2 when the plan has refusals or unknown hosts).
+  connectionOptions(program.command('plan').description('show what a plan file would change, host by host, from live inventory; changes nothing').argument('<file>', 'plan file (YAML or JSON)')).action(
+    async (file: string, o: Record<string, unknown>) => {
+      outcome.exitCode = await planCommand({ ...connectionFlags(o), file, json: o.json === true });
+    },
+  );
+
+  connectionOptions(program.command('apply').description('roll a plan out across the fleet: canaries first, then in parallel, stopping on failures').argument('<file>', 'plan file (YAML or JSON)'))
+    .option('--name <name>', 'rollout name (default: the plan\'s name)')
+    .option('--canary <n>', 'hosts done first, one at a time; a failure among them stops the rollout')
+    .option('--max-parallel <n>', 'hosts at once after the canaries')
+    .option('--max-failures <n|p%>', 'stop launching once more hosts than this failed (e.g. 2 or 10%)')
+    .option('--wait', 'follow the rollout to its end, with live progress', false)
+    .action(async (file: string, o: Record<string, unknown>) => {
+      const str = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+      outcome.exitCode = await applyCommand({
+        ...connectionFlags(o),
+        file,
+        name: str('name'),
+        canary: str('canary'),
+        maxParallel: str('maxParallel'),
+        maxFailures: str('maxFailures'),
+        wait: o.wait === true,
+        json: o.json === true,
+      });
     });
 
   const operationFlags = (cmd: Command): Command =>
@@ -193,11 +227,12 @@ function connectionFlags(o: Record<string, unknown>): { dir?: string; natsUrl?: 
 
 /** The one place that turns errors into exit codes; nothing below calls process.exit. */
 export async function main(argv: readonly string[]): Promise<number> {
-  const program = buildProgram();
+  const outcome: CommandOutcome = { exitCode: 0 };
+  const program = buildProgram(outcome);
   const json = argv.includes('--json');
   try {
     await program.parseAsync([...argv], { from: 'user' });
-    return 0;
+    return outcome.exitCode;
   } catch (err) {
     if (err instanceof Error && 'exitCode' in err && 'code' in err && String(err.code).startsWith('commander.')) {
       const code = String(err.code);

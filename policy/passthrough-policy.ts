@@ -68,7 +68,8 @@ export function checkReloadSafe(inv: HostInventory, device: PciDevice): Verdict 
   return { ok: true };
 }
 
-function versionAtLeast(version: string, minimum: string): boolean {
+/** Dotted versions compared numerically: "5.10" is newer than "5.4". */
+export function versionAtLeast(version: string, minimum: string): boolean {
   const a = version.split('.').map(Number);
   const b = minimum.split('.').map(Number);
   for (let i = 0; i < Math.max(a.length, b.length); i++) {

@@ -4,3 +4,4 @@ export * from './ids.js';
 export * from './inventory.js';
 export * from './passthrough.js';
 export * from './pci-address.js';
+export * from './rollout.js';

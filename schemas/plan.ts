@@ -114,6 +114,9 @@ export const DeviceMatch = z
   );
 export type DeviceMatch = z.infer<typeof DeviceMatch>;
 
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const objectInput = (payload: { value: unknown }): boolean => isObject(payload.value);
+
 export const PlanAssignment = z
   .object({
     device: PciAddress.optional().describe('the device to pass through, by address; give this or `match`'),
@@ -121,10 +124,9 @@ export const PlanAssignment = z
     guest: GuestName.describe('the guest (domain) that gets the device'),
   })
   .strict()
-  .superRefine((a, ctx) => {
-    if (a.device !== undefined && a.match !== undefined) ctx.addIssue({ code: 'custom', path: ['match'], message: 'give either device or match, not both' });
-    if (a.device === undefined && a.match === undefined) ctx.addIssue({ code: 'custom', path: ['device'], message: 'required: give device (an address) or match (PCI ids)' });
-  })
+  // `when`: report these even when another key of the assignment is also wrong (all problems at once).
+  .refine((a) => !(isObject(a) && a.device !== undefined && a.match !== undefined), { path: ['match'], message: 'give either device or match, not both', when: objectInput })
+  .refine((a) => !(isObject(a) && a.device === undefined && a.match === undefined), { path: ['device'], message: 'required: give device (an address) or match (PCI ids)', when: objectInput })
   .describe('One device → one guest, wanted on every targeted host.');
 export type PlanAssignment = z.infer<typeof PlanAssignment>;
 
@@ -235,8 +237,8 @@ function suggestKey(key: string, known: readonly string[]): string | null {
   return best && best.d <= 2 ? best.k : null;
 }
 
-/** Where a problem sits in the source file, e.g. "line 7", or null when unknown. */
-export type LocatePath = (path: readonly PropertyKey[]) => string | null;
+/** The line a problem sits on in the source file, or null when unknown. */
+export type LocatePath = (path: readonly PropertyKey[]) => number | null;
 
 export interface PlanProblem {
   path: PropertyKey[];
@@ -277,11 +279,13 @@ export function validatePlan(raw: unknown, source: string, locate: LocatePath = 
     error: (iss) => ((iss.code === 'invalid_type' || iss.code === 'invalid_union') && iss.input === undefined ? 'required' : undefined),
   });
   if (parsed.success) return parsed.data;
-  const lines = planProblems(parsed.error).map((p) => {
-    const where = locate(p.path);
-    return `${pathText(p.path)}: ${p.message}${where ? ` (${where})` : ''}`;
-  });
-  throw planFileError(source, lines);
+  // In file order, so the list reads top to bottom next to the file.
+  const located = planProblems(parsed.error).map((p) => ({ ...p, line: locate(p.path) }));
+  located.sort((a, b) => (a.line ?? Number.MAX_SAFE_INTEGER) - (b.line ?? Number.MAX_SAFE_INTEGER));
+  throw planFileError(
+    source,
+    located.map((p) => `${pathText(p.path)}: ${p.message}${p.line !== null ? ` (line ${p.line})` : ''}`),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { ErrorCode, PtcError } from '../../schemas/errors.js';
+import { type MaxFailures, RolloutName, RolloutOptions } from '../../schemas/rollout.js';
+import { planHasRefusals, resolvePlan, toRolloutInput } from '../../policy/plan-resolution.js';
+import { TASK_QUEUE, rolloutWorkflowId } from '../../workflows/definitions.js';
+import type { rolloutWorkflow } from '../../workflows/rollout-workflow.js';
+import { openNats, openTemporal, readHostInventories, workflowUiLink } from '../clients.js';
+import { type ConnectionFlags, resolveConnection } from '../connection.js';
+import { printJson } from '../output.js';
+import { readPlanFile, renderPlan } from './plan.js';
+import { describeRolloutReport, followRollout } from './rollout.js';
+
+export interface ApplyOptions extends ConnectionFlags {
+  file: string;
+  name?: string | undefined;
+  canary?: string | undefined;
+  maxParallel?: string | undefined;
+  maxFailures?: string | undefined;
+  wait: boolean;
+  json: boolean;
+}
+
+/** "3" → at most 3 failed hosts; "10%" → at most 10% of the rollout's hosts. */
+export function parseMaxFailures(text: string): MaxFailures {
+  const percent = /^(\d+(?:\.\d+)?)%$/.exec(text);
+  if (percent) return { percent: Number(percent[1]) };
+  if (/^\d+$/.test(text)) return { count: Number(text) };
+  throw new PtcError(ErrorCode.INVALID_INPUT, `--max-failures: "${text}" is not a count like 3 or a percentage like 10%`);
+}
+
+/**
+ * `ptctl apply FILE`: resolves the plan against live inventory (as `ptctl plan` shows it), then starts
+ * `rollout/<name>` for the hosts with work. Refused assignments are left out and listed. With --wait it
+ * follows the rollout and exits non-zero unless every host succeeded.
+ */
+export async function applyCommand(opts: ApplyOptions): Promise<number> {
+  const plan = await readPlanFile(opts.file);
+  const name = RolloutName.safeParse(opts.name ?? plan.name);
+  if (!name.success) throw new PtcError(ErrorCode.INVALID_INPUT, `--name: ${name.error.issues[0]?.message ?? 'invalid'}`);
+  const options = RolloutOptions.safeParse({
+    ...plan.rollout,
+    ...(opts.canary !== undefined ? { canary: Number(opts.canary) } : {}),
+    ...(opts.maxParallel !== undefined ? { maxParallel: Number(opts.maxParallel) } : {}),
+    ...(opts.maxFailures !== undefined ? { maxFailures: parseMaxFailures(opts.maxFailures) } : {}),
+  });
+  if (!options.success) throw new PtcError(ErrorCode.INVALID_INPUT, options.error.issues.map((i) => `--${String(i.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${i.message}`).join('; '));
+
+  const conn = await resolveConnection(opts);
+  const nc = await openNats(conn);
+  let resolution;
+  try {
+    resolution = resolvePlan(plan, await readHostInventories(nc));
+  } finally {
+    await nc.close();
+  }
+  const input = { ...toRolloutInput(plan, resolution), name: name.data, options: options.data };
+  if (!opts.json) process.stdout.write(`${renderPlan(resolution)}\n`);
+  if (input.hosts.length === 0) {
+    if (opts.json) printJson({ ok: true, rollout: null, reason: 'nothing to change', resolution });
+    else process.stdout.write('nothing to change.\n');
+    return planHasRefusals(resolution) ? 2 : 0;
+  }
+
+  const { client, close } = await openTemporal(conn);
+  try {
+    const workflowId = rolloutWorkflowId(name.data);
+    try {
+      await client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue: TASK_QUEUE, workflowId, args: [input] });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) throw new PtcError(ErrorCode.INVALID_INPUT, `rollout ${name.data} is already running: follow it with \`ptctl status ${workflowId}\`, or give this one another --name`);
+      throw err;
+    }
+    const link = workflowUiLink(conn, workflowId);
+    if (!opts.wait) {
+      if (opts.json) printJson({ ok: true, rollout: workflowId, hosts: input.hosts.length, ui: link });
+      else process.stdout.write(`started ${workflowId}: ${input.hosts.length} host(s), canary ${input.options.canary}, max parallel ${input.options.maxParallel}${link ? `\n  ${link}` : ''}\n`);
+      return 0;
+    }
+    if (!opts.json) process.stdout.write(`${workflowId}: ${input.hosts.length} host(s), canary ${input.options.canary}, max parallel ${input.options.maxParallel}, max failures ${JSON.stringify(input.options.maxFailures)}${link ? `\n  ${link}` : ''}\n`);
+    const report = await followRollout(client, workflowId, opts.json);
+    const clean = report.counts.failed === 0 && report.counts.cancelled === 0 && report.counts.skipped === 0;
+    if (opts.json) printJson({ ok: clean, rollout: workflowId, report });
+    else process.stdout.write(`${describeRolloutReport(report)}\n`);
+    if (!clean && !opts.json) process.stderr.write(`ptctl: ${ErrorCode.OPERATION_FAILED}: rollout ${name.data} ${report.stopReason ? `stopped: ${report.stopReason}` : `finished with ${report.counts.failed} failed host(s)`}\n`);
+    return clean ? 0 : 1;
+  } finally {
+    await close();
+  }
+}
