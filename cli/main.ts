@@ -14,6 +14,7 @@ import { devCommand } from './commands/dev.js';
 import { hostsCommand } from './commands/hosts.js';
 import { planCommand } from './commands/plan.js';
 import { applyCommand } from './commands/apply.js';
+import { windowCreateCommand, windowDeleteCommand, windowListCommand } from './commands/window.js';
 import { DEFAULT_STATE_DIR, resolveConnection } from './connection.js';
 import { reportError } from './output.js';
 import { runWorker } from './worker.js';
@@ -156,6 +157,25 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
       },
     );
   }
+
+  const window = program.command('window').description('maintenance windows: Temporal Schedules that run a plan\'s remaining work');
+  connectionOptions(window.command('create').description('create a window').argument('<name>', 'window name'))
+    .requiredOption('--cron <expr>', '5-field cron expression, e.g. "0 2 * * 6"')
+    .option('--timezone <tz>', 'IANA time zone of the cron expression', 'UTC')
+    .requiredOption('--duration <dur>', 'how long the window stays open, e.g. 4h')
+    .option('--cutoff <dur>', 'no host starts this close to the end (default 10m)')
+    .option('--expected-host <dur>', 'how long one host is expected to take (default 10m)')
+    .requiredOption('--plan <file>', 'plan file (YAML or JSON)')
+    .action(async (name: string, o: Record<string, unknown>) => {
+      const str = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+      await windowCreateCommand({ ...connectionFlags(o), name, cron: str('cron') ?? '', timezone: str('timezone') ?? 'UTC', duration: str('duration') ?? '', cutoff: str('cutoff'), expectedHost: str('expectedHost'), plan: str('plan') ?? '', json: o.json === true });
+    });
+  connectionOptions(window.command('list').description('list windows and their next opening')).action(async (o: Record<string, unknown>) => {
+    await windowListCommand({ ...connectionFlags(o), json: o.json === true });
+  });
+  connectionOptions(window.command('delete').description('delete a window').argument('<name>', 'window name')).action(async (name: string, o: Record<string, unknown>) => {
+    await windowDeleteCommand({ ...connectionFlags(o), name, json: o.json === true });
+  });
 
   connectionOptions(program.command('worker').description('run the Temporal worker (workflows + activities)')).action(async (o: Record<string, unknown>) => {
     await runWorker(await resolveConnection(connectionFlags(o)));

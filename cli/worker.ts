@@ -3,6 +3,7 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { Client, Connection as TemporalConnection } from '@temporalio/client';
 import { createActivities } from '../activities/passthrough-activities.js';
 import { createOperationActivities } from '../activities/operation-activities.js';
+import { createWindowActivities } from '../activities/window-activities.js';
 import { connectNats } from '../transport/nats-connection.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
 import type { Connection } from './connection.js';
@@ -28,7 +29,7 @@ export async function runWorker(conn: Connection, extra: Partial<WorkerOptions> 
       namespace: conn.temporalNamespace,
       taskQueue: TASK_QUEUE,
       workflowsPath: WORKFLOWS_PATH,
-      activities: { ...createActivities({ nc, agentTimeoutMs: agentTimeoutFromEnv() }), ...createOperationActivities({ client }) },
+      activities: { ...createActivities({ nc, agentTimeoutMs: agentTimeoutFromEnv() }), ...createOperationActivities({ client }), ...createWindowActivities({ nc }) },
       ...extra,
     });
     await worker.run();

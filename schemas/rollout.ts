@@ -35,12 +35,28 @@ export const HostWork = z
 export type HostWork = z.infer<typeof HostWork>;
 export type HostWorkInput = z.input<typeof HostWork>;
 
+/** A maintenance window's limits: no host starts whose expected duration would pass `endsAt - cutoffMs`. */
+export const WindowLimits = z
+  .object({
+    endsAt: z.number().int().describe('epoch ms when the window closes'),
+    cutoffMs: z.number().int().min(0).describe('margin before the end in which no host starts'),
+    expectedHostMs: z.number().int().min(0).describe('how long one host is expected to take'),
+  })
+  .strict();
+export type WindowLimits = z.infer<typeof WindowLimits>;
+
+/** Whether a host started at `now` is expected to finish before the window's cutoff. */
+export function fitsInWindow(now: number, window: WindowLimits): boolean {
+  return now + window.expectedHostMs <= window.endsAt - window.cutoffMs;
+}
+
 /** What `ptctl apply` hands the rollout workflow: the plan resolved against live inventory. */
 export const RolloutInput = z
   .object({
     name: RolloutName,
     hosts: z.array(HostWork),
     options: RolloutOptions.default({ canary: 1, maxParallel: 1, maxFailures: { count: 0 } }),
+    window: WindowLimits.optional().describe('set when the rollout runs inside a maintenance window'),
   })
   .strict();
 export type RolloutInput = z.infer<typeof RolloutInput>;

@@ -7,7 +7,7 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import { type HostRolloutReport, type HostRolloutState, type MaxFailures, RolloutInput, type RolloutInputRaw } from '../schemas/rollout.js';
+import { type HostRolloutReport, type HostRolloutState, type MaxFailures, RolloutInput, type RolloutInputRaw, fitsInWindow } from '../schemas/rollout.js';
 import {
   type RolloutProgress,
   cancelRolloutSignal,
@@ -60,7 +60,7 @@ const emptyCounts = (): Record<HostRolloutState, number> => ({ pending: 0, runni
  * new before their history grows long, carrying only counters and problems, never the finished hosts.
  */
 export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry, historyLimit: number = DEFAULT_HISTORY_LIMIT): Promise<RolloutReport> {
-  const { name, hosts, options } = parseWorkflowInput(RolloutInput, raw, 'rollout');
+  const { name, hosts, options, window } = parseWorkflowInput(RolloutInput, raw, 'rollout');
   const state: RolloutCarry = carry ?? {
     total: hosts.length,
     counts: { ...emptyCounts(), pending: hosts.length },
@@ -125,7 +125,14 @@ export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry
   }
 
   let next = 0;
-  const launchable = (): boolean => next < hosts.length && state.stopReason === null && !cancelled;
+  const launchable = (): boolean => {
+    if (next >= hosts.length || state.stopReason !== null || cancelled) return false;
+    if (window && !fitsInWindow(Date.now(), window)) {
+      state.stopReason = `the window closes at ${new Date(window.endsAt).toISOString()}: no host starts within ${Math.round((window.cutoffMs + window.expectedHostMs) / 1000)} s of it (cutoff + expected host time)`;
+      return false;
+    }
+    return true;
+  };
   const historyFull = (): boolean => workflowInfo().historyLength > historyLimit;
 
   // Canaries: one at a time, each awaited, before anything else.
@@ -148,7 +155,7 @@ export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry
   if (remaining.length > 0 && state.stopReason === null && !cancelled) {
     // Not stopped, just a long history: hand the remaining hosts to a fresh generation.
     await condition(allHandlersFinished);
-    await continueAsNew<typeof rolloutWorkflow>({ name, hosts: remaining, options }, { ...state, generation: state.generation + 1 }, historyLimit);
+    await continueAsNew<typeof rolloutWorkflow>({ name, hosts: remaining, options, window }, { ...state, generation: state.generation + 1 }, historyLimit);
   }
   for (const work of remaining) {
     move('pending', 'skipped');

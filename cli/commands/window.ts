@@ -1,0 +1,109 @@
+import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
+import { readFile } from 'node:fs/promises';
+import ms from 'ms';
+import { parse as parseYaml } from 'yaml';
+import { ErrorCode, PtcError } from '../../schemas/errors.js';
+import { RolloutName } from '../../schemas/rollout.js';
+import { type WindowSpecInput, windowScheduleId } from '../../schemas/window.js';
+import { TASK_QUEUE } from '../../workflows/definitions.js';
+import { openTemporal } from '../clients.js';
+import { type ConnectionFlags, resolveConnection } from '../connection.js';
+import { printJson } from '../output.js';
+import { readPlanFile } from './plan.js';
+
+export interface WindowCreateOptions extends ConnectionFlags {
+  name: string;
+  cron: string;
+  timezone: string;
+  duration: string;
+  cutoff?: string | undefined;
+  expectedHost?: string | undefined;
+  plan: string;
+  json: boolean;
+}
+
+function duration(value: string, flag: string): number {
+  const parsed = /^\d+$/.test(value) ? Number(value) : ms(value as ms.StringValue);
+  if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed < 0) throw new PtcError(ErrorCode.INVALID_INPUT, `${flag}: "${value}" is not a duration like 90s, 30m or 2h`);
+  return parsed;
+}
+
+/** `ptctl window create`: a Temporal Schedule whose every firing runs the plan's remaining work in the window. */
+export async function windowCreateCommand(opts: WindowCreateOptions): Promise<void> {
+  const name = RolloutName.safeParse(opts.name);
+  if (!name.success) throw new PtcError(ErrorCode.INVALID_INPUT, `window name: ${name.error.issues[0]?.message ?? 'invalid'}`);
+  if (opts.cron.trim().split(/\s+/).length !== 5) throw new PtcError(ErrorCode.INVALID_INPUT, `--cron: "${opts.cron}" is not a 5-field cron expression like "0 2 * * 6"`);
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: opts.timezone });
+  } catch {
+    throw new PtcError(ErrorCode.INVALID_INPUT, `--timezone: "${opts.timezone}" is not an IANA time zone like Europe/Berlin`);
+  }
+  // Validated now (every problem reported before the schedule exists); stored as written, because each
+  // firing validates and resolves it again against the inventory of that moment.
+  await readPlanFile(opts.plan);
+  const plan: unknown = parseYaml(await readFile(opts.plan, 'utf8'));
+  const spec: WindowSpecInput = {
+    name: name.data,
+    durationMs: duration(opts.duration, '--duration'),
+    ...(opts.cutoff !== undefined ? { cutoffMs: duration(opts.cutoff, '--cutoff') } : {}),
+    ...(opts.expectedHost !== undefined ? { expectedHostMs: duration(opts.expectedHost, '--expected-host') } : {}),
+    plan,
+  };
+  const conn = await resolveConnection(opts);
+  const { client, close } = await openTemporal(conn);
+  try {
+    await client.schedule.create({
+      scheduleId: windowScheduleId(name.data),
+      spec: { cronExpressions: [opts.cron], timezone: opts.timezone },
+      action: { type: 'startWorkflow', workflowType: 'windowWorkflow', taskQueue: TASK_QUEUE, workflowId: `window/${name.data}`, args: [spec] },
+      // A window still running when the next one is due is not doubled up.
+      policies: { overlap: ScheduleOverlapPolicy.SKIP },
+    });
+    if (opts.json) printJson({ ok: true, schedule: windowScheduleId(name.data), spec: { ...spec, plan: undefined } });
+    else process.stdout.write(`window ${name.data}: "${opts.cron}" ${opts.timezone}, open ${opts.duration}, plan ${opts.plan} (schedule ${windowScheduleId(name.data)})\n`);
+  } catch (err) {
+    if (err instanceof ScheduleAlreadyRunning) throw new PtcError(ErrorCode.INVALID_INPUT, `window ${name.data} already exists; delete it first (ptctl window delete ${name.data})`);
+    throw err;
+  } finally {
+    await close();
+  }
+}
+
+export async function windowListCommand(opts: ConnectionFlags & { json: boolean }): Promise<void> {
+  const conn = await resolveConnection(opts);
+  const { client, close } = await openTemporal(conn);
+  try {
+    const windows: Array<{ name: string; cron: string[]; timezone: string | undefined; next: string | null; paused: boolean }> = [];
+    for await (const s of client.schedule.list()) {
+      if (!s.scheduleId.startsWith('window-')) continue;
+      const d = await client.schedule.getHandle(s.scheduleId).describe();
+      windows.push({
+        name: s.scheduleId.slice('window-'.length),
+        cron: d.spec.calendars?.map((c) => JSON.stringify(c)) ?? [],
+        timezone: d.spec.timezone,
+        next: d.info.nextActionTimes[0]?.toISOString() ?? null,
+        paused: d.state.paused,
+      });
+    }
+    if (opts.json) printJson(windows);
+    else if (windows.length === 0) process.stdout.write('no windows\n');
+    else for (const w of windows) process.stdout.write(`${w.name}: next ${w.next ?? '-'} (${w.timezone ?? 'UTC'})${w.paused ? ', paused' : ''}\n`);
+  } finally {
+    await close();
+  }
+}
+
+export async function windowDeleteCommand(opts: ConnectionFlags & { name: string; json: boolean }): Promise<void> {
+  const conn = await resolveConnection(opts);
+  const { client, close } = await openTemporal(conn);
+  try {
+    await client.schedule.getHandle(windowScheduleId(opts.name)).delete();
+    if (opts.json) printJson({ ok: true, deleted: opts.name });
+    else process.stdout.write(`deleted window ${opts.name}\n`);
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) throw new PtcError(ErrorCode.INVALID_INPUT, `no window ${opts.name} (ptctl window list)`);
+    throw err;
+  } finally {
+    await close();
+  }
+}

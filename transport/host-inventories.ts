@@ -1,0 +1,17 @@
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { HOSTS_BUCKET } from '../schemas/agent-protocol.js';
+import { HostInventory } from '../schemas/inventory.js';
+
+/** Every host's last reported inventory from KV `ptc_hosts`, sorted by host id; malformed records are skipped. */
+export async function readHostInventories(nc: NatsConnection): Promise<HostInventory[]> {
+  const kv = await new Kvm(nc).open(HOSTS_BUCKET);
+  const out: HostInventory[] = [];
+  for await (const key of await kv.keys()) {
+    const entry = await kv.get(key);
+    if (entry?.operation !== 'PUT') continue;
+    const inv = HostInventory.safeParse(entry.json());
+    if (inv.success) out.push(inv.data);
+  }
+  return out.sort((a, b) => a.hostId.localeCompare(b.hostId));
+}
