@@ -72,7 +72,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
   program
     .command('demo')
     .description('bring up the stack in a temp dir, attach a NIC to a guest on simulated hosts, check the result')
-    .option('--hosts <n>', 'number of simulated hosts', '3')
+    .option('--hosts <n>', 'number of simulated hosts (at least 4 for every situation)', '12')
     .option('--keep', 'keep the temp dir for inspection', false)
     .action(async (o: { hosts: string; keep: boolean }) => {
       await demoCommand({ hosts: parseInput(count(50).min(1), o.hosts, '--hosts'), keep: o.keep });

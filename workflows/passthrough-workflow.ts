@@ -107,9 +107,12 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
       const detached = await agent.detachDevice(req.hostId, req.bdf, req.guest, plan.mode, op.opId('undo-attach'));
       if (detached.hotplugged) op.noteHotplug();
     });
-    if (needsHotplug) await op.hotplugGate();
+    if (needsHotplug) {
+      await op.hotplugGate();
+      // Counted before the attempt: a hotplug that fails half-way has still touched the kernel's interrupt tracking.
+      op.noteHotplug();
+    }
     const attached = await agent.attachDevice(req.hostId, req.bdf, req.guest, plan.mode, req.allowInsecurePV, op.opId(`attach@${bootId}`));
-    if (attached.hotplugged) op.noteHotplug();
     op.record('attach', `${req.bdf} attached to ${req.guest}: live ${attached.hot}, in config ${attached.cold}${plan.attachNote ? ` (${plan.attachNote})` : ''}`);
     op.progress.step = 'done';
     return result({ strategy: plan.strategy, mode: plan.mode, guestRebootNeeded: attached.guestRebootNeeded || plan.guestRebootNeeded });

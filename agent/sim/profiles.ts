@@ -79,6 +79,8 @@ const rhel5Xen: SimProfile = {
 export const SIM_PROFILES: Readonly<Record<string, SimProfile>> = {
   'rhel5-xen': rhel5Xen,
   'rhel5-xen-noiommu': { ...rhel5Xen, name: 'rhel5-xen-noiommu', iommu: false },
+  // An older dom0 kernel whose pciback cannot take devices at run time: only a reboot binds them.
+  'rhel5-xen-rebootonly': { ...rhel5Xen, name: 'rhel5-xen-rebootonly', capabilities: ['reboot', 'hotplug'] },
 };
 
 export const DEFAULT_PROFILE = 'rhel5-xen';

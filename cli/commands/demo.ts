@@ -1,16 +1,22 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Table from 'cli-table3';
-import type { PassthroughResult } from '../../schemas/passthrough.js';
-import { AgentClient } from '../../transport/agent-client.js';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
+import type { HostInventory } from '../../schemas/inventory.js';
+import type { FleetFileInput } from '../../agent/sim/fleet-file.js';
+import { resolvePlan, toRolloutInput } from '../../policy/plan-resolution.js';
+import { TASK_QUEUE, rolloutWorkflowId } from '../../workflows/definitions.js';
+import type { rolloutWorkflow } from '../../workflows/rollout-workflow.js';
+import { AgentClient } from '../../transport/agent-client.js';
 import { simHostDir } from '../agent-runner.js';
-import { openNats, openTemporal } from '../clients.js';
+import { openNats, openTemporal, readHostInventories } from '../clients.js';
 import { DevStack } from '../dev-stack.js';
 import { errorInfo } from '../output.js';
 import { newOpSuffix, parseOperationInput } from './attach.js';
 import { submitOperation, waitForOperation } from '../operations.js';
+import { readPlanFile, renderPlan } from './plan.js';
+import { describeRolloutReport, followRollout } from './rollout.js';
 
 export interface DemoOptions {
   hosts: number;
@@ -21,87 +27,127 @@ const DEVICE = '0000:09:00.0';
 const GUEST = 'vm-hvm';
 const UPLINK = '0000:01:00.0';
 
-interface HostCheck {
-  hostId: string;
-  driver: string;
-  hideLine: boolean;
-  live: boolean;
-  config: boolean;
-  ok: boolean;
-}
+/** What the demo expects of each host, so that its verdict is the state read back, not exit codes. */
+type Expectation = 'attached' | 'refused' | 'compensated';
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
+/** The showcase fleet: mostly healthy RHEL 5.4 hosts, plus one of each situation ptctl must handle. */
+function demoFleet(count: number): { fleet: FleetFileInput; roles: Map<string, { profile: string; role: string; expect: Expectation }> } {
+  const ids = Array.from({ length: count }, (_, i) => `sim-${String(i + 1).padStart(2, '0')}`);
+  const roles = new Map<string, { profile: string; role: string; expect: Expectation }>();
+  const hosts: NonNullable<FleetFileInput['hosts']> = {};
+  ids.forEach((id, i) => {
+    // Special hosts sit after the canary (sim-01), spread over the fleet.
+    const special = count >= 4 ? { [Math.floor(count / 4)]: 'noiommu', [Math.floor(count / 2)]: 'rebootonly', [Math.floor((3 * count) / 4)]: 'faulty' }[i] : undefined;
+    if (special === 'noiommu') {
+      hosts[id] = { profile: 'rhel5-xen-noiommu' };
+      roles.set(id, { profile: 'rhel5-xen-noiommu', role: 'no IOMMU: HVM passthrough refused', expect: 'refused' });
+    } else if (special === 'rebootonly') {
+      hosts[id] = { profile: 'rhel5-xen-rebootonly', faults: { rebootMs: 2000 } };
+      roles.set(id, { profile: 'rhel5-xen-rebootonly', role: 'binds only at boot: reboots', expect: 'attached' });
+    } else if (special === 'faulty') {
+      hosts[id] = { faults: { attachFailureProbability: 1 } };
+      roles.set(id, { profile: 'rhel5-xen', role: 'injected attach failure', expect: 'compensated' });
+    } else {
+      hosts[id] = {};
+      roles.set(id, { profile: 'rhel5-xen', role: i === 0 ? 'canary' : '', expect: 'attached' });
+    }
+  });
+  return { fleet: { hosts }, roles };
+}
+
+const PLAN = (count: number): string =>
+  [
+    'name: demo',
+    'hosts:',
+    '  idPattern: "sim-*"',
+    'assignments:',
+    `  - device: "${DEVICE}"`,
+    `    guest: ${GUEST}`,
+    'allowReboot: true',
+    'rollout:',
+    '  canary: 1',
+    `  maxParallel: ${Math.min(4, Math.max(1, count - 1))}`,
+    '  maxFailures: 1',
+    '',
+  ].join('\n');
+
 /**
- * `ptctl demo`: brings up the whole stack in a temporary dir, attaches 0000:09:00.0 to vm-hvm on every
- * simulated host through Temporal and the agents, shows that the host's uplink is refused, then reads
- * the state back from the agents and the hosts' files. Exits 0 only if that state is right.
+ * `ptctl demo`: the product on an embedded simulated fleet. Brings up the whole stack in a temporary
+ * dir, shows the plan, rolls it out (canary first, then in parallel, with live progress) through
+ * Temporal and the host agents, retries the failed host under a tight throttle, shows the uplink
+ * refused, then reads every host back (agent inventory and the host's own files). Exits 0 only if each
+ * host is in the state the plan and its situation call for.
  */
 export async function demoCommand(opts: DemoOptions): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'ptctl-demo-'));
-  say(`ptctl demo: ${opts.hosts} simulated RHEL 5.4 / Xen hosts, state in ${dir}`);
+  const { fleet, roles } = demoFleet(opts.hosts);
+  const ids = [...roles.keys()];
+  say(`ptctl demo: ${ids.length} simulated Xen hosts, state in ${dir}`);
   const started = Date.now();
-  const stack = await DevStack.start({ dir, simHosts: opts.hosts, heartbeatMs: 2000, onProgress: (l) => say(`  ✓ ${l}`) });
+  const stack = await DevStack.start({ dir, simHosts: ids, fleet, heartbeatMs: 2000, agentTimeoutMs: 3000, onProgress: (l) => say(`  ✓ ${l}`) });
   let failed = false;
   try {
     const { client, close } = await openTemporal(stack.connection);
     const nc = await openNats(stack.connection, 'ptctl-demo');
     try {
-      say(`\nattaching ${DEVICE} (bnx2, eth2) to ${GUEST} on ${stack.hosts.join(', ')} …`);
-      const runs = await Promise.all(
-        stack.hosts.map(async (hostId) => {
-          const op = parseOperationInput('attach', { host: hostId, device: DEVICE, guest: GUEST, wait: true, json: false });
-          try {
-            await submitOperation(client, op);
-            const result: PassthroughResult = await waitForOperation(client, hostId, op.workflowId);
-            say(`  ✓ ${hostId}: ${result.steps.map((s) => s.step).join(' → ')} (strategy ${result.strategy ?? '-'}, attach ${result.mode ?? '-'})`);
-            return { hostId, result, error: null };
-          } catch (err) {
-            const info = errorInfo(err);
-            say(`  ✗ ${hostId}: ${info.code}: ${info.message}`);
-            return { hostId, result: null, error: info };
-          }
-        }),
-      );
+      const planFile = join(dir, 'plan.yaml');
+      await writeFile(planFile, PLAN(ids.length));
+      const plan = await readPlanFile(planFile);
+      const before = await snapshot(dir, ids);
+      const resolution = resolvePlan(plan, await readHostInventories(nc));
+      say(`\n$ ptctl plan plan.yaml   (${DEVICE}, bnx2 eth2 → ${GUEST} on every host)`);
+      say(renderPlan(resolution));
 
-      const first = stack.hosts[0] ?? 'sim-1';
-      say(`\nasking for ${UPLINK} (eth0, the management uplink) on ${first}: ptctl must refuse …`);
-      const uplinkFile = join(simHostDir(dir, first), 'etc', 'modprobe.conf');
-      const before = await readFile(uplinkFile, 'utf8');
+      const input = toRolloutInput(plan, resolution);
+      say(`\n$ ptctl apply plan.yaml --wait   (canary ${input.options.canary}, max parallel ${input.options.maxParallel}, max failures ${JSON.stringify(input.options.maxFailures)})`);
+      await client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue: TASK_QUEUE, workflowId: rolloutWorkflowId('demo'), args: [input] });
+      const report = await followRollout(client, rolloutWorkflowId('demo'), false);
+      say(describeRolloutReport(report));
+
+      const faulty = ids.find((id) => roles.get(id)?.expect === 'compensated');
+      let throttledOk = true;
+      if (faulty) {
+        say(`\n$ ptctl attach --host ${faulty} --device ${DEVICE} --guest ${GUEST} --throttle-budget 1 --deadline 5s --wait   (retry the failed host, carefully)`);
+        const retry = parseOperationInput('attach', { host: faulty, device: DEVICE, guest: GUEST, throttleBudget: '1', deadline: '5s', wait: true, json: false });
+        const outcome = await submitOperation(client, retry).then(() => waitForOperation(client, faulty, retry.workflowId)).then(() => null, (err: unknown) => errorInfo(err));
+        throttledOk = outcome?.code === ErrorCode.THROTTLED;
+        say(outcome && throttledOk ? `  ✓ ${outcome.code}: ${outcome.message}` : `  ✗ expected THROTTLED, got ${outcome ? outcome.code : 'success'}`);
+      }
+
+      const first = ids[0] ?? 'sim-01';
+      say(`\n$ ptctl attach --host ${first} --device ${UPLINK} --guest ${GUEST} --wait   (eth0, the management uplink)`);
       const uplinkOp = parseOperationInput('attach', { host: first, device: UPLINK, guest: GUEST, wait: true, json: false });
-      const refused = await submitOperation(client, uplinkOp)
-        .then(() => waitForOperation(client, first, uplinkOp.workflowId))
-        .then(() => null, (err: unknown) => errorInfo(err));
-      const unchanged = (await readFile(uplinkFile, 'utf8')) === before;
-      const refusalOk = refused?.code === ErrorCode.DEVICE_IN_USE && unchanged;
-      say(refusalOk ? `  ✓ refused: ${refused.code}: ${refused.message}; host files unchanged` : `  ✗ expected DEVICE_IN_USE and no change, got ${refused ? refused.code : 'success'} (files unchanged: ${unchanged})`);
+      const refused = await submitOperation(client, uplinkOp).then(() => waitForOperation(client, first, uplinkOp.workflowId)).then(() => null, (err: unknown) => errorInfo(err));
+      const refusalOk = refused?.code === ErrorCode.DEVICE_IN_USE;
+      say(refusalOk ? `  ✓ ${refused.code}: ${refused.message}` : `  ✗ expected DEVICE_IN_USE, got ${refused ? refused.code : 'success'}`);
 
-      say('\nreading the state back from each agent and each host\'s files …');
+      say('\nreading every host back from its agent and its files …');
       const agents = new AgentClient(nc);
-      const checks: HostCheck[] = [];
-      for (const { hostId, error } of runs) {
-        const inv = (await agents.call(hostId, 'inspect', {}, { opId: `demo-readback/${hostId}/${newOpSuffix()}`, timeoutMs: 10_000 })).result;
+      const table = new Table({ head: ['HOST', 'SITUATION', 'EXPECTED', 'DRIVER', 'hide=', `${GUEST} live`, 'config', 'BOOTS', 'CHECK'], style: { head: [], border: [] } });
+      const after = await snapshot(dir, ids);
+      let allOk = true;
+      for (const hostId of ids) {
+        const role = roles.get(hostId);
+        const inv: HostInventory = (await agents.call(hostId, 'inspect', {}, { opId: `demo-readback/${hostId}/${newOpSuffix()}`, timeoutMs: 10_000 })).result;
         const dev = inv.devices.find((d) => d.bdf === DEVICE);
         const guest = inv.guests.find((g) => g.name === GUEST);
-        const root = simHostDir(dir, hostId);
-        const modprobe = await readFile(join(root, 'etc', 'modprobe.conf'), 'utf8');
-        const guestConf = await readFile(join(root, 'etc', 'xen', GUEST), 'utf8');
-        const check = {
-          hostId,
-          driver: dev?.driver ?? 'none',
-          hideLine: modprobe.split('\n').includes(`options pciback hide=(${DEVICE})`) && modprobe.includes(`install bnx2 /sbin/modprobe pciback; /sbin/modprobe --first-time --ignore-install bnx2`),
-          live: guest?.liveDevices.includes(DEVICE) ?? false,
-          config: guestConf.split('\n').includes(`pci = [ '${DEVICE}' ]`) && (guest?.configDevices.includes(DEVICE) ?? false),
-          ok: false,
-        };
-        check.ok = error === null && check.driver === 'pciback' && check.hideLine && check.live && check.config;
-        checks.push(check);
+        const files = after.get(hostId) ?? { modprobe: '', guest: '', boots: 0 };
+        const hide = files.modprobe.split('\n').includes(`options pciback hide=(${DEVICE})`);
+        const live = guest?.liveDevices.includes(DEVICE) ?? false;
+        const config = files.guest.split('\n').includes(`pci = [ '${DEVICE}' ]`);
+        const untouched = files.modprobe === before.get(hostId)?.modprobe && files.guest === before.get(hostId)?.guest;
+        const ok =
+          role?.expect === 'attached'
+            ? dev?.driver === 'pciback' && hide && live && config
+            : dev?.driver === 'bnx2' && !live && untouched;
+        allOk &&= ok;
+        table.push([hostId, role?.role || role?.profile || '', role?.expect ?? '', dev?.driver ?? '-', hide ? 'yes' : 'no', live ? 'yes' : 'no', config ? 'yes' : 'no', String(files.boots), ok ? 'ok' : 'WRONG']);
       }
-      const table = new Table({ head: ['HOST', 'DEVICE', 'DRIVER', 'modprobe.conf hide=', `${GUEST} live`, `${GUEST} config`, 'RESULT'], style: { head: [], border: [] } });
-      const mark = (b: boolean): string => (b ? 'yes' : 'NO');
-      for (const c of checks) table.push([c.hostId, DEVICE, c.driver, mark(c.hideLine), mark(c.live), mark(c.config), c.ok ? 'ok' : 'WRONG']);
       say(table.toString());
-      failed = !refusalOk || checks.some((c) => !c.ok);
+      const expectedFailures = [...roles.values()].filter((r) => r.expect === 'compensated').length;
+      failed = !allOk || !refusalOk || !throttledOk || report.counts.failed !== expectedFailures || report.stopReason !== null;
     } finally {
       await nc.close();
       await close();
@@ -110,6 +156,18 @@ export async function demoCommand(opts: DemoOptions): Promise<void> {
     await stack.stop();
     if (!opts.keep) await rm(dir, { recursive: true, force: true });
   }
-  if (failed) throw new PtcError(ErrorCode.OPERATION_FAILED, 'the demo read back a wrong state (see the table above)');
-  say(`\ndemo passed in ${((Date.now() - started) / 1000).toFixed(1)} s: ${DEVICE} is on pciback and attached to ${GUEST} on all ${opts.hosts} hosts; the uplink was refused.${opts.keep ? ` State kept in ${dir}` : ''}`);
+  if (failed) throw new PtcError(ErrorCode.OPERATION_FAILED, 'the demo read back a state the plan does not call for (see the table above)');
+  const attached = [...roles.values()].filter((r) => r.expect === 'attached').length;
+  say(`\ndemo passed in ${((Date.now() - started) / 1000).toFixed(1)} s: ${DEVICE} is on pciback and attached to ${GUEST} on ${attached} hosts (one after a reboot); the host without IOMMU was refused, the injected failure was undone and its retry throttled, the uplink refused.${opts.keep ? ` State kept in ${dir}` : ''}`);
+}
+
+/** The files that matter per host, plus the simulated kernel's boot count. */
+async function snapshot(dir: string, ids: readonly string[]): Promise<Map<string, { modprobe: string; guest: string; boots: number }>> {
+  const out = new Map<string, { modprobe: string; guest: string; boots: number }>();
+  for (const id of ids) {
+    const root = simHostDir(dir, id);
+    const state = JSON.parse(await readFile(join(root, 'sim-state.json'), 'utf8')) as { bootCount: number };
+    out.set(id, { modprobe: await readFile(join(root, 'etc', 'modprobe.conf'), 'utf8'), guest: await readFile(join(root, 'etc', 'xen', GUEST), 'utf8'), boots: state.bootCount });
+  }
+  return out;
 }

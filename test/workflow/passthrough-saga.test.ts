@@ -96,7 +96,7 @@ void describe('passthrough saga (time-skipping test server)', () => {
     const details = err.cause.details?.[0] as { outcome: string; residue: string[]; hotplugs: number[] };
     assert.equal(details.outcome, 'compensated');
     assert.deepEqual(details.residue, []);
-    assert.equal(details.hotplugs.length, 1, 'the compensating hot unplug is reported to the ledger');
+    assert.equal(details.hotplugs.length, 2, 'the failed attach attempt and the compensating hot unplug both count against the throttle');
     assert.deepEqual(withoutInspects(calls), [
       'hide 0000:0b:00.0', 'bind 0000:0b:00.0', 'verify 0000:0b:00.0', 'attach 0000:0b:00.0 vm-hvm',
       // compensation, newest first, rebinding exactly the recorded original driver
