@@ -13,10 +13,23 @@ void describe('plan and apply a fleet rollout on the real stack', () => {
   let planFile: string;
   before(async () => {
     quietTemporalRuntime();
-    t = await startTestStack({ simHosts: ['sim-1', 'sim-2', 'sim-3', 'sim-4'], agentTimeoutMs: 3000, fleet: { hosts: { 'sim-1': { faults: { attachFailureProbability: 1 } } } } });
+    t = await startTestStack({
+      simHosts: ['sim-1', 'sim-2', 'sim-3', 'sim-4', 'sim-5', 'sim-6', 'sim-7', 'sim-8', 'sim-9', 'sim-10'],
+      agentTimeoutMs: 3000,
+      fleet: {
+        hosts: {
+          'sim-1': { faults: { attachFailureProbability: 1 } },
+          'sim-5': { faults: { attachFailureProbability: 1 } },
+          'sim-6': { faults: { attachFailureProbability: 1 } },
+          // Binds only by rebooting, and reboots slowly: a host that is still in flight when cancelled.
+          'sim-9': { profile: 'rhel5-xen-rebootonly', faults: { rebootMs: 8000 } },
+          'sim-10': { profile: 'rhel5-xen-rebootonly', faults: { rebootMs: 8000 } },
+        },
+      },
+    });
     env = { PTC_NATS_URL: '', PTC_NATS_CREDS: '', PTC_TEMPORAL_ADDRESS: '' };
     planFile = join(t.dir, 'nic.yaml');
-    await writeFile(planFile, ['name: nic', 'hosts:', '  idPattern: "sim-*"', 'assignments:', '  - device: "0000:09:00.0"', '    guest: vm-hvm', ''].join('\n'));
+    await writeFile(planFile, ['name: nic', 'hosts:', '  names: [sim-1, sim-2, sim-3, sim-4]', 'assignments:', '  - device: "0000:09:00.0"', '    guest: vm-hvm', ''].join('\n'));
   });
   after(async () => {
     await t[Symbol.asyncDispose]();
@@ -49,6 +62,53 @@ void describe('plan and apply a fleet rollout on the real stack', () => {
       assert.equal(commands.length, 0, `${host} received no command`);
     }
     assert.ok(!(await modprobe(t, 'sim-1')).includes('hide='), 'the canary compensated');
+  });
+
+  const writePlan = async (name: string, hosts: string[], extra: string[] = []): Promise<string> => {
+    const file = join(t.dir, `${name}.yaml`);
+    await writeFile(file, [`name: ${name}`, 'hosts:', `  names: [${hosts.join(', ')}]`, 'assignments:', '  - device: "0000:09:00.0"', '    guest: vm-hvm', 'allowReboot: true', ...extra, ''].join('\n'));
+    return file;
+  };
+
+  void it('stops launching once failures exceed maxFailures (count 1: the second failure stops it)', async () => {
+    const file = await writePlan('budget', ['sim-5', 'sim-6', 'sim-7', 'sim-8'], ['rollout:', '  canary: 0', '  maxParallel: 1', '  maxFailures: 1']);
+    const res = await runCli(['apply', file, '--dir', t.dir, '--wait'], env);
+    assert.equal(res.code, 1, res.stdout + res.stderr);
+    assert.match(res.stdout, /rollout budget: 4\/4 hosts done, 0 ok, 2 failed, 2 skipped/);
+    assert.match(res.stderr, /stopped: failures \(2\) exceed maxFailures \{"count":1\}/);
+    for (const host of ['sim-7', 'sim-8']) assert.equal((await auditEvents(t.nc, host)).filter((e) => e.kind === 'received').length, 0, `${host} untouched`);
+  });
+
+  void it('pause: no new host starts; resume: it continues', async () => {
+    const file = await writePlan('paced', ['sim-7', 'sim-8'], ['rollout:', '  canary: 0', '  maxParallel: 1']);
+    assert.equal((await runCli(['apply', file, '--dir', t.dir], env)).code, 0);
+    assert.equal((await runCli(['pause', 'rollout/paced', '--dir', t.dir], env)).code, 0);
+    // Whatever was in flight when paused may finish; nothing new starts.
+    await new Promise((r) => setTimeout(r, 6000));
+    const status = JSON.parse((await runCli(['status', 'rollout/paced', '--dir', t.dir, '--json'], env)).stdout) as { status: string; progress: { paused: boolean; running: string[] } };
+    assert.equal(status.status, 'RUNNING');
+    assert.equal(status.progress.paused, true);
+    assert.deepEqual(status.progress.running, []);
+    assert.equal((await auditEvents(t.nc, 'sim-8')).filter((e) => e.kind === 'received').length, 0, 'sim-8 did not start while paused');
+    assert.equal((await runCli(['resume', 'rollout/paced', '--dir', t.dir], env)).code, 0);
+    const report = (await t.client.workflow.getHandle('rollout/paced').result()) as { counts: Record<string, number> };
+    assert.equal(report.counts.succeeded, 2);
+  });
+
+  void it('cancel stops the rollout and compensates the hosts in flight; the report says so', async () => {
+    const file = await writePlan('slow', ['sim-9', 'sim-10'], ['rollout:', '  canary: 0', '  maxParallel: 2']);
+    const before = await modprobe(t, 'sim-9');
+    const started = await runCli(['apply', file, '--dir', t.dir], env);
+    assert.equal(started.code, 0, started.stderr);
+    // Wait until both hosts are rebooting (their operations are in flight), then cancel.
+    for (let i = 0; i < 100 && (await auditEvents(t.nc, 'sim-10')).filter((e) => e.command === 'reboot').length === 0; i++) await new Promise((r) => setTimeout(r, 200));
+    const cancel = await runCli(['cancel', 'rollout/slow', '--dir', t.dir], env);
+    assert.equal(cancel.code, 0, cancel.stderr);
+    const report = (await t.client.workflow.getHandle('rollout/slow').result()) as { counts: Record<string, number>; problems: Array<{ hostId: string; state: string; details: string[] }>; stopReason: string };
+    assert.equal(report.stopReason, 'cancelled');
+    assert.equal(report.counts.cancelled, 2, JSON.stringify(report));
+    for (const p of report.problems) assert.match(p.details.join(' '), /cancelled, operation ended (cancelled|compensated)/);
+    assert.equal(await modprobe(t, 'sim-9'), before, 'the hide was undone');
   });
 
   void it('rolls out to the healthy hosts, two at a time, and reports it', async () => {
