@@ -184,6 +184,10 @@ export const PlanFile = z
       .boolean()
       .default(false)
       .describe('permit host reboots; when false, an assignment that could only be bound by rebooting its host is refused on that host'),
+    rebootsOnlyInWindows: z
+      .boolean()
+      .default(false)
+      .describe('with allowReboot: `ptctl apply` leaves hosts that need a reboot untouched, for a maintenance window (`ptctl window create`) to do'),
     allowInsecurePV: z.boolean().default(false).describe('permit passthrough to PV guests (gives the guest DMA reach into dom0); RHEL 6 PV guests are refused regardless'),
     deadline: duration({ min: 1000, minText: '1s', max: 7 * 24 * 60 * 60_000, maxText: '7d' })
       .prefault('30m')

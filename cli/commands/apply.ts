@@ -53,8 +53,12 @@ export async function applyCommand(opts: ApplyOptions): Promise<number> {
   } finally {
     await nc.close();
   }
-  const input = { ...toRolloutInput(plan, resolution), name: name.data, options: options.data };
+  const all = toRolloutInput(plan, resolution);
+  // Reboot-needing hosts can be reserved for maintenance windows: apply (run any time) leaves them.
+  const rebootHosts = new Set(plan.rebootsOnlyInWindows ? resolution.hosts.filter((h) => h.rebootNeeded).map((h) => h.hostId) : []);
+  const input = { ...all, hosts: all.hosts.filter((h) => !rebootHosts.has(h.hostId)), name: name.data, options: options.data };
   if (!opts.json) process.stdout.write(`${renderPlan(resolution)}\n`);
+  if (!opts.json && rebootHosts.size > 0) process.stdout.write(`left for a maintenance window (they need a reboot): ${[...rebootHosts].join(', ')}\n`);
   if (input.hosts.length === 0) {
     if (opts.json) printJson({ ok: true, rollout: null, reason: 'nothing to change', resolution });
     else process.stdout.write('nothing to change.\n');

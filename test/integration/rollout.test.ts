@@ -79,6 +79,16 @@ void describe('plan and apply a fleet rollout on the real stack', () => {
     for (const host of ['sim-7', 'sim-8']) assert.equal((await auditEvents(t.nc, host)).filter((e) => e.kind === 'received').length, 0, `${host} untouched`);
   });
 
+  void it('leaves reboot-needing hosts to maintenance windows when the plan says so', async () => {
+    const file = await writePlan('windowed', ['sim-9'], ['rebootsOnlyInWindows: true']);
+    const before = await modprobe(t, 'sim-9');
+    const res = await runCli(['apply', file, '--dir', t.dir, '--wait'], env);
+    assert.equal(res.code, 0, res.stdout + res.stderr);
+    assert.match(res.stdout, /left for a maintenance window \(they need a reboot\): sim-9/);
+    assert.match(res.stdout, /nothing to change/);
+    assert.equal(await modprobe(t, 'sim-9'), before);
+  });
+
   void it('pause: no new host starts; resume: it continues', async () => {
     const file = await writePlan('paced', ['sim-7', 'sim-8'], ['rollout:', '  canary: 0', '  maxParallel: 1']);
     assert.equal((await runCli(['apply', file, '--dir', t.dir], env)).code, 0);
