@@ -75,6 +75,7 @@ void describe('plan file parsing', () => {
       assignments: [{ device: IDLE_BNX2, guest: 'vm-hvm' }],
       strategy: 'auto',
       allowReboot: false,
+      rebootsOnlyInWindows: false,
       allowInsecurePV: false,
       deadline: 30 * 60_000,
       rollout: { canary: 1, maxParallel: 1, maxFailures: { count: 0 } },
@@ -150,7 +151,7 @@ void describe('plan file parsing', () => {
         '  rollout.maxFailures: a percentage is at most 100% (line 13)',
         '  throttle.budget: a hotplug budget above 256 is never allowed (512 in a brief period can crash the kernel) (line 14)',
         '  throttle.window: expected a duration like 90s, 30m, 2h or 1d (line 14)',
-        '  osVersionAtLeast: unknown key (expected one of name, hosts, assignments, strategy, allowReboot, allowInsecurePV, deadline, throttle, rollout) (line 15)',
+        '  osVersionAtLeast: unknown key (expected one of name, hosts, assignments, strategy, allowReboot, rebootsOnlyInWindows, allowInsecurePV, deadline, throttle, rollout) (line 15)',
       ].join('\n'),
     );
   });
