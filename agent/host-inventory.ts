@@ -29,17 +29,10 @@ export async function readInventory(hostId: string, backend: HostBackend, record
     hypervisor: scan.hypervisor,
     iommu: scan.iommu,
     capabilities: scan.capabilities,
-    devices: scan.devices.map((d) => ({
-      bdf: d.bdf,
-      vendor: d.vendor,
-      device: d.device,
-      class: d.class,
-      description: d.description,
-      driver: d.driver,
+    // The scan's pciback details are for `verify`; the inventory adds what the files and records know.
+    devices: scan.devices.map(({ inPcibackSlots: _slots, assignable: _assignable, ...d }) => ({
+      ...d,
       hostDriver: records.originalDriver(d.bdf) ?? d.hostDriver,
-      iommuGroup: d.iommuGroup,
-      netdev: d.netdev,
-      inUse: d.inUse,
       hidden: hidden.includes(d.bdf),
       assignedTo: holder(d.bdf),
     })),

@@ -32,6 +32,8 @@ export async function connectNats(settings: NatsSettings): Promise<NatsConnectio
       authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)),
       ...(settings.inboxPrefix ? { inboxPrefix: settings.inboxPrefix } : {}),
       maxReconnectAttempts: settings.reconnectForever ? -1 : 10,
+      // A daemon keeps trying its first connection too (a slow host can overrun the server's auth timeout).
+      waitOnFirstConnect: settings.reconnectForever === true,
       reconnectTimeWait: 500,
       timeout: 5000,
     });

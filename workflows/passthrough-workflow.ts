@@ -23,20 +23,6 @@ const MAX_UNEXPECTED_REBOOTS = 3;
 export async function passthroughWorkflow(input: PassthroughRequestInput, hotplugLedger: number[] = []): Promise<PassthroughResult> {
   const req = parseWorkflowInput(PassthroughRequest, input, 'passthrough request');
   const op = beginOperation(req, hotplugLedger);
-  const result = (partial: Partial<PassthroughResult>): PassthroughResult => ({
-    kind: 'attach',
-    hostId: req.hostId,
-    bdf: req.bdf,
-    guest: req.guest,
-    outcome: 'attached',
-    strategy: null,
-    mode: null,
-    guestRebootNeeded: false,
-    steps: op.progress.steps,
-    hotplugs: op.hotplugs,
-    error: null,
-    ...partial,
-  });
 
   try {
     let inv: HostInventory = await agent.inspectHost(req.hostId, op.opId('inspect'));
@@ -48,7 +34,7 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
     if (plan.alreadyDone) {
       op.record('attach', `${req.bdf} is already attached to ${req.guest}; nothing to do`);
       op.progress.step = 'done';
-      return result({});
+      return op.result('attach', req.guest, 'attached');
     }
     const guest = inv.guests.find((g) => g.name === req.guest);
     const needsHotplug = plan.mode !== 'cold' && guest?.state === 'running';
@@ -115,7 +101,7 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
     const attached = await agent.attachDevice(req.hostId, req.bdf, req.guest, plan.mode, req.allowInsecurePV, op.opId(`attach@${bootId}`));
     op.record('attach', `${req.bdf} attached to ${req.guest}: live ${attached.hot}, in config ${attached.cold}${plan.attachNote ? ` (${plan.attachNote})` : ''}`);
     op.progress.step = 'done';
-    return result({ strategy: plan.strategy, mode: plan.mode, guestRebootNeeded: attached.guestRebootNeeded || plan.guestRebootNeeded });
+    return op.result('attach', req.guest, 'attached', { strategy: plan.strategy, mode: plan.mode, guestRebootNeeded: attached.guestRebootNeeded || plan.guestRebootNeeded });
   } catch (err) {
     return op.fail(err);
   }

@@ -48,19 +48,7 @@ export async function releaseWorkflow(input: ReleaseRequestInput, hotplugLedger:
       op.record('verify', `${d.bdf}: back on ${seen.driver ?? 'no driver'}`);
     }
     op.progress.step = 'done';
-    return {
-      kind: 'detach',
-      hostId: req.hostId,
-      bdf: req.bdf,
-      guest: req.guest,
-      outcome: 'released',
-      strategy: null,
-      mode: null,
-      guestRebootNeeded: false,
-      steps: op.progress.steps,
-      hotplugs: op.hotplugs,
-      error: null,
-    };
+    return op.result('detach', req.guest, 'released');
   } catch (err) {
     return op.fail(err);
   }

@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import { ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, log, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { PassthroughActivities } from '../activities/passthrough-activities.js';
 import { ErrorCode, describeZodError, isErrorCode } from '../schemas/errors.js';
-import type { Outcome, PassthroughStep, StepRecord, ThrottleSettings } from '../schemas/passthrough.js';
+import type { Outcome, PassthroughResult, PassthroughStep, StepRecord, ThrottleSettings } from '../schemas/passthrough.js';
 import { nextHotplugSlot } from '../policy/hotplug-throttle.js';
 import { type PassthroughProgress, passthroughProgressQuery } from './definitions.js';
 
@@ -131,6 +131,23 @@ export class OperationContext {
     const at = Date.now();
     this.ledger.push(at);
     this.hotplugs.push(at);
+  }
+
+  /** The operation's result: what was asked, how it ended, its steps and the hotplugs it caused. */
+  result(kind: PassthroughResult['kind'], guest: string, outcome: Outcome, extra: Partial<Pick<PassthroughResult, 'strategy' | 'mode' | 'guestRebootNeeded'>> = {}): PassthroughResult {
+    return {
+      kind,
+      hostId: this.hostId,
+      bdf: this.bdf,
+      guest,
+      outcome,
+      strategy: extra.strategy ?? null,
+      mode: extra.mode ?? null,
+      guestRebootNeeded: extra.guestRebootNeeded ?? false,
+      steps: this.progress.steps,
+      hotplugs: this.hotplugs,
+      error: null,
+    };
   }
 
   /** Runs the inverses newest-first, never cancelled; returns what could not be undone. */

@@ -145,14 +145,19 @@ export class LinuxHost implements HostBackend {
       const { name } = d;
       const config = await this.files.read(this.guestConfigPath(name));
       const live = d.id !== null && d.state !== 'stopped';
-      out.push({
-        name,
-        virt: guestVirtFromConfig(config),
-        os: guestOsFromConfig(config),
-        state: d.state,
-        acpiphp: true,
-        liveDevices: live ? await toolstack.guestDevices(name) : [],
-      });
+      let liveDevices: PciAddress[] = [];
+      let state = d.state;
+      if (live) {
+        try {
+          liveDevices = await toolstack.guestDevices(name);
+        } catch (err) {
+          // A guest that powered off between `xl list` and `xl pci-list` (seen on the real Xen right after
+          // a hot unplug) is stopped, not an error; one that still runs and cannot be listed is.
+          if ((await toolstack.domains()).some((still) => still.name === name && still.id !== null)) throw err;
+          state = 'stopped';
+        }
+      }
+      out.push({ name, virt: guestVirtFromConfig(config), os: guestOsFromConfig(config), state, acpiphp: true, liveDevices });
     }
     for (const entry of await this.tree.list(XEN_CONFIG_DIR)) {
       if (!isGuestName(entry) || domains.some((d) => d.name === entry)) continue;

@@ -858,3 +858,24 @@ void describe('agent command handlers on the linux backend (Debian 12 fixture)',
     assert.deepEqual(fx.kernel.writes, []);
   });
 });
+
+void describe('linux backend: guests that change under a scan', () => {
+  void it('reports a guest that powered off between `xl list` and `xl pci-list` as stopped, not as a failed scan', async () => {
+    const { runner, host } = debianHost();
+    const gone = 'Name   ID   Mem VCPUs\tState\tTime(s)\nDomain-0   0  1024     2     r-----     5.5\nhvmguest   2   512     1     --p---       0.0\n';
+    // First listing still shows pvguest; its pci-list fails because it is gone; the second listing agrees.
+    runner.on(['xl', 'list'], { stdout: gone });
+    runner.on(['xl', 'list'], { stdout: XL_LIST }, 1);
+    runner.on(['xl', 'pci-list', 'pvguest'], { code: 1, stderr: 'pvguest is an invalid domain identifier' });
+    const scan = await host.scan();
+    const pv = scan.guests.find((g) => g.name === 'pvguest');
+    assert.equal(pv?.state, 'stopped');
+    assert.deepEqual(pv?.liveDevices, []);
+  });
+
+  void it('still fails the scan when a running guest\'s devices cannot be listed', async () => {
+    const { runner, host } = debianHost();
+    runner.on(['xl', 'pci-list', 'pvguest'], { code: 1, stderr: 'libxl: cannot talk to xenstore' });
+    await assert.rejects(host.scan(), /pci-list pvguest/);
+  });
+});
