@@ -1,0 +1,134 @@
+#!/bin/sh
+# dom0's scenario for the agent end-to-end run (test/xen/agent-e2e.mjs puts it into the overlay as
+# /opt/ptctl-test/scenario.sh): start ptctl's own agent (linux backend, the bundled
+# /opt/ptctl/ptctl-agent.mjs) against the host's NATS server, then do only what the host asks for,
+# one step at a time, from a fixed list: the host drives the passthrough through the agent over
+# NATS and uses these steps only for what a human would do on the dom0 (start a guest, show a file,
+# play a naive tool). Each step prints "@@PTC step-done NAME rc=N"; "done" ends the run.
+set -o pipefail
+. /etc/ptctl/agent.env # HOST_ID NATS_URL STEP_ADDR HEARTBEAT_MS
+fact() { echo "@@PTC $*"; }
+now() { cut -d' ' -f1 /proc/uptime; }
+drv() {
+  if [ -e "/sys/bus/pci/devices/$1/driver" ]; then basename "$(readlink "/sys/bus/pci/devices/$1/driver")"; else echo none; fi
+}
+run() {
+  tag=$1; shift
+  echo "@@PTC run $tag: $*"
+  "$@" 2>&1 | sed "s/^/[$tag] /"
+  rc=$?
+  fact "rc $tag=$rc"
+  return $rc
+}
+# kmod's modprobe by path: this busybox's ash runs its own applets before $PATH (a bare `modprobe`
+# in this script would be busybox's, which has no -c and reads its config differently); the agent
+# (execFile, no shell) finds /usr/sbin/modprobe -> kmod through $PATH.
+MODPROBE=/usr/sbin/modprobe
+valid_guest() { case $1 in pvguest|pvhot) return 0 ;; esac; return 1; }
+valid_bdf() { echo "$1" | grep -qE '^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$'; }
+
+fact "versions $(tr '\n' ' ' </etc/ptc-xen-versions)"
+run xl-info xl info
+
+# --- the agent --------------------------------------------------------------------------------------
+mkdir -p /var/lib/ptctl
+# Restarted when it exits with an error, as deploy/ptctl-agent.service does (Restart=always): under TCG the
+# first NATS handshake (nkey signature) can overrun nats-server's authentication timeout, and the
+# agent gives up on a failed first connect.
+(
+  n=0
+  while [ $n -lt 5 ]; do
+    n=$((n + 1))
+    node /opt/ptctl/ptctl-agent.mjs --backend linux --host-id "$HOST_ID" --nats-url "$NATS_URL" \
+      --nats-creds /etc/ptctl/host.nk --root / --state-dir /var/lib/ptctl --toolstack auto \
+      --heartbeat "$HEARTBEAT_MS" >>/run/agent.log 2>&1 &
+    echo $! >/run/agent.pid
+    wait $!
+    rc=$?
+    echo "@@PTC agent-exit rc=$rc start=$n"
+    [ $rc -eq 0 ] || [ -e /run/agent.stop ] && break
+    sleep 3
+  done
+) &
+sleep 1
+AGENT=$(cat /run/agent.pid)
+fact "agent-started pid=$AGENT uptime=$(now)"
+# Prefixing with the shell's echo (not sed, whose output to the console is block-buffered) keeps
+# the live lines live: the host waits for some of them.
+follow() { # follow TAG FILE
+  CR=$(printf '\r')
+  tail -F "$2" 2>/dev/null | while IFS= read -r l; do echo "[$1] ${l%"$CR"}"; done
+}
+follow agent /run/agent.log &
+
+# --- steps from the host ----------------------------------------------------------------------------
+last=start
+misses=0
+while :; do
+  step=$(echo "$last" | timeout 1200 nc "${STEP_ADDR%:*}" "${STEP_ADDR#*:}" 2>/dev/null | head -n 1)
+  if [ -z "$step" ]; then
+    misses=$((misses + 1))
+    [ $misses -gt 10 ] && { fact "step-channel-lost"; break; }
+    sleep 2
+    continue
+  fi
+  misses=0
+  set -- $step
+  name=$1; shift
+  fact "step-begin $name $*"
+  rc=0
+  case $name in
+    create) # create GUEST: xl create /etc/xen/GUEST (the config the agent edits), follow its console
+      if valid_guest "$1"; then
+        sed "s/^/[cfg:$1] /" "/etc/xen/$1"
+        run "create-$1" xl create "/etc/xen/$1"; rc=$?
+        follow "guest:$1" "/var/log/xen/console/guest-$1.log" &
+      else rc=2; fi ;;
+    wait-guest) # wait-guest GUEST SEC: until the guest is gone
+      if valid_guest "$1"; then
+        i=0; lim=${2:-300}
+        while xl list "$1" >/dev/null 2>&1; do
+          i=$((i + 1)); [ $i -gt "$lim" ] && { fact "guest-timeout $1"; xl destroy "$1"; rc=1; break; }
+          sleep 1
+        done
+        fact "guest-ended $1 after=${i}s"
+      else rc=2; fi ;;
+    show-modprobe) # the files and what kmod really reads (modprobe -c)
+      for f in /etc/modprobe.d/ptctl-pciback.conf /etc/modprobe.conf; do
+        if [ -e "$f" ]; then sed "s|^|[file $f] |" "$f"; fact "file $f lines=$(wc -l <"$f")"; else fact "file $f absent"; fi
+      done
+      $MODPROBE -c >/run/modprobe-c.txt 2>&1; mrc=$?
+      grep -i pciback /run/modprobe-c.txt | sed 's/^/[modprobe-c] /'
+      [ $mrc -eq 0 ] || tail -n 3 /run/modprobe-c.txt | sed 's/^/[modprobe-c-err] /'
+      fact "modprobe-c rc=$mrc lines=$(wc -l </run/modprobe-c.txt) pciback-lines=$(grep -ci pciback /run/modprobe-c.txt)" ;;
+    write-modprobe-conf) # write-modprobe-conf BDF: the hide line in the file current kmod ignores
+      if valid_bdf "$1"; then
+        printf 'options xen-pciback hide=(%s)\n' "$1" >/etc/modprobe.conf
+        fact "wrote /etc/modprobe.conf"
+      else rc=2; fi ;;
+    naive-reload) # naive-reload BDF: a tool that trusts exit codes: reload pciback and e1000
+      if valid_bdf "$1"; then
+        $MODPROBE -r xen-pciback; r1=$?
+        $MODPROBE -r e1000; r2=$?
+        $MODPROBE xen-pciback; r3=$?
+        $MODPROBE e1000; r4=$?
+        sleep 1
+        fact "naive-reload exit-codes=$r1,$r2,$r3,$r4 driver=$(drv "$1") slots=$(tr '\n' ' ' </sys/bus/pci/drivers/pciback/slots 2>/dev/null)"
+        rc=$((r1 + r2 + r3 + r4))
+      else rc=2; fi ;;
+    driver) # driver BDF: what sysfs says, for the log
+      valid_bdf "$1" && fact "driver $1=$(drv "$1")" || rc=2 ;;
+    done) fact "step-done done rc=0"; break ;;
+    *) fact "unknown step $name"; rc=2 ;;
+  esac
+  fact "step-done $name rc=$rc"
+  last="$name $rc"
+done
+
+touch /run/agent.stop
+AGENT=$(cat /run/agent.pid)
+kill "$AGENT" 2>/dev/null
+i=0
+while kill -0 "$AGENT" 2>/dev/null && [ $i -lt 10 ]; do sleep 1; i=$((i + 1)); done
+fact "agent-stopped after=${i}s"
+run xl-list-end xl list
