@@ -98,11 +98,6 @@ export class HostAgent {
     this.queue = this.queue.then(work).catch((err: unknown) => this.opts.log.error({ err }, 'agent task failed'));
   }
 
-  /** Waits for the queued work; used by a clean shutdown. */
-  async idle(): Promise<void> {
-    await this.queue;
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.heartbeat) clearInterval(this.heartbeat);

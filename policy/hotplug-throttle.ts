@@ -1,11 +1,9 @@
 /**
  * The hotplug throttle of DESIGN §3. The Red Hat guide warns that more than 512 hotplugs of an assigned
  * device in a brief period can crash the host kernel; ptctl allows a hotplug (attach or detach of a
- * running guest) only while the device's count in a sliding window is under budget, and never lets a
- * budget above 256 be configured.
+ * running guest) only while the device's count in a sliding window is under budget; the schema
+ * (ThrottleSettings) never lets a budget above 256 be configured.
  */
-export const MAX_HOTPLUG_BUDGET = 256;
-export const DEFAULT_THROTTLE = { budget: 32, windowMs: 10 * 60_000 } as const;
 
 export interface ThrottleConfig {
   budget: number;
@@ -23,10 +21,6 @@ export function pruneLedger(ledger: HotplugLedger, now: number, windowMs: number
     if (recent.length > 0) out[bdf] = recent;
   }
   return out;
-}
-
-export function hotplugsInWindow(ledger: HotplugLedger, bdf: string, now: number, windowMs: number): number {
-  return (ledger[bdf] ?? []).filter((t) => now - t < windowMs).length;
 }
 
 /**
