@@ -21,6 +21,8 @@ void describe('plan and apply a fleet rollout on the real stack', () => {
           'sim-1': { faults: { attachFailureProbability: 1 } },
           'sim-5': { faults: { attachFailureProbability: 1 } },
           'sim-6': { faults: { attachFailureProbability: 1 } },
+          // Binds only by rebooting (5 s): still in flight when the pause test pauses.
+          'sim-7': { profile: 'rhel5-xen-rebootonly', faults: { rebootMs: 5000 } },
           // Binds only by rebooting, and reboots slowly: a host that is still in flight when cancelled.
           'sim-9': { profile: 'rhel5-xen-rebootonly', faults: { rebootMs: 8000 } },
           'sim-10': { profile: 'rhel5-xen-rebootonly', faults: { rebootMs: 8000 } },
@@ -93,12 +95,15 @@ void describe('plan and apply a fleet rollout on the real stack', () => {
     const file = await writePlan('paced', ['sim-7', 'sim-8'], ['rollout:', '  canary: 0', '  maxParallel: 1']);
     assert.equal((await runCli(['apply', file, '--dir', t.dir], env)).code, 0);
     assert.equal((await runCli(['pause', 'rollout/paced', '--dir', t.dir], env)).code, 0);
-    // Whatever was in flight when paused may finish; nothing new starts.
-    await new Promise((r) => setTimeout(r, 6000));
-    const status = JSON.parse((await runCli(['status', 'rollout/paced', '--dir', t.dir, '--json'], env)).stdout) as { status: string; progress: { paused: boolean; running: string[] } };
-    assert.equal(status.status, 'RUNNING');
-    assert.equal(status.progress.paused, true);
-    assert.deepEqual(status.progress.running, []);
+    // sim-7, in flight when paused (it reboots), may finish; then nothing new starts.
+    type Status = { status: string; progress: { paused: boolean; running: string[] } };
+    const status = async (): Promise<Status> => JSON.parse((await runCli(['status', 'rollout/paced', '--dir', t.dir, '--json'], env)).stdout) as Status;
+    for (let i = 0; i < 60 && (await status()).progress.running.length > 0; i++) await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 3000));
+    const paused = await status();
+    assert.equal(paused.status, 'RUNNING');
+    assert.equal(paused.progress.paused, true);
+    assert.deepEqual(paused.progress.running, []);
     assert.equal((await auditEvents(t.nc, 'sim-8')).filter((e) => e.kind === 'received').length, 0, 'sim-8 did not start while paused');
     assert.equal((await runCli(['resume', 'rollout/paced', '--dir', t.dir], env)).code, 0);
     const report = (await t.client.workflow.getHandle('rollout/paced').result()) as { counts: Record<string, number> };
