@@ -3,7 +3,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { type Client, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { ErrorCode, isErrorCode } from '../schemas/errors.js';
 import { HostOperation, type HostOperationInput, type Outcome } from '../schemas/passthrough.js';
-import { TASK_QUEUE, dropQueuedSignal, enqueueOperationSignal, hostEntityWorkflowId, hostStateQuery } from '../workflows/definitions.js';
+import { TASK_QUEUE, dropQueuedSignal, enqueueOperationSignal, hostEntityWorkflowId } from '../workflows/definitions.js';
+import { locateOperation } from '../transport/operation-lookup.js';
 
 /** How one operation ended, as a rollout reports it. */
 export interface OperationOutcome {
@@ -52,23 +53,9 @@ export function createOperationActivities(deps: { client: Client }) {
       const ctx = Context.current();
       for (;;) {
         ctx.heartbeat({ waitingFor: workflowId });
-        try {
-          await client.workflow.getHandle(workflowId).describe();
-          return await outcomeOf(workflowId);
-        } catch (err) {
-          if (!(err instanceof WorkflowNotFoundError)) throw err;
-        }
-        // Not started: still queued, or ended in the entity without a workflow (throttled, dropped).
-        const view = await client.workflow.getHandle(hostEntityWorkflowId(hostId)).query(hostStateQuery);
-        const ended = view.recent.find((r) => r.workflowId === workflowId);
-        if (ended && !view.queue.some((q) => q.workflowId === workflowId)) {
-          try {
-            await client.workflow.getHandle(workflowId).describe();
-            continue;
-          } catch {
-            return { workflowId, outcome: ended.outcome, code: ended.code, message: ended.message };
-          }
-        }
+        const where = await locateOperation(client, hostId, workflowId);
+        if (where.state === 'started') return outcomeOf(workflowId);
+        if (where.state === 'ended-in-entity') return { workflowId, outcome: where.record.outcome, code: where.record.code, message: where.record.message };
         await ctx.sleep(500);
       }
     },

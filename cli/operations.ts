@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
+import { locateOperation } from '../transport/operation-lookup.js';
 import { ErrorCode, PtcError, isErrorCode } from '../schemas/errors.js';
 import type { HostOperation, HostOperationInput, PassthroughResult } from '../schemas/passthrough.js';
 import {
@@ -7,7 +8,6 @@ import {
   TASK_QUEUE,
   enqueueOperationSignal,
   hostEntityWorkflowId,
-  hostStateQuery,
   passthroughProgressQuery,
 } from '../workflows/definitions.js';
 import type { hostEntityWorkflow } from '../workflows/host-entity.js';
@@ -24,13 +24,6 @@ export async function submitOperation(client: Client, op: HostOperation): Promis
   });
 }
 
-/** How many operations are ahead of this one on its host (0: running or about to run). */
-export async function queuePosition(client: Client, hostId: string, workflowId: string): Promise<number> {
-  const view = await client.workflow.getHandle(hostEntityWorkflowId(hostId)).query(hostStateQuery);
-  const idx = view.queue.findIndex((q) => q.workflowId === workflowId);
-  return idx < 0 ? 0 : idx + (view.current ? 1 : 0);
-}
-
 /** What a waiting caller is told as the operation moves: queue position, steps, waits. */
 export type ProgressListener = (line: string) => void;
 
@@ -41,37 +34,15 @@ export type ProgressListener = (line: string) => void;
 export async function waitForOperation(client: Client, hostId: string, workflowId: string, onProgress: ProgressListener = () => undefined): Promise<PassthroughResult> {
   let lastPosition = -1;
   for (;;) {
-    const handle = client.workflow.getHandle(workflowId);
-    try {
-      await handle.describe();
-    } catch (err) {
-      if (!(err instanceof WorkflowNotFoundError)) throw err;
-      const view = await client.workflow.getHandle(hostEntityWorkflowId(hostId)).query(hostStateQuery);
-      // Ended without a workflow of its own: dropped from the queue, or throttled by the entity up front.
-      const ended = view.recent.find((r) => r.workflowId === workflowId);
-      // It may have started and finished between the describe above and this query: look again.
-      if (ended && (await workflowExists(handle))) continue;
-      if (ended) {
-        const code = isErrorCode(ended.code) ? ended.code : ErrorCode.OPERATION_FAILED;
-        throw new PtcError(code, ended.message ?? `${workflowId} ended before it started`);
-      }
-      const position = view.queue.findIndex((q) => q.workflowId === workflowId) + (view.current ? 1 : 0);
-      if (position !== lastPosition && position > 0) onProgress(`queued on ${hostId}: ${position} operation(s) ahead`);
-      lastPosition = position;
-      await sleep(300);
-      continue;
+    const where = await locateOperation(client, hostId, workflowId);
+    if (where.state === 'started') return followRunning<PassthroughResult>(client.workflow.getHandle(workflowId), onProgress);
+    if (where.state === 'ended-in-entity') {
+      const code = isErrorCode(where.record.code) ? where.record.code : ErrorCode.OPERATION_FAILED;
+      throw new PtcError(code, where.record.message ?? `${workflowId} ended before it started`);
     }
-    return followRunning<PassthroughResult>(handle, onProgress);
-  }
-}
-
-async function workflowExists(handle: ReturnType<Client['workflow']['getHandle']>): Promise<boolean> {
-  try {
-    await handle.describe();
-    return true;
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) return false;
-    throw err;
+    if (where.position !== lastPosition && where.position > 0) onProgress(`queued on ${hostId}: ${where.position} operation(s) ahead`);
+    lastPosition = where.position;
+    await sleep(300);
   }
 }
 

@@ -5,6 +5,7 @@ import { Hypervisor, OsRelease } from './inventory.js';
 import { AttachMode, BindStrategy, ThrottleSettings } from './passthrough.js';
 import { PciAddress } from './pci-address.js';
 import { MaxFailures, RolloutName, RolloutOptions } from './rollout.js';
+import { DURATION_PATTERN, parseDuration } from './duration.js';
 
 /**
  * The plan file (`ptctl plan|apply FILE`, maintenance windows): desired device → guest assignments on
@@ -20,20 +21,6 @@ planDocTypes.add(PciAddress, { type: 'PCI address `DDDD:BB:DD.F`' });
 planDocTypes.add(HostId, { type: 'host id', plural: 'host ids' });
 planDocTypes.add(GuestName, { type: 'guest name' });
 planDocTypes.add(RolloutName, { type: 'name (a-z, 0-9, `-`; at most 63)' });
-
-// ---------------------------------------------------------------------------------------------
-// Durations. `ms` would do this, but schemas import zod only (DESIGN §1), and the grammar is tiny.
-// ---------------------------------------------------------------------------------------------
-
-const DURATION_UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-const DURATION_PATTERN = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
-
-/** "90s", "30m", "2h", "1d" → milliseconds. Returns null for anything else. */
-export function parseDuration(text: string): number | null {
-  const m = DURATION_PATTERN.exec(text);
-  if (!m) return null;
-  return Math.round(Number(m[1]) * (DURATION_UNITS[m[2] ?? ''] ?? Number.NaN));
-}
 
 /** A duration string in the plan, milliseconds after parsing, bounded like the request it feeds. */
 function duration(bounds: { min: number; minText: string; max: number; maxText: string }) {

@@ -1,11 +1,12 @@
-import ms from 'ms';
+import { durationFlag } from '../flags.js';
 import { z } from 'zod';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import { HostOperation, type OperationKind, type PassthroughResult } from '../../schemas/passthrough.js';
 import { passthroughWorkflowId } from '../../workflows/definitions.js';
 import { openTemporal, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
-import { queuePosition, submitOperation, waitForOperation } from '../operations.js';
+import { submitOperation, waitForOperation } from '../operations.js';
+import { locateOperation } from '../../transport/operation-lookup.js';
 import { printJson } from '../output.js';
 
 export interface OperationOptions extends ConnectionFlags {
@@ -31,13 +32,7 @@ const FLAG_NAMES: Record<string, string> = {
   throttle: '--throttle-budget/--throttle-window',
 };
 
-/** "30m", "90s", "2h" → ms; a bare number is milliseconds. Undefined stays undefined (the schema default). */
-function duration(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = /^\d+$/.test(value) ? Number(value) : ms(value as ms.StringValue);
-  if (typeof parsed !== 'number' || !Number.isFinite(parsed)) throw new PtcError(ErrorCode.INVALID_INPUT, `${flag}: "${value}" is not a duration like 90s, 30m or 2h`);
-  return parsed;
-}
+const duration = (value: string | undefined, flag: string): number | undefined => (value === undefined ? undefined : durationFlag(value, flag));
 
 /** Validates the flags into a host operation; nothing is contacted when they are wrong. */
 export function parseOperationInput(kind: OperationKind, opts: OperationOptions, suffix: string = newOpSuffix()): HostOperation {
@@ -77,7 +72,8 @@ export async function operationCommand(kind: OperationKind, opts: OperationOptio
   try {
     await submitOperation(client, op);
     const { workflowId } = op;
-    const position = await queuePosition(client, op.request.hostId, workflowId).catch(() => 0);
+    const where = await locateOperation(client, op.request.hostId, workflowId).catch(() => null);
+    const position = where?.state === 'queued' ? Math.max(0, where.position) : 0;
     const link = workflowUiLink(conn, workflowId);
     if (!opts.wait) {
       if (opts.json) printJson({ ok: true, workflowId, position, ui: link });

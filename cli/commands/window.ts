@@ -1,6 +1,6 @@
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
 import { readFile } from 'node:fs/promises';
-import ms from 'ms';
+import { durationFlag } from '../flags.js';
 import { parse as parseYaml } from 'yaml';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import { RolloutName } from '../../schemas/rollout.js';
@@ -22,11 +22,6 @@ export interface WindowCreateOptions extends ConnectionFlags {
   json: boolean;
 }
 
-function duration(value: string, flag: string): number {
-  const parsed = /^\d+$/.test(value) ? Number(value) : ms(value as ms.StringValue);
-  if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed < 0) throw new PtcError(ErrorCode.INVALID_INPUT, `${flag}: "${value}" is not a duration like 90s, 30m or 2h`);
-  return parsed;
-}
 
 /** `ptctl window create`: a Temporal Schedule whose every firing runs the plan's remaining work in the window. */
 export async function windowCreateCommand(opts: WindowCreateOptions): Promise<void> {
@@ -44,9 +39,9 @@ export async function windowCreateCommand(opts: WindowCreateOptions): Promise<vo
   const plan: unknown = parseYaml(await readFile(opts.plan, 'utf8'));
   const spec: WindowSpecInput = {
     name: name.data,
-    durationMs: duration(opts.duration, '--duration'),
-    ...(opts.cutoff !== undefined ? { cutoffMs: duration(opts.cutoff, '--cutoff') } : {}),
-    ...(opts.expectedHost !== undefined ? { expectedHostMs: duration(opts.expectedHost, '--expected-host') } : {}),
+    durationMs: durationFlag(opts.duration, '--duration'),
+    ...(opts.cutoff !== undefined ? { cutoffMs: durationFlag(opts.cutoff, '--cutoff') } : {}),
+    ...(opts.expectedHost !== undefined ? { expectedHostMs: durationFlag(opts.expectedHost, '--expected-host') } : {}),
     plan,
   };
   const conn = await resolveConnection(opts);

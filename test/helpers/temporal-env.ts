@@ -1,4 +1,5 @@
-import { Runtime, DefaultLogger, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { after, before } from 'node:test';
+import { Runtime, DefaultLogger, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { serverBinary } from '../../cli/tools.js';
 import { WORKFLOWS_PATH } from '../../cli/worker.js';
@@ -20,4 +21,39 @@ export async function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
 
 export async function bundleWorkflows(): Promise<WorkflowBundleWithSourceMap> {
   return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+}
+
+/**
+ * One time-skipping server and one workflow bundle for a test file (created in `before`, torn down in
+ * `after`); `withWorker` runs a body while a worker with the given activities polls a fresh task queue.
+ */
+export function useTimeSkippingEnv(prefix: string): {
+  readonly env: TestWorkflowEnvironment;
+  withWorker<T>(activities: object, body: (taskQueue: string) => Promise<T>): Promise<T>;
+} {
+  let env: TestWorkflowEnvironment | undefined;
+  let bundle: WorkflowBundleWithSourceMap | undefined;
+  let n = 0;
+  before(async () => {
+    env = await timeSkippingEnv();
+    bundle = await bundleWorkflows();
+  });
+  after(async () => {
+    await env?.teardown();
+  });
+  const ready = (): { env: TestWorkflowEnvironment; bundle: WorkflowBundleWithSourceMap } => {
+    if (!env || !bundle) throw new Error('useTimeSkippingEnv: used outside a test');
+    return { env, bundle };
+  };
+  return {
+    get env() {
+      return ready().env;
+    },
+    async withWorker(activities, body) {
+      const { env: e, bundle: b } = ready();
+      const taskQueue = `${prefix}-${++n}`;
+      const worker = await Worker.create({ connection: e.nativeConnection, taskQueue, workflowBundle: b, activities });
+      return worker.runUntil(() => body(taskQueue));
+    },
+  };
 }

@@ -7,7 +7,8 @@ import { PLAN_REFERENCE_FILE, renderPlanReference } from '../../cli/plan-referen
 import { planHasRefusals, resolveHost, resolvePlan, toRolloutInput } from '../../policy/plan-resolution.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
 import type { Guest, HostInventory, PciDevice } from '../../schemas/inventory.js';
-import { type AssignmentResolution, type Plan, type PlanInput, PlanCode, PlanResolution, parseDuration, validatePlan } from '../../schemas/plan.js';
+import { type AssignmentResolution, type Plan, type PlanInput, PlanCode, PlanResolution, validatePlan } from '../../schemas/plan.js';
+import { parseDuration } from '../../schemas/duration.js';
 import { RolloutInput } from '../../schemas/rollout.js';
 import { rhel5XenInventory } from '../helpers/inventory-fixture.js';
 

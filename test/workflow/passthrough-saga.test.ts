@@ -1,15 +1,13 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { PassthroughActivities } from '../../activities/passthrough-activities.js';
 import type { passthroughWorkflow } from '../../workflows/passthrough-workflow.js';
 import type { PassthroughRequestInput, PassthroughResult } from '../../schemas/passthrough.js';
 import { ErrorCode } from '../../schemas/errors.js';
 import { rhel5XenInventory } from '../helpers/inventory-fixture.js';
-import { bundleWorkflows, timeSkippingEnv } from '../helpers/temporal-env.js';
+import { useTimeSkippingEnv } from '../helpers/temporal-env.js';
 
 type Calls = string[];
 type Fail = Partial<Record<keyof PassthroughActivities, ErrorCode>>;
@@ -44,16 +42,7 @@ function fakeActivities(calls: Calls, fail: Fail = {}, overrides: Partial<Passth
 const withoutInspects = (calls: Calls): Calls => calls.filter((c) => c !== 'inspect');
 
 void describe('passthrough saga (time-skipping test server)', () => {
-  let env: TestWorkflowEnvironment;
-  let bundle: WorkflowBundleWithSourceMap;
-  let n = 0;
-  before(async () => {
-    env = await timeSkippingEnv();
-    bundle = await bundleWorkflows();
-  });
-  after(async () => {
-    await env?.teardown();
-  });
+  const suite = useTimeSkippingEnv('saga');
 
   async function run(
     activities: PassthroughActivities,
@@ -62,12 +51,10 @@ void describe('passthrough saga (time-skipping test server)', () => {
     ledger: number[] = [],
     whileRunning?: (handle: WorkflowHandle<typeof passthroughWorkflow>) => Promise<void>,
   ): Promise<unknown> {
-    const taskQueue = `saga-${++n}`;
-    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities });
-    return worker.runUntil(async () => {
-      const handle = await env.client.workflow.start<typeof passthroughWorkflow>('passthroughWorkflow', {
+    return suite.withWorker(activities, async (taskQueue) => {
+      const handle = await suite.env.client.workflow.start<typeof passthroughWorkflow>('passthroughWorkflow', {
         taskQueue,
-        workflowId: `op/h1/${bdf}/${n}`,
+        workflowId: `op/h1/${bdf}/${taskQueue}`,
         args: [{ hostId: 'h1', bdf, guest: 'vm-hvm', ...extra }, ledger],
       });
       if (whileRunning) await whileRunning(handle);
@@ -127,7 +114,7 @@ void describe('passthrough saga (time-skipping test server)', () => {
   void it('waits on a durable timer for a hotplug slot when the device is over budget, then attaches', async () => {
     const calls: Calls = [];
     // The test server's clock runs ahead of the machine's once time has been skipped.
-    const start = await env.currentTimeMs();
+    const start = await suite.env.currentTimeMs();
     // 32 hotplugs in the last minute: the budget (32 per 10 min) frees its first slot 9 minutes from now.
     const ledger = Array.from({ length: 32 }, (_, i) => start - 60_000 + i);
     const result = (await run(fakeActivities(calls), '0000:0b:00.0', {}, ledger)) as PassthroughResult;
@@ -139,7 +126,7 @@ void describe('passthrough saga (time-skipping test server)', () => {
 
   void it('ends throttled before any effect when the next slot is past the deadline', async () => {
     const calls: Calls = [];
-    const now = await env.currentTimeMs();
+    const now = await suite.env.currentTimeMs();
     const ledger = Array.from({ length: 32 }, () => now);
     const err = await run(fakeActivities(calls), '0000:0b:00.0', { deadlineMs: 60_000 }, ledger);
     assert.ok(err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure);
@@ -150,7 +137,7 @@ void describe('passthrough saga (time-skipping test server)', () => {
 
   void it('honours a custom budget: 2 per window lets the third attach wait', async () => {
     const calls: Calls = [];
-    const now = await env.currentTimeMs();
+    const now = await suite.env.currentTimeMs();
     const result = (await run(fakeActivities(calls), '0000:0b:00.0', { throttle: { budget: 2, windowMs: 60_000 } }, [now - 10_000, now - 5_000])) as PassthroughResult;
     assert.equal(result.outcome, 'attached');
     assert.ok((result.hotplugs[0] ?? 0) >= now + 50_000 - 1000);

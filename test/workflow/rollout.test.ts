@@ -1,14 +1,12 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { OperationActivities, OperationOutcome } from '../../activities/operation-activities.js';
 import type { RolloutReport, rolloutWorkflow } from '../../workflows/rollout-workflow.js';
 import { failuresExceeded } from '../../workflows/rollout-workflow.js';
 import { cancelRolloutSignal, pauseRolloutSignal, resumeRolloutSignal, rolloutProgressQuery } from '../../workflows/definitions.js';
 import type { RolloutInputRaw } from '../../schemas/rollout.js';
-import { bundleWorkflows, timeSkippingEnv } from '../helpers/temporal-env.js';
+import { useTimeSkippingEnv } from '../helpers/temporal-env.js';
 
 type Script = Record<string, { outcome?: OperationOutcome['outcome']; delayMs?: number }>;
 
@@ -52,22 +50,11 @@ void describe('maxFailures arithmetic', () => {
 });
 
 void describe('fleet rollout (time-skipping test server)', () => {
-  let env: TestWorkflowEnvironment;
-  let bundle: WorkflowBundleWithSourceMap;
-  let n = 0;
-  before(async () => {
-    env = await timeSkippingEnv();
-    bundle = await bundleWorkflows();
-  });
-  after(async () => {
-    await env?.teardown();
-  });
+  const suite = useTimeSkippingEnv('rollout');
 
   async function run(input: RolloutInputRaw, script: Script, log: string[], during?: (h: WorkflowHandle<typeof rolloutWorkflow>) => Promise<void>, historyLimit?: number): Promise<{ report: RolloutReport; handle: WorkflowHandle<typeof rolloutWorkflow> }> {
-    const taskQueue = `rollout-${++n}`;
-    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities: fakeOps(script, log) });
-    return worker.runUntil(async () => {
-      const handle = await env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', {
+    return suite.withWorker(fakeOps(script, log), async (taskQueue) => {
+      const handle = await suite.env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', {
         taskQueue,
         workflowId: `rollout/${input.name}`,
         args: historyLimit ? [input, undefined, historyLimit] : [input],
@@ -146,11 +133,11 @@ void describe('fleet rollout (time-skipping test server)', () => {
     // its in-flight hosts after crossing it).
     // Walk the chain of runs from the first one: every history stays near the limit (a generation drains
     // the hosts it has in flight after crossing it).
-    const described = await env.client.workflow.getHandle(handle.workflowId).describe();
+    const described = await suite.env.client.workflow.getHandle(handle.workflowId).describe();
     let runId: string | undefined = described.raw.workflowExecutionInfo?.firstRunId ?? undefined;
     const lengths: number[] = [];
     while (runId) {
-      const history = await env.client.workflow.getHandle(handle.workflowId, runId).fetchHistory();
+      const history = await suite.env.client.workflow.getHandle(handle.workflowId, runId).fetchHistory();
       const events = history.events ?? [];
       lengths.push(events.length);
       const last = events[events.length - 1];
