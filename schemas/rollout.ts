@@ -54,7 +54,8 @@ export function fitsInWindow(now: number, window: WindowLimits): boolean {
 export const RolloutInput = z
   .object({
     name: RolloutName,
-    hosts: z.array(HostWork),
+    // A host listed twice would be worked on twice.
+    hosts: z.array(HostWork).refine((hosts) => new Set(hosts.map((h) => h.hostId)).size === hosts.length, 'each host may appear only once in a rollout'),
     options: RolloutOptions.default({ canary: 1, maxParallel: 1, maxFailures: { count: 0 } }),
     window: WindowLimits.optional().describe('set when the rollout runs inside a maintenance window'),
   })

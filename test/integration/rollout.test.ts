@@ -107,7 +107,7 @@ void describe('plan and apply a fleet rollout on the real stack', () => {
     assert.equal((await auditEvents(t.nc, 'sim-8')).filter((e) => e.kind === 'received').length, 0, 'sim-8 did not start while paused');
     assert.equal((await runCli(['resume', 'rollout/paced', '--dir', t.dir], env)).code, 0);
     const report = (await t.client.workflow.getHandle('rollout/paced').result()) as { counts: Record<string, number> };
-    assert.equal(report.counts.succeeded, 2);
+    assert.equal(report.counts.succeeded, 2, JSON.stringify(report));
   });
 
   void it('cancel stops the rollout and compensates the hosts in flight; the report says so', async () => {

@@ -5,7 +5,7 @@ import type { OperationActivities, OperationOutcome } from '../../activities/ope
 import type { RolloutReport, rolloutWorkflow } from '../../workflows/rollout-workflow.js';
 import { failuresExceeded } from '../../workflows/rollout-workflow.js';
 import { cancelRolloutSignal, pauseRolloutSignal, resumeRolloutSignal, rolloutProgressQuery } from '../../workflows/definitions.js';
-import type { RolloutInputRaw } from '../../schemas/rollout.js';
+import { RolloutInput, type RolloutInputRaw } from '../../schemas/rollout.js';
 import { useTimeSkippingEnv } from '../helpers/temporal-env.js';
 
 type Script = Record<string, { outcome?: OperationOutcome['outcome']; delayMs?: number }>;
@@ -34,6 +34,15 @@ function fakeOps(script: Script, log: string[]): OperationActivities {
 
 const hostsNamed = (n: number): RolloutInputRaw['hosts'] =>
   Array.from({ length: n }, (_, i) => ({ hostId: `h${i + 1}`, requests: [{ hostId: `h${i + 1}`, bdf: '0000:09:00.0', guest: 'vm-hvm' }] }));
+
+void describe('rollout input', () => {
+  void it('refuses a host listed twice', () => {
+    const twice = RolloutInput.safeParse({ name: 'x', hosts: [...hostsNamed(2), ...hostsNamed(1)] });
+    assert.equal(twice.success, false);
+    assert.match(twice.error?.issues[0]?.message ?? '', /only once/);
+    assert.equal(RolloutInput.safeParse({ name: 'x', hosts: hostsNamed(2) }).success, true);
+  });
+});
 
 void describe('maxFailures arithmetic', () => {
   void it('stops strictly above the budget, by count or by percent', () => {
