@@ -11,6 +11,7 @@ import { connectNats } from '../../transport/nats-connection.js';
 import { AgentClient } from '../../transport/agent-client.js';
 import { simHostDir } from '../../cli/agent-runner.js';
 import { PTCTL_ENTRY } from '../../cli/tools.js';
+import { exportHistoriesIfAsked } from './history-export.js';
 
 /** A real stack (nats-server, Temporal dev server, worker, simulated agents) in a temp dir. */
 export interface TestStack {
@@ -49,6 +50,7 @@ export async function startTestStack(opts: Partial<DevStackOptions> = {}): Promi
     agents: new AgentClient(openNc),
     hostRoot: (hostId) => simHostDir(dir, hostId),
     async [Symbol.asyncDispose]() {
+      if (client) await exportHistoriesIfAsked(client, `stack-${Date.now().toString(36)}`);
       await openNc.close();
       await connection?.close();
       await stack.stop();
