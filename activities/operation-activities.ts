@@ -3,7 +3,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { type Client, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { ErrorCode, isErrorCode } from '../schemas/errors.js';
 import { HostOperation, type HostOperationInput, type Outcome } from '../schemas/passthrough.js';
-import { TASK_QUEUE, dropQueuedSignal, enqueueOperationSignal, hostEntityWorkflowId } from '../workflows/definitions.js';
+import { dropQueuedSignal, hostEntityWorkflowId } from '../workflows/definitions.js';
+import { submitOperation } from '../transport/host-operations.js';
 import { locateOperation } from '../transport/operation-lookup.js';
 
 /** How one operation ended, as a rollout reports it. */
@@ -38,25 +39,26 @@ export function createOperationActivities(deps: { client: Client }) {
     async enqueueOperation(raw: HostOperationInput): Promise<void> {
       const parsed = HostOperation.safeParse(raw);
       if (!parsed.success) throw ApplicationFailure.nonRetryable('invalid operation', ErrorCode.INVALID_INPUT);
-      const op = parsed.data;
-      await client.workflow.signalWithStart('hostEntityWorkflow', {
-        workflowId: hostEntityWorkflowId(op.request.hostId),
-        taskQueue: TASK_QUEUE,
-        args: [{ hostId: op.request.hostId }],
-        signal: enqueueOperationSignal,
-        signalArgs: [op],
-      });
+      await submitOperation(client, parsed.data);
     },
 
-    /** Waits (heartbeating) until the operation has ended, and says how. */
+    /**
+     * Waits (heartbeating all along) until the operation has ended, and says how. Rollouts learn outcomes
+     * by signal from the host entity; this is their fallback when the signal is overdue, and the wait of
+     * rollouts started before that. It never blocks on a workflow's result, which could take longer than
+     * the heartbeat timeout.
+     */
     async awaitOperation(hostId: string, workflowId: string): Promise<OperationOutcome> {
       const ctx = Context.current();
       for (;;) {
         ctx.heartbeat({ waitingFor: workflowId });
         const where = await locateOperation(client, hostId, workflowId);
-        if (where.state === 'started') return outcomeOf(workflowId);
+        if (where.state === 'started') {
+          const { status } = await client.workflow.getHandle(workflowId).describe();
+          if (status.name !== 'RUNNING') return outcomeOf(workflowId);
+        }
         if (where.state === 'ended-in-entity') return { workflowId, outcome: where.record.outcome, code: where.record.code, message: where.record.message };
-        await ctx.sleep(500);
+        await ctx.sleep(2000);
       }
     },
 

@@ -11,6 +11,7 @@ import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { HostInventory } from '../schemas/inventory.js';
 import { connectNats } from '../transport/nats-connection.js';
 import { ensureNatsResources } from '../transport/nats-resources.js';
+import { devServerSearchAttributeArgs } from '../transport/search-attributes.js';
 import { ManagedProcess } from './child-process.js';
 import { type Connection, type ConnectionFile, connectionEnv, connectionFilePath, processAlive, readConnectionFile } from './connection.js';
 import { natsAuthorization } from './nats-auth.js';
@@ -165,6 +166,7 @@ export class DevStack {
           '--http-port', String(ports.temporalHttp),
           '--metrics-port', String(ports.temporalMetrics),
           ...(ui ? ['--ui-port', String(ports.temporalUi)] : ['--headless']),
+          ...devServerSearchAttributeArgs(),
           '--log-level', 'warn',
         ],
         { logFile: this.path('logs', 'temporal.log') },

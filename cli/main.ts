@@ -150,6 +150,21 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     },
   );
 
+  connectionOptions(program.command('list').description('find operations (by host, device, rollout, outcome) or rollouts (by outcome) through Temporal visibility'))
+    .addOption(new Option('--kind <k>', 'what to list').choices(['operations', 'rollouts']).default('operations'))
+    .option('--host <id>', 'operations on this host')
+    .option('--device <bdf>', 'operations on this device')
+    .option('--rollout <name>', 'operations of this rollout')
+    .option('--outcome <o>', 'how they ended: attached, released, compensated, needs-attention, ...; rollouts: succeeded, failed, cancelled, stopped')
+    .option('--running', 'only those still running', false)
+    .option('--limit <n>', 'at most this many', '100')
+    .action(async (o: Record<string, unknown>) => {
+      const { listCommand } = await import('./commands/list.js');
+      const filters: Record<string, unknown> = {};
+      for (const k of ['kind', 'host', 'device', 'rollout', 'outcome', 'running', 'limit']) if (o[k] !== undefined) filters[k] = o[k];
+      await listCommand({ ...connectionFlags(o), filters, json: o.json === true });
+    });
+
   for (const action of ['pause', 'resume', 'cancel'] as const) {
     connectionOptions(program.command(action).description(`${action} a rollout${action === 'cancel' ? ' (in-flight hosts compensate) or an operation' : ''}`).argument('<id>', 'rollout/<name> or op/<host>/<bdf>/<n>')).action(
       async (id: string, o: Record<string, unknown>) => {

@@ -2,27 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from '@temporalio/client';
 import { locateOperation } from '../transport/operation-lookup.js';
 import { ErrorCode, PtcError, isErrorCode } from '../schemas/errors.js';
-import type { HostOperation, HostOperationInput, PassthroughResult } from '../schemas/passthrough.js';
-import {
-  type PassthroughProgress,
-  TASK_QUEUE,
-  enqueueOperationSignal,
-  hostEntityWorkflowId,
-  passthroughProgressQuery,
-} from '../workflows/definitions.js';
-import type { hostEntityWorkflow } from '../workflows/host-entity.js';
-
-/** Queues an operation on its host's entity, starting the entity if it is not running (signal-with-start). */
-export async function submitOperation(client: Client, op: HostOperation): Promise<void> {
-  const hostId = op.request.hostId;
-  await client.workflow.signalWithStart<typeof hostEntityWorkflow, [HostOperationInput]>('hostEntityWorkflow', {
-    workflowId: hostEntityWorkflowId(hostId),
-    taskQueue: TASK_QUEUE,
-    args: [{ hostId }],
-    signal: enqueueOperationSignal,
-    signalArgs: [op],
-  });
-}
+import type { PassthroughResult } from '../schemas/passthrough.js';
+import { type PassthroughProgress, passthroughProgressQuery } from '../workflows/definitions.js';
 
 /** What a waiting caller is told as the operation moves: queue position, steps, waits. */
 export type ProgressListener = (line: string) => void;

@@ -7,6 +7,7 @@ import { createWindowActivities } from '../activities/window-activities.js';
 import { connectNats } from '../transport/nats-connection.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
 import type { Connection } from './connection.js';
+import { ensureSearchAttributes } from '../transport/search-attributes.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
 
@@ -24,6 +25,10 @@ export async function runWorker(conn: Connection, extra: Partial<WorkerOptions> 
   const clientConnection = await TemporalConnection.connect({ address: conn.temporalAddress });
   const client = new Client({ connection: clientConnection, namespace: conn.temporalNamespace });
   try {
+    // Workflows set ptctl's search attributes; a namespace without them would fail every start.
+    await ensureSearchAttributes(clientConnection, conn.temporalNamespace).catch((err: unknown) => {
+      process.stderr.write(`ptctl worker: could not register search attributes (${err instanceof Error ? err.message : String(err)}); create them with \`temporal operator search-attribute create\` (see README)\n`);
+    });
     const worker = await Worker.create({
       connection,
       namespace: conn.temporalNamespace,

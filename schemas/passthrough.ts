@@ -59,9 +59,13 @@ export const OperationKind = z.enum(['attach', 'detach']);
 export type OperationKind = z.infer<typeof OperationKind>;
 
 /** What the host entity queues: one attach or detach, with the op id the CLI will follow. */
+const operationEnvelope = {
+  workflowId: z.string().min(1).max(300),
+  notify: z.string().min(1).max(300).optional().describe('workflow to signal (operation-ended) when the operation ends, so it waits without polling'),
+};
 export const HostOperation = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('attach'), workflowId: z.string().min(1).max(300), request: PassthroughRequest }).strict(),
-  z.object({ kind: z.literal('detach'), workflowId: z.string().min(1).max(300), request: ReleaseRequest }).strict(),
+  z.object({ kind: z.literal('attach'), ...operationEnvelope, request: PassthroughRequest }).strict(),
+  z.object({ kind: z.literal('detach'), ...operationEnvelope, request: ReleaseRequest }).strict(),
 ]);
 export type HostOperation = z.infer<typeof HostOperation>;
 export type HostOperationInput = z.input<typeof HostOperation>;

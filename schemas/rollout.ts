@@ -2,6 +2,10 @@ import { z } from 'zod';
 import { HostId } from './ids.js';
 import { PassthroughRequest } from './passthrough.js';
 
+/** One apply or window firing. Absent in rollouts started before run ids existed (their ids stay as they were). */
+export const RunId = z.string().regex(/^[a-z0-9]{1,16}$/, 'a run id is 1-16 characters of a-z and 0-9');
+export type RunId = z.infer<typeof RunId>;
+
 /** A rollout's name becomes part of workflow ids (`rollout/<name>`): keep it to a safe token. */
 export const RolloutName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a rollout name is 1-63 characters of a-z, 0-9 and "-"');
 export type RolloutName = z.infer<typeof RolloutName>;
@@ -58,6 +62,7 @@ export const RolloutInput = z
     hosts: z.array(HostWork).refine((hosts) => new Set(hosts.map((h) => h.hostId)).size === hosts.length, 'each host may appear only once in a rollout'),
     options: RolloutOptions.default({ canary: 1, maxParallel: 1, maxFailures: { count: 0 } }),
     window: WindowLimits.optional().describe('set when the rollout runs inside a maintenance window'),
+    run: RunId.optional().describe('this apply or window firing: part of every operation id, so applying again acts again while a retry of this run stays idempotent'),
   })
   .strict();
 export type RolloutInput = z.infer<typeof RolloutInput>;

@@ -52,7 +52,22 @@ export const hostStateQuery = defineQuery<HostEntityView>('host-state');
 export const dropQueuedSignal = defineSignal<[string]>('drop-queued');
 
 
+/**
+ * The entity tells the workflow named in an operation's `notify` how it ended: the waiter waits on a
+ * condition instead of polling.
+ */
+export const operationEndedSignal = defineSignal<[OperationRecord]>('operation-ended');
+
+/**
+ * The operation id of request `index` of a host in a rollout. `run` (one apply or window firing) makes a
+ * new apply of the same plan act again; without it (rollouts from before run ids) the id is as it was.
+ */
+export const rolloutOperationId = (hostRolloutId: string, hostId: string, bdf: string, index: number, run?: string): string =>
+  passthroughWorkflowId(hostId, bdf, `${hostRolloutId.replaceAll('/', '-')}${run ? `-${run}` : ''}-${index}`);
+
 export const rolloutWorkflowId = (name: string): string => `rollout/${name}`;
+/** The rollout a `rollout/<name>/<hostId>` workflow belongs to; undefined for any other id. */
+export const rolloutNameOf = (workflowId: string): string | undefined => /^rollout\/([^/]+)\//.exec(workflowId)?.[1];
 export const hostRolloutWorkflowId = (name: string, hostId: string): string => `rollout/${name}/${hostId}`;
 
 export interface RolloutProgress {

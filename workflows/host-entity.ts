@@ -2,10 +2,13 @@ import {
   ApplicationFailure,
   CancellationScope,
   ChildWorkflowFailure,
+  ParentClosePolicy,
   allHandlersFinished,
   condition,
   continueAsNew,
+  getExternalWorkflowHandle,
   isCancellation,
+  patched,
   setHandler,
   sleep,
   startChild,
@@ -14,10 +17,11 @@ import {
 import { ErrorCode, describeZodError } from '../schemas/errors.js';
 import { HostOperation, type Outcome, type PassthroughResult } from '../schemas/passthrough.js';
 import { type HotplugLedger, nextHotplugSlot, pruneLedger, recordHotplug } from '../policy/hotplug-throttle.js';
-import { type HostEntityView, type OperationRecord, dropQueuedSignal, enqueueOperationSignal, hostStateQuery } from './definitions.js';
+import { type HostEntityView, type OperationRecord, dropQueuedSignal, enqueueOperationSignal, hostStateQuery, operationEndedSignal, rolloutNameOf } from './definitions.js';
 import { passthroughWorkflow } from './passthrough-workflow.js';
 import { releaseWorkflow } from './release-workflow.js';
 import { failureInfo, type FailureDetails } from './saga-kit.js';
+import { operationSearchAttributes } from './visibility.js';
 
 /** Durable state carried across continue-as-new. */
 export interface HostEntityState {
@@ -71,8 +75,13 @@ export async function hostEntityWorkflow(input: HostEntityInput): Promise<void> 
       rememberRejected(workflowId, ErrorCode.HOST_MISMATCH, `operation for ${op.request.hostId} sent to the entity of ${hostId}`);
       return;
     }
-    // A repeated signal (client retry) must not run the operation twice.
+    // A repeated signal (client retry) must not run the operation twice; a waiter asking again about one
+    // that already ended is told how it ended.
     if (!known(op.workflowId)) state.queue.push(op);
+    else {
+      const ended = state.recent.find((r) => r.workflowId === op.workflowId);
+      if (ended && op.notify) notify(op.notify, ended);
+    }
   });
   setHandler(dropQueuedSignal, (workflowId) => {
     const idx = state.queue.findIndex((o) => o.workflowId === workflowId);
@@ -90,7 +99,17 @@ export async function hostEntityWorkflow(input: HostEntityInput): Promise<void> 
   }));
 
   function remember(op: HostOperation, outcome: Outcome, code: string | null, message: string | null): void {
-    state.recent = [...state.recent, { workflowId: op.workflowId, kind: op.kind, bdf: op.request.bdf, guest: op.request.guest, outcome, code, message, finishedAt: Date.now() }].slice(-RECENT_KEPT);
+    const record: OperationRecord = { workflowId: op.workflowId, kind: op.kind, bdf: op.request.bdf, guest: op.request.guest, outcome, code, message, finishedAt: Date.now() };
+    state.recent = [...state.recent, record].slice(-RECENT_KEPT);
+    if (op.notify) notify(op.notify, record);
+  }
+
+  /**
+   * The waiting workflow (a rollout's host) learns the outcome now instead of polling for it. A waiter
+   * that is gone is no failure of the host; it would look the operation up itself.
+   */
+  function notify(waiter: string, record: OperationRecord): void {
+    if (patched('notify-waiter')) void getExternalWorkflowHandle(waiter).signal(operationEndedSignal, record).catch(() => undefined);
   }
 
   function rememberRejected(workflowId: string, code: string, message: string): void {
@@ -122,10 +141,13 @@ export async function hostEntityWorkflow(input: HostEntityInput): Promise<void> 
     }
     const scope = new CancellationScope();
     const outcome = scope.run(async () => {
+      // Terminated or reset, the entity cancels its running operation, whose saga compensates.
+      const parentClosePolicy = ParentClosePolicy.REQUEST_CANCEL;
+      const typedSearchAttributes = operationSearchAttributes(op.request, op.notify ? rolloutNameOf(op.notify) : undefined);
       const child =
         op.kind === 'attach'
-          ? await startChild(passthroughWorkflow, { workflowId: op.workflowId, args: [op.request, ledger] })
-          : await startChild(releaseWorkflow, { workflowId: op.workflowId, args: [op.request, ledger] });
+          ? await startChild(passthroughWorkflow, { workflowId: op.workflowId, args: [op.request, ledger], parentClosePolicy, typedSearchAttributes })
+          : await startChild(releaseWorkflow, { workflowId: op.workflowId, args: [op.request, ledger], parentClosePolicy, typedSearchAttributes });
       return child.result();
     });
     const watchdog = new CancellationScope();
@@ -141,10 +163,29 @@ export async function hostEntityWorkflow(input: HostEntityInput): Promise<void> 
       if (err instanceof Error && err.message === 'watchdog') {
         // Past its deadline: cancel it (the child compensates) and wait for it to finish doing so.
         scope.cancel();
-        try {
-          result = await outcome;
-        } catch (late) {
-          failure = late;
+        if (patched('watchdog-second-bound')) {
+          // A child that does not finish compensating within a second bound is abandoned: the host may
+          // hold residue, so it is recorded for a person, and the queue moves on.
+          const late = await Promise.race([
+            outcome.then(
+              (r) => ({ r }),
+              (e: unknown) => ({ e }),
+            ),
+            sleep(WATCHDOG_GRACE_MS).then(() => null),
+          ]);
+          if (late === null) {
+            addHotplugs(bdf, Array.from({ length: UNKNOWN_OP_HOTPLUGS }, () => Date.now()));
+            remember(op, 'needs-attention', ErrorCode.DEADLINE_EXCEEDED, `did not finish compensating within ${WATCHDOG_GRACE_MS / 60_000} min of being cancelled past its deadline; abandoned: check ${bdf} on ${hostId} (ptctl status ${op.workflowId})`);
+            return;
+          }
+          if ('r' in late) result = late.r;
+          else failure = late.e;
+        } else {
+          try {
+            result = await outcome;
+          } catch (late) {
+            failure = late;
+          }
         }
       } else {
         failure = err;

@@ -1,33 +1,58 @@
-import { CancellationScope, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { OperationActivities } from '../activities/operation-activities.js';
+import { CancellationScope, condition, isCancellation, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { OperationActivities, OperationOutcome } from '../activities/operation-activities.js';
 import type { HostRolloutReport, HostWork } from '../schemas/rollout.js';
-import { passthroughWorkflowId } from './definitions.js';
+import { type OperationRecord, operationEndedSignal, rolloutOperationId } from './definitions.js';
 
 const enqueue = proxyActivities<OperationActivities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 10 } });
-// Waiting covers the whole operation (throttle waits, reboots): long, but heartbeated.
+// The fallback lookup (and the only wait of histories from before outcome-by-signal): heartbeated.
 const waiter = proxyActivities<OperationActivities>({ startToCloseTimeout: '1 day', heartbeatTimeout: '30s', retry: { maximumAttempts: 20 } });
+
+/**
+ * How long past an operation's own deadline the entity's signal may take before the waiter looks the
+ * operation up itself: the entity's watchdog grace and its second bound after a cancel, plus a margin.
+ * A signal that never comes means the entity was terminated or reset.
+ */
+const SIGNAL_OVERDUE_MS = 35 * 60_000;
 
 /**
  * One host of a rollout: its requests, in order, each through the host's entity (so it is serialized
  * with everything else on that host and throttled by the same ledger). The first request that does not
  * end attached fails the host. Cancelled, it cancels its operation in flight (whose saga compensates)
  * and reports what that operation ended as.
+ *
+ * `run` is the apply or window firing this belongs to: it is part of every operation id, so applying a
+ * plan again acts again while a retry of this run is answered from the entity and the agents' journals.
  */
-export async function hostRolloutWorkflow(work: HostWork, canary: boolean): Promise<HostRolloutReport> {
+export async function hostRolloutWorkflow(work: HostWork, canary: boolean, run?: string): Promise<HostRolloutReport> {
   const details: string[] = [];
   const base = workflowInfo().workflowId;
+  const ended = new Map<string, OperationRecord>();
+  setHandler(operationEndedSignal, (record) => {
+    ended.set(record.workflowId, record);
+  });
+  // Histories from before this waited in a polling activity; they replay down the old path.
+  const bySignal = patched('outcome-by-signal');
+
+  async function outcomeOf(workflowId: string, deadlineMs: number): Promise<OperationOutcome> {
+    if (bySignal && (await condition(() => ended.has(workflowId), deadlineMs + SIGNAL_OVERDUE_MS))) {
+      const record = ended.get(workflowId);
+      if (record) return { workflowId, outcome: record.outcome, code: record.code, message: record.message };
+    }
+    return waiter.awaitOperation(work.hostId, workflowId);
+  }
+
   for (const [i, request] of work.requests.entries()) {
-    const workflowId = passthroughWorkflowId(work.hostId, request.bdf, `${base.replaceAll('/', '-')}-${i}`);
-    await enqueue.enqueueOperation({ kind: 'attach', workflowId, request });
+    const workflowId = rolloutOperationId(base, work.hostId, request.bdf, i, run);
+    await enqueue.enqueueOperation({ kind: 'attach', workflowId, request, ...(bySignal ? { notify: base } : {}) });
     try {
-      const outcome = await waiter.awaitOperation(work.hostId, workflowId);
+      const outcome = await outcomeOf(workflowId, request.deadlineMs);
       details.push(`${request.bdf} → ${request.guest}: ${outcome.outcome}${outcome.code ? ` (${outcome.code}: ${outcome.message ?? ''})` : ''}`);
       if (outcome.outcome !== 'attached') return { hostId: work.hostId, state: 'failed', canary, details };
     } catch (err) {
       if (!isCancellation(err)) throw err;
       const final = await CancellationScope.nonCancellable(async () => {
         await enqueue.cancelOperation(work.hostId, workflowId);
-        return waiter.awaitOperation(work.hostId, workflowId);
+        return outcomeOf(workflowId, request.deadlineMs);
       });
       details.push(`${request.bdf} → ${request.guest}: cancelled, operation ended ${final.outcome}${final.code ? ` (${final.code})` : ''}`);
       return { hostId: work.hostId, state: 'cancelled', canary, details };

@@ -1,9 +1,9 @@
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
 import { ErrorCode } from '../schemas/errors.js';
 import { PassthroughRequest, type PassthroughRequestInput, type PassthroughResult } from '../schemas/passthrough.js';
 import type { HostInventory } from '../schemas/inventory.js';
 import { preflight } from '../policy/passthrough-policy.js';
-import { agent, beginOperation, bootWaiter, parseWorkflowInput } from './saga-kit.js';
+import { agent, beginOperation, bootWaiter, parseWorkflowInput, undoAgent } from './saga-kit.js';
 
 export { failureInfo } from './saga-kit.js';
 
@@ -43,12 +43,17 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
 
     for (const bdf of plan.devicesToHide) {
       const hidden = await agent.hideDevice(req.hostId, bdf, op.opId(`hide:${bdf}`));
-      if (hidden.changed) op.pushUndo(`unhide ${bdf}`, () => agent.unhideDevice(req.hostId, bdf, op.opId(`undo-hide:${bdf}`)));
+      if (hidden.changed) op.pushUndo(`unhide ${bdf}`, () => undoAgent.unhideDevice(req.hostId, bdf, op.opId(`undo-hide:${bdf}`)));
       op.record('hide', `${bdf} added to pciback hide= in ${hidden.file}${hidden.changed ? '' : ' (already there)'}`);
     }
 
     let bootId = inv.bootId;
     if (plan.strategy === 'reboot') {
+      // The host boots with the hide= lines and pciback takes the devices then: the rebind is registered
+      // before the reboot, so a failure or cancel during the wait still gives them back (a no-op by state
+      // for a device that is not on pciback). Histories from before registered it after the boot.
+      const rebindFirst = patched('reboot-undo-before-effect');
+      if (rebindFirst) for (const bdf of plan.devicesToHide) op.pushUndo(`rebind ${bdf} to its host driver`, () => undoAgent.unbindDevice(req.hostId, bdf, null, op.opId(`undo-bind:${bdf}`)));
       const { previousBootId } = await agent.rebootHost(req.hostId, op.opId('reboot'));
       op.progress.waitingFor = `host ${req.hostId} to come back from its reboot`;
       op.record('reboot', `rebooting ${req.hostId} so pciback claims the hidden devices at boot`);
@@ -59,7 +64,7 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
         throw ApplicationFailure.create({ type: ErrorCode.DEADLINE_EXCEEDED, nonRetryable: true, message: `host ${req.hostId} did not come back from its reboot within the deadline`, cause: err as Error });
       }
       op.progress.waitingFor = null;
-      for (const bdf of plan.devicesToHide) op.pushUndo(`rebind ${bdf} to its host driver`, () => agent.unbindDevice(req.hostId, bdf, null, op.opId(`undo-bind:${bdf}`)));
+      if (!rebindFirst) for (const bdf of plan.devicesToHide) op.pushUndo(`rebind ${bdf} to its host driver`, () => undoAgent.unbindDevice(req.hostId, bdf, null, op.opId(`undo-bind:${bdf}`)));
     }
 
     // Bind and verify; a new boot id in between means the host rebooted under us: bind again.
@@ -69,7 +74,7 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
           const strategy = plan.strategy === 'reboot' ? 'dynamic' : plan.strategy;
           const bound = await agent.bindDevice(req.hostId, bdf, strategy, op.opId(`bind:${bdf}@${bootId}`));
           if (bound.changed && round === 0) {
-            op.pushUndo(`rebind ${bdf} to ${bound.originalDriver ?? 'its host driver'}`, () => agent.unbindDevice(req.hostId, bdf, bound.originalDriver, op.opId(`undo-bind:${bdf}`)));
+            op.pushUndo(`rebind ${bdf} to ${bound.originalDriver ?? 'its host driver'}`, () => undoAgent.unbindDevice(req.hostId, bdf, bound.originalDriver, op.opId(`undo-bind:${bdf}`)));
           }
           op.record('bind', `${bdf} bound to pciback (${strategy})${bound.changed ? `, was on ${bound.originalDriver ?? 'no driver'}` : ' (already)'}`);
         }
@@ -90,7 +95,7 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
 
     op.pushUndo(`detach ${req.bdf} from ${req.guest}`, async () => {
       if (needsHotplug) await op.hotplugGate(true);
-      const detached = await agent.detachDevice(req.hostId, req.bdf, req.guest, plan.mode, op.opId('undo-attach'));
+      const detached = await undoAgent.detachDevice(req.hostId, req.bdf, req.guest, plan.mode, op.opId('undo-attach'));
       if (detached.hotplugged) op.noteHotplug();
     });
     if (needsHotplug) {

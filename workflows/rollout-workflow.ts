@@ -2,9 +2,12 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
+  ParentClosePolicy,
   executeChild,
   getExternalWorkflowHandle,
+  patched,
   setHandler,
+  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import { type HostRolloutReport, type HostRolloutState, type MaxFailures, RolloutInput, type RolloutInputRaw, fitsInWindow } from '../schemas/rollout.js';
@@ -18,6 +21,7 @@ import {
 } from './definitions.js';
 import { hostRolloutWorkflow } from './host-rollout-workflow.js';
 import { parseWorkflowInput } from './saga-kit.js';
+import { PtcFailedHosts, PtcHostId, PtcOutcome, PtcRollout } from './visibility.js';
 
 /** What one generation hands the next across continue-as-new (hosts already launched are not carried). */
 export interface RolloutCarry {
@@ -50,6 +54,14 @@ export function failuresExceeded(failed: number, total: number, max: MaxFailures
   return 'count' in max ? failed > max.count : total > 0 && (failed * 100) / total > max.percent;
 }
 
+/** A finished rollout in one word, for `PtcOutcome`: what an operator filters on. */
+export function rolloutOutcome(counts: Record<HostRolloutState, number>, cancelled: boolean, stopReason: string | null): 'succeeded' | 'failed' | 'cancelled' | 'stopped' {
+  if (cancelled) return 'cancelled';
+  if (counts.failed > 0) return 'failed';
+  if (stopReason !== null || counts.skipped > 0) return 'stopped';
+  return 'succeeded';
+}
+
 const emptyCounts = (): Record<HostRolloutState, number> => ({ pending: 0, running: 0, succeeded: 0, failed: 0, skipped: 0, cancelled: 0 });
 
 /**
@@ -60,7 +72,7 @@ const emptyCounts = (): Record<HostRolloutState, number> => ({ pending: 0, runni
  * new before their history grows long, carrying only counters and problems, never the finished hosts.
  */
 export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry, historyLimit: number = DEFAULT_HISTORY_LIMIT): Promise<RolloutReport> {
-  const { name, hosts, options, window } = parseWorkflowInput(RolloutInput, raw, 'rollout');
+  const { name, hosts, options, window, run } = parseWorkflowInput(RolloutInput, raw, 'rollout');
   const state: RolloutCarry = carry ?? {
     total: hosts.length,
     counts: { ...emptyCounts(), pending: hosts.length },
@@ -111,7 +123,16 @@ export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry
     move('pending', 'running');
     let report: HostRolloutReport;
     try {
-      report = await executeChild(hostRolloutWorkflow, { workflowId: hostRolloutWorkflowId(name, work.hostId), args: [work, canary] });
+      report = await executeChild(hostRolloutWorkflow, {
+        workflowId: hostRolloutWorkflowId(name, work.hostId),
+        args: run ? [work, canary, run] : [work, canary],
+        // Terminated or reset, the rollout's hosts are cancelled (their sagas compensate), not killed mid-step.
+        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+        typedSearchAttributes: [
+          { key: PtcHostId, value: work.hostId },
+          { key: PtcRollout, value: name },
+        ],
+      });
     } catch (err) {
       report = { hostId: work.hostId, state: 'failed', canary, details: [`host workflow failed: ${err instanceof Error ? err.message : String(err)}`] };
     }
@@ -155,11 +176,18 @@ export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry
   if (remaining.length > 0 && state.stopReason === null && !cancelled) {
     // Not stopped, just a long history: hand the remaining hosts to a fresh generation.
     await condition(allHandlersFinished);
-    await continueAsNew<typeof rolloutWorkflow>({ name, hosts: remaining, options, window }, { ...state, generation: state.generation + 1 }, historyLimit);
+    await continueAsNew<typeof rolloutWorkflow>({ name, hosts: remaining, options, window, ...(run ? { run } : {}) }, { ...state, generation: state.generation + 1 }, historyLimit);
   }
   for (const work of remaining) {
     move('pending', 'skipped');
     state.problems.push({ hostId: work.hostId, state: 'skipped', canary: false, details: [`not started: ${state.stopReason ?? 'stopped'}`] });
+  }
+  // A rollout always completes; how it went is searchable (histories from before replay without it).
+  if (patched('visibility-outcome')) {
+    upsertSearchAttributes([
+      { key: PtcOutcome, value: rolloutOutcome(state.counts, cancelled, state.stopReason) },
+      { key: PtcFailedHosts, value: state.counts.failed },
+    ]);
   }
   return { name, total: state.total, counts: state.counts, stopReason: state.stopReason, problems: state.problems, generations: state.generation + 1 };
 }

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
-import { ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, log, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, log, patched, proxyActivities, setHandler, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { PtcOutcome } from './visibility.js';
 import type { PassthroughActivities } from '../activities/passthrough-activities.js';
 import { ErrorCode, describeZodError, isErrorCode } from '../schemas/errors.js';
 import type { Outcome, PassthroughResult, PassthroughStep, StepRecord, ThrottleSettings } from '../schemas/passthrough.js';
@@ -16,12 +17,28 @@ const hostOp = {
 
 export const agent = proxyActivities<PassthroughActivities>(hostOp);
 
-/** Waits for a new boot id, at most `deadlineMs`: the reboot deadline of the operation. */
+/**
+ * Undo steps get their own profile: a slow or rebooting host must not be left with residue after a few
+ * minutes of retries. Unlimited attempts within a long bound; the inverses are idempotent by state.
+ */
+export const undoAgent = proxyActivities<PassthroughActivities>({
+  startToCloseTimeout: '1 minute',
+  scheduleToCloseTimeout: '2 hours',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+/**
+ * Waits for a new boot id until the operation's deadline. Bounded by schedule-to-close, not by one
+ * attempt: a worker that restarts during the wait loses the heartbeat, and the retry on another worker
+ * goes on waiting for the same previous boot id instead of ending the operation.
+ */
 export function bootWaiter(deadlineMs: number): Pick<PassthroughActivities, 'awaitNewBoot'> {
+  const bound = Math.max(1000, deadlineMs);
   return proxyActivities<Pick<PassthroughActivities, 'awaitNewBoot'>>({
-    startToCloseTimeout: Math.max(1000, deadlineMs),
+    scheduleToCloseTimeout: bound,
+    startToCloseTimeout: bound,
     heartbeatTimeout: '20s',
-    retry: { maximumAttempts: 1 },
+    retry: { initialInterval: '1s', maximumInterval: '10s' },
   });
 }
 
@@ -133,8 +150,14 @@ export class OperationContext {
     this.hotplugs.push(at);
   }
 
+  /** Makes the outcome searchable (`PtcOutcome`); histories from before it replay without the upsert. */
+  private publishOutcome(outcome: Outcome): void {
+    if (patched('visibility-outcome')) upsertSearchAttributes([{ key: PtcOutcome, value: outcome }]);
+  }
+
   /** The operation's result: what was asked, how it ended, its steps and the hotplugs it caused. */
   result(kind: PassthroughResult['kind'], guest: string, outcome: Outcome, extra: Partial<Pick<PassthroughResult, 'strategy' | 'mode' | 'guestRebootNeeded'>> = {}): PassthroughResult {
+    this.publishOutcome(outcome);
     return {
       kind,
       hostId: this.hostId,
@@ -175,6 +198,7 @@ export class OperationContext {
     const outcome: Outcome =
       residue.length > 0 ? 'needs-attention' : original.code === ErrorCode.THROTTLED ? 'throttled' : original.code === ErrorCode.CANCELLED ? 'cancelled' : this.compensations.length > 0 ? 'compensated' : 'failed';
     this.progress.step = 'done';
+    this.publishOutcome(outcome);
     const details: FailureDetails = { outcome, steps: this.progress.steps, residue, hotplugs: this.hotplugs };
     throw ApplicationFailure.create({
       type: original.code,

@@ -1,8 +1,12 @@
-import { executeChild, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { defineSearchAttributeKey } from '@temporalio/common';
+import { ParentClosePolicy, executeChild, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { WindowActivities } from '../activities/window-activities.js';
 import { WindowSpec, type WindowSpecInput } from '../schemas/window.js';
 import { rolloutWorkflow, type RolloutReport } from './rollout-workflow.js';
 import { parseWorkflowInput } from './saga-kit.js';
+
+/** Set by a Temporal Schedule on every workflow it starts: the time the firing was due. */
+const SCHEDULED_START = defineSearchAttributeKey('TemporalScheduledStartTime', 'DATETIME');
 
 const plans = proxyActivities<WindowActivities>({ startToCloseTimeout: '2 minutes', retry: { maximumAttempts: 5 } });
 
@@ -21,7 +25,10 @@ export interface WindowReport {
  */
 export async function windowWorkflow(input: WindowSpecInput): Promise<WindowReport> {
   const spec = parseWorkflowInput(WindowSpec, input, 'window');
-  const opensAt = Date.now();
+  // The window opens when it was due, not when a late worker or server got to it: after an outage a
+  // 02:00-04:00 window that fires at 08:00 is already closed and starts no host.
+  const dueAt = patched('window-opens-at-schedule') ? workflowInfo().typedSearchAttributes.get(SCHEDULED_START)?.getTime() : undefined;
+  const opensAt = dueAt ?? Date.now();
   const endsAt = opensAt + spec.durationMs;
   const stamp = new Date(opensAt).toISOString().replace(/[:.]/g, '-').toLowerCase();
   const work = await plans.resolvePlanNow(spec.plan, `window ${spec.name}`);
@@ -29,6 +36,7 @@ export async function windowWorkflow(input: WindowSpecInput): Promise<WindowRepo
   if (work.hosts.length === 0) return { ...base, rollout: null };
   const rollout = await executeChild(rolloutWorkflow, {
     workflowId: `${workflowInfo().workflowId}/rollout`,
+    parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
     args: [{ ...work, name: `${spec.name}-${stamp}`.slice(0, 63).replace(/-+$/, ''), window: { endsAt, cutoffMs: spec.cutoffMs, expectedHostMs: spec.expectedHostMs } }],
   });
   return { ...base, rollout };

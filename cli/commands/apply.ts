@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import { type MaxFailures, RolloutName, RolloutOptions } from '../../schemas/rollout.js';
 import { planHasRefusals, resolvePlan, toRolloutInput } from '../../policy/plan-resolution.js';
 import { TASK_QUEUE, rolloutWorkflowId } from '../../workflows/definitions.js';
 import type { rolloutWorkflow } from '../../workflows/rollout-workflow.js';
+import { PtcRollout } from '../../workflows/visibility.js';
 import { openNats, openTemporal, readHostInventories, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { printJson } from '../output.js';
@@ -18,6 +20,14 @@ export interface ApplyOptions extends ConnectionFlags {
   maxFailures?: string | undefined;
   wait: boolean;
   json: boolean;
+}
+
+/**
+ * Each apply is a run of its own: its id goes into every operation id, so applying a plan again after a
+ * host was fixed works on that host again, while retries inside this run stay idempotent.
+ */
+export function newRunId(): string {
+  return `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`.slice(0, 16);
 }
 
 /** "3" → at most 3 failed hosts; "10%" → at most 10% of the rollout's hosts. */
@@ -56,7 +66,7 @@ export async function applyCommand(opts: ApplyOptions): Promise<number> {
   const all = toRolloutInput(plan, resolution);
   // Reboot-needing hosts can be reserved for maintenance windows: apply (run any time) leaves them.
   const rebootHosts = new Set(plan.rebootsOnlyInWindows ? resolution.hosts.filter((h) => h.rebootNeeded).map((h) => h.hostId) : []);
-  const input = { ...all, hosts: all.hosts.filter((h) => !rebootHosts.has(h.hostId)), name: name.data, options: options.data };
+  const input = { ...all, hosts: all.hosts.filter((h) => !rebootHosts.has(h.hostId)), name: name.data, options: options.data, run: newRunId() };
   if (!opts.json) process.stdout.write(`${renderPlan(resolution)}\n`);
   if (!opts.json && rebootHosts.size > 0) process.stdout.write(`left for a maintenance window (they need a reboot): ${[...rebootHosts].join(', ')}\n`);
   if (input.hosts.length === 0) {
@@ -69,15 +79,15 @@ export async function applyCommand(opts: ApplyOptions): Promise<number> {
   try {
     const workflowId = rolloutWorkflowId(name.data);
     try {
-      await client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue: TASK_QUEUE, workflowId, args: [input] });
+      await client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue: TASK_QUEUE, workflowId, args: [input], typedSearchAttributes: [{ key: PtcRollout, value: name.data }] });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new PtcError(ErrorCode.INVALID_INPUT, `rollout ${name.data} is already running: follow it with \`ptctl status ${workflowId}\`, or give this one another --name`);
       throw err;
     }
     const link = workflowUiLink(conn, workflowId);
     if (!opts.wait) {
-      if (opts.json) printJson({ ok: true, rollout: workflowId, hosts: input.hosts.length, ui: link });
-      else process.stdout.write(`started ${workflowId}: ${input.hosts.length} host(s), canary ${input.options.canary}, max parallel ${input.options.maxParallel}${link ? `\n  ${link}` : ''}\n`);
+      if (opts.json) printJson({ ok: true, rollout: workflowId, run: input.run, hosts: input.hosts.length, ui: link });
+      else process.stdout.write(`started ${workflowId} (run ${input.run}): ${input.hosts.length} host(s), canary ${input.options.canary}, max parallel ${input.options.maxParallel}${link ? `\n  ${link}` : ''}\n`);
       return 0;
     }
     if (!opts.json) process.stdout.write(`${workflowId}: ${input.hosts.length} host(s), canary ${input.options.canary}, max parallel ${input.options.maxParallel}, max failures ${JSON.stringify(input.options.maxFailures)}${link ? `\n  ${link}` : ''}\n`);

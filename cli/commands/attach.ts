@@ -5,7 +5,8 @@ import { HostOperation, type OperationKind, type PassthroughResult } from '../..
 import { passthroughWorkflowId } from '../../workflows/definitions.js';
 import { openTemporal, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
-import { submitOperation, waitForOperation } from '../operations.js';
+import { waitForOperation } from '../operations.js';
+import { submitOperation } from '../../transport/host-operations.js';
 import { locateOperation } from '../../transport/operation-lookup.js';
 import { printJson } from '../output.js';
 

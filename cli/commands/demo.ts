@@ -7,6 +7,7 @@ import type { HostInventory } from '../../schemas/inventory.js';
 import type { FleetFileInput } from '../../agent/sim/fleet-file.js';
 import { resolvePlan, toRolloutInput } from '../../policy/plan-resolution.js';
 import { TASK_QUEUE, rolloutWorkflowId } from '../../workflows/definitions.js';
+import { PtcRollout } from '../../workflows/visibility.js';
 import type { rolloutWorkflow } from '../../workflows/rollout-workflow.js';
 import { AgentClient } from '../../transport/agent-client.js';
 import { simHostDir } from '../agent-runner.js';
@@ -14,7 +15,8 @@ import { openNats, openTemporal, readHostInventories } from '../clients.js';
 import { DevStack } from '../dev-stack.js';
 import { errorInfo } from '../output.js';
 import { newOpSuffix, parseOperationInput } from './attach.js';
-import { submitOperation, waitForOperation } from '../operations.js';
+import { waitForOperation } from '../operations.js';
+import { submitOperation } from '../../transport/host-operations.js';
 import { readPlanFile, renderPlan } from './plan.js';
 import { describeRolloutReport, followRollout } from './rollout.js';
 
@@ -102,7 +104,7 @@ export async function demoCommand(opts: DemoOptions): Promise<void> {
 
       const input = toRolloutInput(plan, resolution);
       say(`\n$ ptctl apply plan.yaml --wait   (canary ${input.options.canary}, max parallel ${input.options.maxParallel}, max failures ${JSON.stringify(input.options.maxFailures)})`);
-      await client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue: TASK_QUEUE, workflowId: rolloutWorkflowId('demo'), args: [input] });
+      await client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue: TASK_QUEUE, workflowId: rolloutWorkflowId('demo'), args: [input], typedSearchAttributes: [{ key: PtcRollout, value: 'demo' }] });
       const report = await followRollout(client, rolloutWorkflowId('demo'), false);
       say(describeRolloutReport(report));
 

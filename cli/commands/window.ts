@@ -4,7 +4,7 @@ import { durationFlag } from '../flags.js';
 import { parse as parseYaml } from 'yaml';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import { RolloutName } from '../../schemas/rollout.js';
-import { type WindowSpecInput, windowScheduleId } from '../../schemas/window.js';
+import { WindowSpec, type WindowSpecInput, windowScheduleId } from '../../schemas/window.js';
 import { TASK_QUEUE } from '../../workflows/definitions.js';
 import { openTemporal } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
@@ -22,6 +22,18 @@ export interface WindowCreateOptions extends ConnectionFlags {
   json: boolean;
 }
 
+
+/** Temporal refuses a catch-up window under 10 s. */
+const MIN_CATCHUP_MS = 10_000;
+
+/**
+ * How late a missed firing may still run: while a host could still start in the window (its duration
+ * minus the cutoff and one host's expected time). Temporal's default is a year.
+ */
+export function catchupWindowMs(input: WindowSpecInput): number {
+  const spec = WindowSpec.parse(input);
+  return Math.max(MIN_CATCHUP_MS, spec.durationMs - spec.cutoffMs - spec.expectedHostMs);
+}
 
 /** `ptctl window create`: a Temporal Schedule whose every firing runs the plan's remaining work in the window. */
 export async function windowCreateCommand(opts: WindowCreateOptions): Promise<void> {
@@ -51,8 +63,10 @@ export async function windowCreateCommand(opts: WindowCreateOptions): Promise<vo
       scheduleId: windowScheduleId(name.data),
       spec: { cronExpressions: [opts.cron], timezone: opts.timezone },
       action: { type: 'startWorkflow', workflowType: 'windowWorkflow', taskQueue: TASK_QUEUE, workflowId: `window/${name.data}`, args: [spec] },
-      // A window still running when the next one is due is not doubled up.
-      policies: { overlap: ScheduleOverlapPolicy.SKIP },
+      // A window still running when the next one is due is not doubled up. A firing missed during an
+      // outage is still taken while a host could start in it; later ones are dropped by the server (the
+      // window workflow, opening at the due time, would start nothing anyway).
+      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: catchupWindowMs(spec) },
     });
     if (opts.json) printJson({ ok: true, schedule: windowScheduleId(name.data), spec: { ...spec, plan: undefined } });
     else process.stdout.write(`window ${name.data}: "${opts.cron}" ${opts.timezone}, open ${opts.duration}, plan ${opts.plan} (schedule ${windowScheduleId(name.data)})\n`);

@@ -3,6 +3,8 @@ import { Runtime, DefaultLogger, Worker, bundleWorkflowCode, type WorkflowBundle
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { serverBinary } from '../../cli/tools.js';
 import { WORKFLOWS_PATH } from '../../cli/worker.js';
+import { ensureSearchAttributes } from '../../transport/search-attributes.js';
+import { exportHistoriesIfAsked, recordStartedWorkflows } from './history-export.js';
 
 let runtimeInstalled = false;
 
@@ -16,7 +18,10 @@ export function quietTemporalRuntime(): void {
 /** The time-skipping test server from .tools/ (never downloaded at run time). */
 export async function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
   quietTemporalRuntime();
-  return TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: serverBinary('temporal-test-server') } } });
+  const env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: serverBinary('temporal-test-server') } } });
+  // The workflows set ptctl's search attributes; the test server, like a real one, refuses unknown ones.
+  await ensureSearchAttributes(env.connection, env.namespace ?? 'default');
+  return env;
 }
 
 export async function bundleWorkflows(): Promise<WorkflowBundleWithSourceMap> {
@@ -34,11 +39,14 @@ export function useTimeSkippingEnv(prefix: string): {
   let env: TestWorkflowEnvironment | undefined;
   let bundle: WorkflowBundleWithSourceMap | undefined;
   let n = 0;
+  let started = new Set<string>();
   before(async () => {
     env = await timeSkippingEnv();
+    started = recordStartedWorkflows(env.client);
     bundle = await bundleWorkflows();
   });
   after(async () => {
+    if (env) await exportHistoriesIfAsked(env.client, `ts-${prefix}`, [...started].map((workflowId) => ({ workflowId })));
     await env?.teardown();
   });
   const ready = (): { env: TestWorkflowEnvironment; bundle: WorkflowBundleWithSourceMap } => {

@@ -4,9 +4,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import type { PassthroughResult } from '../../schemas/passthrough.js';
-import { hostEntityWorkflowId, hostStateQuery } from '../../workflows/definitions.js';
+import { hostEntityWorkflowId, hostStateQuery, passthroughProgressQuery } from '../../workflows/definitions.js';
 import { parseOperationInput } from '../../cli/commands/attach.js';
-import { submitOperation, waitForOperation } from '../../cli/operations.js';
+import { waitForOperation } from '../../cli/operations.js';
+import { submitOperation } from '../../transport/host-operations.js';
 import { errorInfo } from '../../cli/output.js';
 import { type TestStack, auditEvents, runCli, snapshotFiles, startTestStack } from '../helpers/stack.js';
 import { quietTemporalRuntime } from '../helpers/temporal-env.js';
@@ -34,13 +35,14 @@ void describe('safe passthrough on the real stack', () => {
   before(async () => {
     quietTemporalRuntime();
     t = await startTestStack({
-      simHosts: ['sim-1', 'sim-2', 'sim-3', 'sim-4', 'sim-5'],
+      simHosts: ['sim-1', 'sim-2', 'sim-3', 'sim-4', 'sim-5', 'sim-6'],
       agentTimeoutMs: 3000,
       fleet: {
         hosts: {
           'sim-3': { faults: { attachFailureProbability: 1 } },
           'sim-4': { faults: { rebootAtStep: 'bind:after-effect', rebootMs: 1500 } },
           'sim-5': { profile: 'rhel5-xen-noiommu' },
+          'sim-6': { faults: { rebootMs: 6000 } },
         },
       },
     });
@@ -168,5 +170,24 @@ void describe('safe passthrough on the real stack', () => {
     const last = await waitForOperation(t.client, 'sim-2', ids[ids.length - 1] ?? '').then(() => null, (e: unknown) => e);
     assert.ok(last instanceof PtcError || last instanceof Error);
     assert.equal(errorInfo(last).code, ErrorCode.THROTTLED);
+  });
+
+  void it('(h) terminating a host entity mid-operation cancels the operation, which gives the host back', async () => {
+    const before = await etcFiles(t, 'sim-6');
+    const op = parseOperationInput('attach', { host: 'sim-6', device: '0000:09:00.0', guest: 'vm-hvm', strategy: 'reboot', wait: true, json: false });
+    await submitOperation(t.client, op);
+    // Wait until the saga is waiting for the host to come back from its reboot.
+    for (let i = 0; i < 200; i++) {
+      const p = await t.client.workflow.getHandle(op.workflowId).query(passthroughProgressQuery).catch(() => null);
+      if (p?.step === 'reboot') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await t.client.workflow.getHandle(hostEntityWorkflowId('sim-6')).terminate('operator reset the entity');
+    const err = await t.client.workflow.getHandle(op.workflowId).result().then(() => null, (e: unknown) => e);
+    assert.ok(err, 'the operation did not complete');
+    assert.equal(errorInfo(err).code, ErrorCode.CANCELLED, errorInfo(err).message);
+    assert.match(errorInfo(err).message, /undone: the host is as before/);
+    assert.deepEqual(await etcFiles(t, 'sim-6'), before, 'hide= removed again');
+    assert.equal(await driverOf(t, 'sim-6', '0000:09:00.0'), 'bnx2', 'the device that pciback took at boot is back on its driver');
   });
 });

@@ -72,8 +72,34 @@ void describe('maintenance windows as Temporal Schedules (dev server)', () => {
     // A window with nothing left to do reports so and starts no rollout.
     const third = await fire('night');
     assert.equal(third.rollout, null);
+    assert.equal((await runCli(['window', 'delete', 'night', '--dir', t.dir], env)).code, 0);
     const gone = await runCli(['window', 'delete', 'nope', '--dir', t.dir], env);
     assert.equal(gone.code, 2);
     assert.match(gone.stderr, /^ptctl: INVALID_INPUT: no window nope/);
+  });
+
+  void it('a firing that comes late after an outage opens at its due time: past the cutoff it starts no host', async () => {
+    const eth4Plan = join(t.dir, 'eth4.yaml');
+    await writeFile(eth4Plan, ['name: eth4', 'hosts:', '  idPattern: "sim-*"', 'assignments:', '  - device: "0000:0b:00.0"', '    guest: vm-hvm', 'rollout:', '  canary: 0', '  maxParallel: 2', ''].join('\n'));
+    const created = await runCli(['window', 'create', 'late', '--dir', t.dir, '--cron', '0 3 1 1 *', '--timezone', 'Europe/Berlin', '--duration', '2h', '--cutoff', '30m', '--expected-host', '5m', '--plan', eth4Plan], env);
+    assert.equal(created.code, 0, created.stderr);
+    const schedule = t.client.schedule.getHandle(windowScheduleId('late'));
+    const described = await schedule.describe();
+    // Missed firings are taken only while a host could still start: 2h - 30m - 5m, not Temporal's year.
+    assert.equal(described.policies.catchupWindow, 85 * 60_000);
+    // The server runs the firing that was due on 1 January 03:00 Berlin now, as it would after an outage.
+    await schedule.backfill({ start: new Date('2026-01-01T01:30:00Z'), end: new Date('2026-01-01T02:30:00Z'), overlap: 'ALLOW_ALL' });
+    let workflowId: string | undefined;
+    for (let i = 0; i < 100 && !workflowId; i++) {
+      workflowId = (await schedule.describe()).info.recentActions.at(-1)?.action.workflow.workflowId;
+      if (!workflowId) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(workflowId, 'the backfilled firing started');
+    const report = (await t.client.workflow.getHandle(workflowId).result()) as WindowReport;
+    assert.equal(report.opensAt, '2026-01-01T02:00:00.000Z', 'the window opened when it was due');
+    assert.equal(report.rollout?.counts.succeeded, 0);
+    assert.equal(report.rollout?.counts.skipped, 2);
+    assert.match(report.rollout?.stopReason ?? '', /the window closes at 2026-01-01T04:00:00.000Z/);
+    for (const host of ['sim-1', 'sim-2']) assert.doesNotMatch(await readFile(join(t.hostRoot(host), 'etc', 'modprobe.conf'), 'utf8'), /0000:0b:00\.0/, `${host} was not touched`);
   });
 });
