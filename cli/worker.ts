@@ -22,8 +22,8 @@ export interface WorkerVersioning {
 }
 
 export interface WorkerRunOptions extends WorkerVersioning {
-  /** Workflow module to bundle (tests run a changed build from their own module). */
-  workflowsPath?: string | undefined;
+  /** The workflow bundle to run, from workflowBuild() (default: ptctl's workflows, bundled now). Tests run a changed build. */
+  build?: { code: string; buildId: string } | undefined;
   /** Aborting it shuts the worker down gracefully, as SIGINT/SIGTERM do. */
   signal?: AbortSignal | undefined;
   /** Told the deployment version once the worker is created, before it polls. */
@@ -50,7 +50,7 @@ export async function workflowBuild(workflowsPath: string = WORKFLOWS_PATH): Pro
 
 /** Runs the ptctl worker until SIGINT/SIGTERM (the Temporal SDK's own shutdown signals) or `opts.signal`. */
 export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): Promise<void> {
-  const build = await workflowBuild(opts.workflowsPath);
+  const build = opts.build ?? (await workflowBuild());
   const deploymentName = opts.deploymentName ?? process.env.PTC_DEPLOYMENT_NAME ?? DEFAULT_DEPLOYMENT_NAME;
   const buildId = opts.buildId ?? process.env.PTC_BUILD_ID ?? build.buildId;
   const version = opts.unversioned ? null : { deploymentName, buildId };
