@@ -79,7 +79,9 @@ export async function describeDeployment(connection: Pick<Connection, 'workflowS
 export async function setCurrentVersion(connection: Pick<Connection, 'workflowService'>, namespace: string, deploymentName: string, buildId: string, identity: string): Promise<{ previous: string | null }> {
   try {
     const res = await connection.workflowService.setWorkerDeploymentCurrentVersion({ namespace, deploymentName, buildId, identity });
-    return { previous: res.previousDeploymentVersion?.buildId || null };
+    // Older servers fill only the string form, `<deployment>.<build id>`.
+    const previousString = res.previousVersion?.startsWith(`${deploymentName}.`) ? res.previousVersion.slice(deploymentName.length + 1) : null;
+    return { previous: res.previousDeploymentVersion?.buildId || previousString || null };
   } catch (err) {
     if (isGrpcServiceError(err) && ((err.code as number) === GRPC_NOT_FOUND || (err.code as number) === GRPC_FAILED_PRECONDITION)) {
       throw new PtcError(ErrorCode.INVALID_INPUT, `deployment ${deploymentName} has no version ${buildId} that the server can route to (${err.details}); start \`ptctl worker\` of that build first and check \`ptctl deployment status\``, { cause: err });

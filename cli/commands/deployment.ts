@@ -15,8 +15,8 @@ const deploymentNameOf = (opts: DeploymentOptions): string => opts.deploymentNam
 function describeView(view: DeploymentView): string {
   const out = [`deployment ${view.name}: current ${view.current ?? '(none: unversioned workers)'}${view.ramping ? `, ramping ${view.ramping}` : ''}`];
   for (const v of view.versions) {
-    const drainage = v.status === 'draining' || v.status === 'drained' ? ` (${v.drainage === 'drained' ? 'drained: its workers can be stopped' : 'pinned workflows still running: keep its workers'})` : '';
-    out.push(`  ${v.buildId.padEnd(20)} ${v.status ?? 'unknown'}${drainage}`);
+    const state = v.status === 'drained' || (v.status === 'draining' && v.drainage === 'drained') ? 'drained: its workers can be stopped' : v.status === 'draining' ? 'draining: workflows pinned to it still run, keep its workers' : (v.status ?? 'unknown');
+    out.push(`  ${v.buildId.padEnd(20)} ${state}`);
   }
   return out.join('\n');
 }
