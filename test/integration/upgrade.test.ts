@@ -104,9 +104,10 @@ void describe('upgrading the worker while work runs (Worker Deployment Versionin
       agentTimeoutMs: 3000,
       fleet: {
         hosts: {
-          // Bind only by rebooting, slowly: in flight on build A while build B is deployed.
-          'sim-1': { profile: 'rhel5-xen-rebootonly', faults: { rebootMs: 12_000 } },
-          'sim-2': { profile: 'rhel5-xen-rebootonly', faults: { rebootMs: 12_000 } },
+          // Bind only by rebooting, slowly: still in flight on build A when build B is made current
+          // (20 s: under the full suite on a loaded machine, 12 s was once not enough for the switch).
+          'sim-1': { profile: 'rhel5-xen-rebootonly', faults: { rebootMs: 20_000 } },
+          'sim-2': { profile: 'rhel5-xen-rebootonly', faults: { rebootMs: 20_000 } },
           'sim-3': {},
         },
       },
@@ -119,13 +120,14 @@ void describe('upgrading the worker while work runs (Worker Deployment Versionin
   void it('in-flight work finishes on build A, new work runs on build B, no non-determinism, one hotplug per device', async () => {
     const buildA = (await deploymentStatus(t)).current;
     assert.ok(buildA, 'the dev stack made its worker\'s build current');
-    const buildB = await bundleBuildB();
-    const { opId } = await startWorkOnA(t, '12 s');
-    // The documented procedure: start the new build's worker, make it current.
-    const b = await startBuildB(t, buildB);
+    // Step 1 of the procedure, start build B's worker, may come any time before step 2: here it comes
+    // first, so that only the switch itself has to fit inside the reboots (the machine may be loaded).
+    // B polls but gets no work while A is current: the work started next runs on A.
+    const b = await startBuildB(t, await bundleBuildB());
     try {
       assert.ok(b.buildId && b.buildId !== buildA, `build B has its own build id (A ${buildA}, B ${b.buildId})`);
       await until('build B to register with the deployment', 30_000, async () => (await deploymentStatus(t)).versions.some((v) => v.buildId === b.buildId));
+      const { opId } = await startWorkOnA(t, '20 s');
       const setCurrent = await runCli(['deployment', 'set-current', b.buildId, '--dir', t.dir], cliEnv);
       assert.equal(setCurrent.code, 0, setCurrent.stderr);
       assert.match(setCurrent.stdout, new RegExp(`current ${b.buildId}; ${buildA} drains`));
