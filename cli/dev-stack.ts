@@ -18,6 +18,7 @@ import { natsAuthorization } from './nats-auth.js';
 import { PTCTL_ENTRY, serverBinary } from './tools.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
 import type { FleetFileInput } from '../agent/sim/fleet-file.js';
+import { describeDeployment, setCurrentVersion } from '../transport/worker-deployment.js';
 
 export interface DevStackOptions {
   dir: string;
@@ -38,6 +39,8 @@ export interface DevStackOptions {
   temporal?: boolean;
   /** Start the simulated agents for `simHosts` (default). Off: NATS credentials for those hosts only, for agents run elsewhere (the real-Xen dom0). */
   agents?: boolean;
+  /** Extra `ptctl worker` arguments (e.g. `--unversioned`, `--build-id`). */
+  workerArgs?: readonly string[];
   /** Progress lines ("nats-server ready on …"). */
   onProgress?: (line: string) => void;
 }
@@ -168,6 +171,11 @@ export class DevStack {
           ...(ui ? ['--ui-port', String(ports.temporalUi)] : ['--headless']),
           ...devServerSearchAttributeArgs(),
           '--log-level', 'warn',
+          // Worker Deployment Versioning, and drainage checked every few seconds instead of minutes, so
+          // `ptctl deployment status` shows an old build drained soon after its pinned workflows end.
+          '--dynamic-config-value', 'system.enableDeploymentVersions=true',
+          '--dynamic-config-value', 'matching.wv.VersionDrainageStatusRefreshInterval="5s"',
+          '--dynamic-config-value', 'matching.wv.VersionDrainageStatusVisibilityGracePeriod="5s"',
         ],
         { logFile: this.path('logs', 'temporal.log') },
       ),
@@ -187,23 +195,50 @@ export class DevStack {
     this.say(`Temporal dev server ready on ${temporalAddress}${temporalUi ? `, UI ${temporalUi}` : ''}`);
 
     this.connection = { ...this.connection, temporalAddress, temporalUi };
-    const childEnv = { ...process.env, ...connectionEnv(this.connection), ...(this.opts.agentTimeoutMs ? { PTC_AGENT_TIMEOUT_MS: String(this.opts.agentTimeoutMs) } : {}) };
-
-    // Worker
-    this.processes.push(ManagedProcess.start('worker', process.execPath, [PTCTL_ENTRY, 'worker'], { logFile: this.path('logs', 'worker.log'), env: childEnv }));
+    this.childEnv = { ...process.env, ...connectionEnv(this.connection), ...(this.opts.agentTimeoutMs ? { PTC_AGENT_TIMEOUT_MS: String(this.opts.agentTimeoutMs) } : {}) };
     try {
-      await waitFor('worker', 90_000, async () => {
-        const res = await tc.workflowService.describeTaskQueue({
-          namespace,
-          taskQueue: { name: TASK_QUEUE },
-          taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        });
-        return (res.pollers?.length ?? 0) > 0 ? true : null;
-      }, () => this.deadProcess());
+      await this.startWorker(tc);
     } finally {
       await tc.close();
     }
-    this.say(`worker polling task queue "${TASK_QUEUE}"`);
+  }
+
+  private childEnv: NodeJS.ProcessEnv = {};
+  private workerProcess: ManagedProcess | null = null;
+
+  /**
+   * Starts `ptctl worker`, waits until it polls, and makes its deployment version current (a dev
+   * stack has one build at a time; a cluster's operator switches versions with `ptctl deployment`).
+   */
+  private async startWorker(tc: TemporalConnection): Promise<void> {
+    const namespace = this.connection.temporalNamespace;
+    this.workerProcess = ManagedProcess.start('worker', process.execPath, [PTCTL_ENTRY, 'worker', ...(this.opts.workerArgs ?? [])], { logFile: this.path('logs', 'worker.log'), env: this.childEnv });
+    this.processes.push(this.workerProcess);
+    const version = await waitFor('worker', 90_000, async () => {
+      const res = await tc.workflowService.describeTaskQueue({
+        namespace,
+        taskQueue: { name: TASK_QUEUE },
+        taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+      });
+      const poller = res.pollers?.find((p) => p.identity?.startsWith(`${this.workerProcess?.pid ?? ''}@`));
+      if (!poller) return null;
+      const options = poller.deploymentOptions;
+      return options?.workerVersioningMode === proto.temporal.api.enums.v1.WorkerVersioningMode.WORKER_VERSIONING_MODE_VERSIONED && options.deploymentName && options.buildId
+        ? { deploymentName: options.deploymentName, buildId: options.buildId }
+        : { deploymentName: '', buildId: '' };
+    }, () => this.deadProcess());
+    if (!version.buildId) {
+      this.say(`worker polling task queue "${TASK_QUEUE}" (unversioned)`);
+      return;
+    }
+    // The server registers a version shortly after its first poll; until then it cannot be made current.
+    await waitFor(`deployment version ${version.deploymentName}/${version.buildId}`, 30_000, async () => {
+      const view = await describeDeployment(tc, namespace, version.deploymentName);
+      if (view?.current === version.buildId) return true;
+      await setCurrentVersion(tc, namespace, version.deploymentName, version.buildId, 'ptctl-dev');
+      return true;
+    }, () => this.deadProcess());
+    this.say(`worker polling task queue "${TASK_QUEUE}" as ${version.deploymentName}/${version.buildId} (current)`);
   }
 
   private agentsProcess: ManagedProcess | null = null;
@@ -262,6 +297,15 @@ export class DevStack {
     const fresh = ManagedProcess.start('nats-server', serverBinary('nats-server'), ['-c', this.path('nats.conf')], { logFile: this.path('logs', 'nats.log') });
     this.processes[idx] = fresh;
     await waitFor('nats-server', 20_000, async () => ((await fetch(`http://127.0.0.1:${ports.natsMonitor}/healthz?js-enabled-only=true`)).ok ? true : null), () => this.deadProcess());
+  }
+
+  /** Stops the stack's worker gracefully (an upgrade stops the old build's worker once it has drained). */
+  async stopWorker(): Promise<void> {
+    const proc = this.workerProcess;
+    if (!proc) return;
+    this.workerProcess = null;
+    await proc.stop();
+    this.processes.splice(this.processes.indexOf(proc), 1);
   }
 
   /** Pid of the agents' process (benchmarks read its memory). */

@@ -18,6 +18,7 @@ import { windowCreateCommand, windowDeleteCommand, windowListCommand } from './c
 import { DEFAULT_STATE_DIR, resolveConnection } from './connection.js';
 import { reportError } from './output.js';
 import { runWorker } from './worker.js';
+import { deploymentSetCurrentCommand, deploymentStatusCommand } from './commands/deployment.js';
 
 /** Parses CLI input with a schema; every problem is reported at once, before anything is contacted. */
 function parseInput<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
@@ -192,9 +193,30 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     await windowDeleteCommand({ ...connectionFlags(o), name, json: o.json === true });
   });
 
-  connectionOptions(program.command('worker').description('run the Temporal worker (workflows + activities)')).action(async (o: Record<string, unknown>) => {
-    await runWorker(await resolveConnection(connectionFlags(o)));
+  connectionOptions(program.command('worker').description('run the Temporal worker (workflows + activities) as one build of a Worker Deployment'))
+    .option('--deployment <name>', 'Worker Deployment name (env PTC_DEPLOYMENT_NAME, default ptctl)')
+    .option('--build-id <id>', 'build id (env PTC_BUILD_ID; default derived from the workflow code)')
+    .option('--unversioned', 'poll without a deployment version (servers without Worker Deployment Versioning; unsafe across upgrades)', false)
+    .action(async (o: Record<string, unknown>) => {
+      const str = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+      await runWorker(await resolveConnection(connectionFlags(o)), {
+        deploymentName: str('deployment'),
+        buildId: str('buildId'),
+        unversioned: o.unversioned === true,
+        onReady: (v) => process.stderr.write(v ? `ptctl worker: deployment ${v.deploymentName}, build ${v.buildId}\n` : 'ptctl worker: unversioned\n'),
+      });
+    });
+
+  const deployment = program.command('deployment').description('builds of the worker: which is current, which still drain (README "Upgrading ptctl while work runs")');
+  const deploymentOption = (cmd: Command): Command => connectionOptions(cmd).option('--deployment <name>', 'Worker Deployment name (env PTC_DEPLOYMENT_NAME, default ptctl)');
+  deploymentOption(deployment.command('status').description('the deployment\'s builds, the current one, and whether old ones have drained')).action(async (o: Record<string, unknown>) => {
+    await deploymentStatusCommand({ ...connectionFlags(o), deploymentName: typeof o.deployment === 'string' ? o.deployment : undefined, json: o.json === true });
   });
+  deploymentOption(deployment.command('set-current').description('send new work and auto-upgrading workflows to a build; pinned ones finish where they started').argument('<build-id>', 'build id, as `ptctl worker` printed it')).action(
+    async (buildId: string, o: Record<string, unknown>) => {
+      await deploymentSetCurrentCommand({ ...connectionFlags(o), deploymentName: typeof o.deployment === 'string' ? o.deployment : undefined, buildId: parseInput(z.string().min(1).max(255), buildId, 'build id'), json: o.json === true });
+    },
+  );
 
   program
     .command('agent')

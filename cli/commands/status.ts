@@ -7,11 +7,15 @@ import { describeRolloutProgress, describeRolloutReport } from './rollout.js';
 import { openTemporal, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { errorInfo, failureDetails, printJson } from '../output.js';
+import { type WorkflowVersionView, workflowVersion } from '../../transport/worker-deployment.js';
 
 export interface StatusOptions extends ConnectionFlags {
   id: string;
   json: boolean;
 }
+
+/** "\n  build: ptctl/wf-… (pinned)", or nothing for a workflow only unversioned workers ran. */
+const versionLine = (v: WorkflowVersionView): string => (v.buildId ? `\n  build: ${v.deploymentName ?? ''}/${v.buildId}${v.behavior ? ` (${v.behavior})` : ''}` : '');
 
 /** `ptctl status <op-id>`: where an operation is (step, waits) or how it ended (outcome, residue). */
 export async function statusCommand(opts: StatusOptions): Promise<void> {
@@ -28,15 +32,16 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
     }
     const status = description.status.name;
     const link = workflowUiLink(conn, opts.id);
+    const version = workflowVersion(description.raw);
     if (opts.id.startsWith('rollout/')) {
       if (status === 'RUNNING') {
         const progress = await handle.query(rolloutProgressQuery);
-        if (opts.json) printJson({ id: opts.id, status, progress, ui: link });
-        else process.stdout.write(`${opts.id}: running, ${describeRolloutProgress(progress)}${link ? `\n  ${link}` : ''}\n`);
+        if (opts.json) printJson({ id: opts.id, status, progress, version, ui: link });
+        else process.stdout.write(`${opts.id}: running, ${describeRolloutProgress(progress)}${versionLine(version)}${link ? `\n  ${link}` : ''}\n`);
       } else {
         const report = (await handle.result()) as RolloutReport;
-        if (opts.json) printJson({ id: opts.id, status, report, ui: link });
-        else process.stdout.write(`${describeRolloutReport(report)}${link ? `\n  ${link}` : ''}\n`);
+        if (opts.json) printJson({ id: opts.id, status, report, version, ui: link });
+        else process.stdout.write(`${describeRolloutReport(report)}${versionLine(version)}${link ? `\n  ${link}` : ''}\n`);
       }
       return;
     }
@@ -57,7 +62,7 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
     const steps = progress?.steps ?? result?.steps ?? (details as { steps?: PassthroughResult['steps'] } | null)?.steps ?? [];
     const outcome = result?.outcome ?? (details as { outcome?: string } | null)?.outcome ?? (status === 'RUNNING' ? null : 'failed');
     if (opts.json) {
-      printJson({ id: opts.id, status, step: progress?.step ?? 'done', waitingFor: progress?.waitingFor ?? null, outcome, steps, result, error, details, ui: link });
+      printJson({ id: opts.id, status, step: progress?.step ?? 'done', waitingFor: progress?.waitingFor ?? null, outcome, steps, result, error, details, version, ui: link });
       return;
     }
     const out = [`${opts.id}: ${status.toLowerCase()}${outcome ? `, outcome ${outcome}` : ''}`];
@@ -66,6 +71,8 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
     if (error) out.push(`  error: ${error.code}: ${error.message}`);
     const residue = (details as { residue?: string[] } | null)?.residue ?? [];
     for (const r of residue) out.push(`  left on the host: ${r}`);
+    const build = versionLine(version);
+    if (build) out.push(build.slice(1));
     if (link) out.push(`  ${link}`);
     process.stdout.write(out.join('\n') + '\n');
   } finally {

@@ -1,0 +1,108 @@
+import { type Connection, isGrpcServiceError } from '@temporalio/client';
+import proto from '@temporalio/proto';
+import { ErrorCode, PtcError } from '../schemas/errors.js';
+
+/** The Worker Deployment every `ptctl worker` joins unless told otherwise (`--deployment`, PTC_DEPLOYMENT_NAME). */
+export const DEFAULT_DEPLOYMENT_NAME = 'ptctl';
+
+const enums = proto.temporal.api.enums.v1;
+// gRPC status codes (@grpc/grpc-js is not a direct dependency).
+const GRPC_NOT_FOUND: number = 5;
+const GRPC_FAILED_PRECONDITION: number = 9;
+type Timestamp = { seconds?: { toNumber(): number } | number | null; nanos?: number | null } | null | undefined;
+
+const iso = (ts: Timestamp): string | null => {
+  if (!ts?.seconds) return null;
+  const seconds = typeof ts.seconds === 'number' ? ts.seconds : ts.seconds.toNumber();
+  return new Date(seconds * 1000 + Math.floor((ts.nanos ?? 0) / 1e6)).toISOString();
+};
+
+/** `WORKER_DEPLOYMENT_VERSION_STATUS_DRAINING` → `draining`: the enum's own name, without its prefix. */
+const enumName = (names: Record<number, string>, value: number | null | undefined, prefix: string): string | null => {
+  const name = value ? names[value] : undefined;
+  return name && !name.endsWith('_UNSPECIFIED') ? name.slice(prefix.length).toLowerCase().replaceAll('_', '-') : null;
+};
+
+export interface DeploymentVersionView {
+  buildId: string;
+  /** inactive | current | ramping | draining | drained (the server's view of the version). */
+  status: string | null;
+  /** While draining: draining (pinned workflows still open) or drained (safe to stop its workers). */
+  drainage: string | null;
+  drainageCheckedAt: string | null;
+  createdAt: string | null;
+}
+
+export interface DeploymentView {
+  name: string;
+  current: string | null;
+  ramping: string | null;
+  versions: DeploymentVersionView[];
+}
+
+/** Which build a workflow runs on and how it moves (describe()'s raw execution info). */
+export interface WorkflowVersionView {
+  behavior: string | null;
+  deploymentName: string | null;
+  buildId: string | null;
+}
+
+/** A deployment, its current version and every version with its drainage; null when no worker of it ever polled. */
+export async function describeDeployment(connection: Pick<Connection, 'workflowService'>, namespace: string, deploymentName: string): Promise<DeploymentView | null> {
+  let res;
+  try {
+    res = await connection.workflowService.describeWorkerDeployment({ namespace, deploymentName });
+  } catch (err) {
+    if (isGrpcServiceError(err) && (err.code as number) === GRPC_NOT_FOUND) return null;
+    throw err;
+  }
+  const info = res.workerDeploymentInfo;
+  const routing = info?.routingConfig;
+  return {
+    name: info?.name ?? deploymentName,
+    current: routing?.currentDeploymentVersion?.buildId || null,
+    ramping: routing?.rampingDeploymentVersion?.buildId || null,
+    versions: (info?.versionSummaries ?? []).map((v) => ({
+      buildId: v.deploymentVersion?.buildId ?? '',
+      status: enumName(enums.WorkerDeploymentVersionStatus, v.status, 'WORKER_DEPLOYMENT_VERSION_STATUS_'),
+      drainage: enumName(enums.VersionDrainageStatus, v.drainageInfo?.status ?? v.drainageStatus, 'VERSION_DRAINAGE_STATUS_'),
+      drainageCheckedAt: iso(v.drainageInfo?.lastCheckedTime as Timestamp),
+      createdAt: iso(v.createTime as Timestamp),
+    })),
+  };
+}
+
+/**
+ * Makes a version current: new workflows and every AUTO_UPGRADE workflow go to it from their next task;
+ * PINNED workflows stay on the version they started on. The version must have polled the task queue.
+ */
+export async function setCurrentVersion(connection: Pick<Connection, 'workflowService'>, namespace: string, deploymentName: string, buildId: string, identity: string): Promise<{ previous: string | null }> {
+  try {
+    const res = await connection.workflowService.setWorkerDeploymentCurrentVersion({ namespace, deploymentName, buildId, identity });
+    // Older servers fill only the string form, `<deployment>.<build id>`.
+    const previousString = res.previousVersion?.startsWith(`${deploymentName}.`) ? res.previousVersion.slice(deploymentName.length + 1) : null;
+    return { previous: res.previousDeploymentVersion?.buildId || previousString || null };
+  } catch (err) {
+    if (isGrpcServiceError(err) && ((err.code as number) === GRPC_NOT_FOUND || (err.code as number) === GRPC_FAILED_PRECONDITION)) {
+      throw new PtcError(ErrorCode.INVALID_INPUT, `deployment ${deploymentName} has no version ${buildId} that the server can route to (${err.details}); start \`ptctl worker\` of that build first and check \`ptctl deployment status\``, { cause: err });
+    }
+    throw err;
+  }
+}
+
+type RawVersioningInfo = {
+  behavior?: number | null;
+  deploymentVersion?: { deploymentName?: string | null; buildId?: string | null } | null;
+  versioningOverride?: { pinned?: { version?: { deploymentName?: string | null; buildId?: string | null } | null } | null } | null;
+} | null | undefined;
+
+/** The version a workflow is on; all null for a workflow that only unversioned workers ran. */
+export function workflowVersion(raw: { workflowExecutionInfo?: { versioningInfo?: RawVersioningInfo } | null }): WorkflowVersionView {
+  const info = raw.workflowExecutionInfo?.versioningInfo;
+  const version = info?.versioningOverride?.pinned?.version ?? info?.deploymentVersion;
+  return {
+    behavior: enumName(enums.VersioningBehavior, info?.behavior, 'VERSIONING_BEHAVIOR_'),
+    deploymentName: version?.deploymentName || null,
+    buildId: version?.buildId || null,
+  };
+}
