@@ -7,7 +7,7 @@ import type { PassthroughResult } from '../../schemas/passthrough.js';
 import { hostEntityWorkflowId, hostStateQuery } from '../../workflows/definitions.js';
 import { parseOperationInput } from '../../cli/commands/attach.js';
 import { submitOperation, waitForOperation } from '../../cli/operations.js';
-import { errorInfo } from '../../cli/output.js';
+import { errorInfo } from '../../cli/failures.js';
 import { type TestStack, auditEvents, runCli, snapshotFiles, startTestStack } from '../helpers/stack.js';
 import { quietTemporalRuntime } from '../helpers/temporal-env.js';
 
