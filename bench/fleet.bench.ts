@@ -9,6 +9,7 @@
  *   history   the largest workflow history (events) and the largest single payload seen.
  * Prints a table and writes .cache/bench/latest.json. Not part of `npm test`.
  * Usage: node dist/bench/fleet.bench.js [--hosts 50] [--parallel 10] [--samples 300] [--agents 100,1000]
+ *        [--only memory,agent,cli,rollout] [--out .cache/bench/latest.json]
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile, cp } from 'node:fs/promises';
@@ -34,12 +35,14 @@ const { values: flags } = parseArgs({
     samples: { type: 'string', default: '300' },
     agents: { type: 'string', default: '100,1000' },
     out: { type: 'string', default: '.cache/bench/latest.json' },
+    only: { type: 'string', default: 'memory,agent,cli,rollout' },
   },
 });
 const HOSTS = Number(flags.hosts);
 const PARALLEL = Number(flags.parallel);
 const SAMPLES = Number(flags.samples);
 const AGENT_FLEETS = flags.agents.split(',').map(Number);
+const SECTIONS = new Set(flags.only.split(','));
 const CLI_RUNS = 7;
 const BASELINE_QUEUE = 'ptc-bench-baseline';
 const DEVICE = '0000:09:00.0';
@@ -107,16 +110,29 @@ interface Latency {
   p99: number;
 }
 
-async function roundTrips(nc: NatsConnection, subject: (i: number) => string, body: (i: number) => string, check: (reply: unknown) => void): Promise<Latency> {
-  const times: number[] = [];
+interface Probe {
+  subject: (i: number) => string;
+  body: (i: number) => string;
+  check: (reply: unknown) => void;
+}
+
+/**
+ * Round trips of several probes taken by turns (echo, inspect, verify, … then again), so each sees the
+ * same moments of the machine's load: on a shared 2-core machine, runs one after the other would
+ * compare different minutes rather than different code.
+ */
+async function roundTrips(nc: NatsConnection, probes: Record<string, Probe>): Promise<Record<string, Latency>> {
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(probes).map((k) => [k, []]));
   for (let i = 0; i < SAMPLES + 20; i++) {
-    const started = process.hrtime.bigint();
-    const msg = await nc.request(subject(i), body(i), { timeout: 5000 });
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    check(msg.json());
-    if (i >= 20) times.push(ms); // the first ones warm up JIT and connections
+    for (const [name, probe] of Object.entries(probes)) {
+      const started = process.hrtime.bigint();
+      const msg = await nc.request(probe.subject(i), probe.body(i), { timeout: 5000 });
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      probe.check(msg.json());
+      if (i >= 20) times[name]?.push(ms); // the first ones warm up JIT and connections
+    }
   }
-  return { p50: median(times), p99: quantile(times, 0.99) };
+  return Object.fromEntries(Object.entries(times).map(([k, xs]) => [k, { p50: median(xs), p99: quantile(xs, 0.99) }]));
 }
 
 async function startEcho(stack: DevStack, subject: string): Promise<() => void> {
@@ -140,14 +156,13 @@ async function agentLatencies(stack: DevStack, nc: NatsConnection): Promise<Reco
   };
   const stopEcho = await startEcho(stack, '_INBOX.ptc-bench-echo');
   try {
-    const echoBody = request('echo', {});
-    const echo = await roundTrips(nc, () => '_INBOX.ptc-bench-echo', echoBody, () => undefined);
-    const inspect = await roundTrips(nc, () => agentSubject('sim-1', 'inspect'), request('inspect', {}), ok);
-    const verify = await roundTrips(nc, () => agentSubject('sim-1', 'verify'), request('verify', { bdf: DEVICE, expect: 'host' }), ok);
-    // Mutating: hide and unhide by turns, each with a fresh op id, so every one really changes the host.
-    const hide = (i: number) => agentSubject('sim-1', i % 2 === 0 ? 'hide' : 'unhide');
-    const mutating = await roundTrips(nc, hide, request('mutate', { bdf: DEVICE }), ok);
-    return { echo, inspect, verify, 'hide/unhide': mutating };
+    return await roundTrips(nc, {
+      echo: { subject: () => '_INBOX.ptc-bench-echo', body: request('echo', {}), check: () => undefined },
+      inspect: { subject: () => agentSubject('sim-1', 'inspect'), body: request('inspect', {}), check: ok },
+      verify: { subject: () => agentSubject('sim-1', 'verify'), body: request('verify', { bdf: DEVICE, expect: 'host' }), check: ok },
+      // Mutating: hide and unhide by turns, each with a fresh op id, so every one really changes the host.
+      'hide/unhide': { subject: (i) => agentSubject('sim-1', i % 2 === 0 ? 'hide' : 'unhide'), body: request('mutate', { bdf: DEVICE }), check: ok },
+    });
   } finally {
     stopEcho();
   }
@@ -236,73 +251,89 @@ async function baselineTime(stack: DevStack, client: Client, steps: number): Pro
 
 Runtime.install({ logger: new DefaultLogger('WARN') });
 const rows: Row[] = [];
-const result: Record<string, unknown> = { at: new Date().toISOString(), hosts: HOSTS, parallel: PARALLEL, samples: SAMPLES };
+const result: Record<string, unknown> = { at: new Date().toISOString(), hosts: HOSTS, parallel: PARALLEL, samples: SAMPLES, sections: [...SECTIONS] };
 const benchStarted = Date.now();
 
-say(`agents process memory at ${AGENT_FLEETS.join(', ')} simulated hosts`);
-const agentsMem = [];
-for (const n of AGENT_FLEETS) agentsMem.push(await agentsMemory(n));
-result.agentsMemory = agentsMem;
-
-say(`full stack with ${HOSTS} simulated hosts`);
-const dir = await mkdtemp(join(tmpdir(), 'ptctl-bench-'));
-const stack = await DevStack.start({ dir, simHosts: HOSTS, heartbeatMs: 60_000 });
-const connection = await Connection.connect({ address: stack.connection.temporalAddress });
-const client = new Client({ connection, namespace: stack.connection.temporalNamespace });
-const nc = await connectNats({ servers: stack.connection.natsUrl, seedFile: stack.connection.natsCreds, name: 'ptc-bench' });
-try {
-  say('agent round trips');
-  const lat = await agentLatencies(stack, nc);
-  result.agent = lat;
-
-  say('CLI wall time');
-  const nodeMs: number[] = [];
-  const hostsMs: number[] = [];
-  for (let i = 0; i < CLI_RUNS; i++) {
-    nodeMs.push(await timeRun(['-e', '0'], false));
-    hostsMs.push(await timeRun([PTCTL_ENTRY, 'hosts', '--json', '--dir', dir], true));
-  }
-
-  say(`rollout of ${HOSTS} hosts at max parallel ${PARALLEL}`);
-  const workerBefore = await rssMiB(stack.workerPid);
-  const rolloutS = await rolloutTime(stack, client);
-  const workerAfter = await rssMiB(stack.workerPid);
-  const statusMs: number[] = [];
-  for (let i = 0; i < CLI_RUNS; i++) statusMs.push(await timeRun([PTCTL_ENTRY, 'status', 'rollout/bench', '--json', '--dir', dir], true));
-  result.cli = { nodeMs, hostsMs, statusMs };
-
-  say('histories');
-  const hist = await histories(client, 'sim-1');
-  result.history = hist;
-  const steps = hist.host.activities;
-  say(`bare baseline: ${HOSTS} children, ${PARALLEL} at once, ${steps} no-op activities each`);
-  const baselineS = await baselineTime(stack, client, steps);
-  result.rollout = { rolloutS, baselineS, steps, workerRssBeforeMiB: workerBefore, workerRssAfterMiB: workerAfter };
-
-  rows.push({ figure: `rollout ${HOSTS} hosts @${PARALLEL} (throughput)`, ptctl: `${rolloutS.toFixed(1)} s`, baseline: `${baselineS.toFixed(1)} s bare Temporal, ${steps} activities/child`, ratio: baselineS / rolloutS, target: '≥ 1.0' });
-  for (const k of ['inspect', 'verify', 'hide/unhide']) {
-    const l = lat[k];
-    const e = lat.echo;
-    if (!l || !e) continue;
-    rows.push({ figure: `agent ${k} p50`, ptctl: `${l.p50.toFixed(2)} ms`, baseline: `${e.p50.toFixed(2)} ms raw NATS echo`, ratio: l.p50 / e.p50, target: '≤ 1.5' });
-    rows.push({ figure: `agent ${k} p99`, ptctl: `${l.p99.toFixed(2)} ms`, baseline: `${e.p99.toFixed(2)} ms raw NATS echo`, ratio: l.p99 / e.p99, target: '≤ 2 ms' });
-  }
-  const nodeMedian = median(nodeMs);
-  rows.push({ figure: 'ptctl hosts --json (median)', ptctl: `${median(hostsMs).toFixed(0)} ms`, baseline: `${nodeMedian.toFixed(0)} ms node -e 0`, ratio: median(hostsMs) / nodeMedian, target: '≤ +300 ms' });
-  rows.push({ figure: 'ptctl status rollout (median)', ptctl: `${median(statusMs).toFixed(0)} ms`, baseline: `${nodeMedian.toFixed(0)} ms node -e 0`, ratio: median(statusMs) / nodeMedian, target: '≤ +300 ms' });
-  const workerPerHost = (workerAfter - workerBefore) / HOSTS;
-  rows.push({ figure: 'worker RSS growth per host', ptctl: `${workerPerHost.toFixed(2)} MiB`, baseline: `${workerBefore.toFixed(0)} MiB idle worker`, ratio: (workerAfter - workerBefore) / workerBefore, target: '≤ 0.5 MiB/host' });
+if (SECTIONS.has('memory')) {
+  say(`agents process memory at ${AGENT_FLEETS.join(', ')} simulated hosts`);
+  const agentsMem = [];
+  for (const n of AGENT_FLEETS) agentsMem.push(await agentsMemory(n));
+  result.agentsMemory = agentsMem;
   const [small, ...larger] = agentsMem;
   for (const m of larger) {
     if (!small) break;
     rows.push({ figure: `agents RSS at ${m.hosts} hosts`, ptctl: `${m.rssMiB.toFixed(0)} MiB (${m.kibPerHost.toFixed(0)} KiB/host)`, baseline: `${small.rssMiB.toFixed(0)} MiB at ${small.hosts} (${small.kibPerHost.toFixed(0)} KiB/host)`, ratio: m.kibPerHost / small.kibPerHost, target: '≤ 1 GiB at 1,000' });
   }
-  rows.push({ figure: 'largest history', ptctl: `${hist.largestEvents} events (${hist.largestEventsId})`, baseline: '10,000 events', ratio: hist.largestEvents / 10_000, target: '≤ 1.0' });
-  rows.push({ figure: 'largest payload', ptctl: `${(hist.largestPayloadBytes / 1024).toFixed(1)} KiB (${hist.largestPayloadId})`, baseline: '256 KiB', ratio: hist.largestPayloadBytes / (256 * 1024), target: '≤ 1.0' });
-  rows.push({ figure: 'one host costs', ptctl: `${hist.host.workflows} workflows, ${hist.host.events} events, ${hist.host.workflowTasks} workflow tasks, ${steps} activities`, baseline: '1 child workflow', ratio: hist.host.workflows, target: '' });
+}
+
+const temporal = SECTIONS.has('rollout');
+say(`${temporal ? 'full stack' : 'NATS and agents'} with ${HOSTS} simulated hosts`);
+const dir = await mkdtemp(join(tmpdir(), 'ptctl-bench-'));
+const stack = await DevStack.start({ dir, simHosts: HOSTS, heartbeatMs: 60_000, temporal });
+const connection = temporal ? await Connection.connect({ address: stack.connection.temporalAddress }) : null;
+const client = connection ? new Client({ connection, namespace: stack.connection.temporalNamespace }) : null;
+const nc = await connectNats({ servers: stack.connection.natsUrl, seedFile: stack.connection.natsCreds, name: 'ptc-bench' });
+try {
+  if (SECTIONS.has('agent')) {
+    say('agent round trips');
+    const lat = await agentLatencies(stack, nc);
+    result.agent = lat;
+    for (const k of ['inspect', 'verify', 'hide/unhide']) {
+      const l = lat[k];
+      const e = lat.echo;
+      if (!l || !e) continue;
+      rows.push({ figure: `agent ${k} p50`, ptctl: `${l.p50.toFixed(2)} ms`, baseline: `${e.p50.toFixed(2)} ms raw NATS echo`, ratio: l.p50 / e.p50, target: '≤ 1.5' });
+      rows.push({ figure: `agent ${k} p99`, ptctl: `${l.p99.toFixed(2)} ms`, baseline: `${e.p99.toFixed(2)} ms raw NATS echo`, ratio: l.p99 / e.p99, target: '≤ 2 ms' });
+    }
+  }
+
+  const nodeMs: number[] = [];
+  const hostsMs: number[] = [];
+  const temporalImportMs: number[] = [];
+  if (SECTIONS.has('cli')) {
+    say('CLI wall time');
+    for (let i = 0; i < CLI_RUNS; i++) {
+      nodeMs.push(await timeRun(['-e', '0'], false));
+      hostsMs.push(await timeRun([PTCTL_ENTRY, 'hosts', '--json', '--dir', dir], true));
+      // The floor of any command that talks to Temporal: loading its client library, nothing else.
+      temporalImportMs.push(await timeRun(['--input-type=module', '-e', "await import('@temporalio/client')"], false));
+    }
+    rows.push({ figure: 'ptctl hosts --json (median)', ptctl: `${median(hostsMs).toFixed(0)} ms`, baseline: `${median(nodeMs).toFixed(0)} ms node -e 0`, ratio: median(hostsMs) / median(nodeMs), target: '≤ +300 ms' });
+    rows.push({ figure: 'import @temporalio/client alone', ptctl: `${median(temporalImportMs).toFixed(0)} ms`, baseline: `${median(nodeMs).toFixed(0)} ms node -e 0`, ratio: median(temporalImportMs) / median(nodeMs), target: '(floor of status)' });
+  }
+
+  if (temporal && client) {
+    say(`rollout of ${HOSTS} hosts at max parallel ${PARALLEL}`);
+    const workerBefore = await rssMiB(stack.workerPid);
+    const rolloutS = await rolloutTime(stack, client);
+    const workerAfter = await rssMiB(stack.workerPid);
+    if (SECTIONS.has('cli')) {
+      const statusMs: number[] = [];
+      for (let i = 0; i < CLI_RUNS; i++) statusMs.push(await timeRun([PTCTL_ENTRY, 'status', 'rollout/bench', '--json', '--dir', dir], true));
+      rows.push({ figure: 'ptctl status rollout (median)', ptctl: `${median(statusMs).toFixed(0)} ms`, baseline: `${median(nodeMs).toFixed(0)} ms node -e 0`, ratio: median(statusMs) / median(nodeMs), target: '≤ +300 ms' });
+      result.cli = { nodeMs, hostsMs, statusMs, temporalImportMs };
+    }
+
+    say('histories');
+    const hist = await histories(client, 'sim-1');
+    result.history = hist;
+    const steps = hist.host.activities;
+    say(`bare baseline: ${HOSTS} children, ${PARALLEL} at once, ${steps} no-op activities each`);
+    const baselineS = await baselineTime(stack, client, steps);
+    result.rollout = { rolloutS, baselineS, steps, workerRssBeforeMiB: workerBefore, workerRssAfterMiB: workerAfter };
+
+    rows.unshift({ figure: `rollout ${HOSTS} hosts @${PARALLEL} (throughput)`, ptctl: `${rolloutS.toFixed(1)} s`, baseline: `${baselineS.toFixed(1)} s bare Temporal, ${steps} activities/child`, ratio: baselineS / rolloutS, target: '≥ 1.0' });
+    const workerPerHost = (workerAfter - workerBefore) / HOSTS;
+    rows.push({ figure: 'worker RSS growth per host', ptctl: `${workerPerHost.toFixed(2)} MiB`, baseline: `${workerBefore.toFixed(0)} MiB idle worker`, ratio: (workerAfter - workerBefore) / workerBefore, target: '≤ 0.5 MiB/host' });
+    rows.push({ figure: 'largest history', ptctl: `${hist.largestEvents} events (${hist.largestEventsId})`, baseline: '10,000 events', ratio: hist.largestEvents / 10_000, target: '≤ 1.0' });
+    rows.push({ figure: 'largest payload', ptctl: `${(hist.largestPayloadBytes / 1024).toFixed(1)} KiB (${hist.largestPayloadId})`, baseline: '256 KiB', ratio: hist.largestPayloadBytes / (256 * 1024), target: '≤ 1.0' });
+    rows.push({ figure: 'one host costs', ptctl: `${hist.host.workflows} workflows, ${hist.host.events} events, ${hist.host.workflowTasks} workflow tasks, ${steps} activities`, baseline: '1 child workflow', ratio: hist.host.workflows, target: '' });
+  } else if (SECTIONS.has('cli')) {
+    result.cli = { nodeMs, hostsMs, temporalImportMs };
+  }
 } finally {
   await nc.close();
-  await connection.close();
+  await connection?.close();
   await stack.stop();
   await cp(join(dir, 'logs'), '.cache/bench/logs', { recursive: true }).catch(() => undefined);
   await rm(dir, { recursive: true, force: true });
