@@ -19,6 +19,7 @@ import {
 } from '../schemas/agent-protocol.js';
 import { ErrorCode, type ErrorInfo, PtcError, describeZodError, isPermanent } from '../schemas/errors.js';
 import type { HostBackend } from './backend.js';
+import { AuditOutbox } from './audit-outbox.js';
 import { DEFAULT_HOTPLUG_CAP, type HandlerContext, type HotplugCap, commandHandlers } from './command-handlers.js';
 import { DeviceRecords } from './device-records.js';
 import { readInventory } from './host-inventory.js';
@@ -67,6 +68,7 @@ export class HostAgent {
     private readonly opts: HostAgentOptions,
     private readonly journal: OpJournal,
     private readonly records: DeviceRecords,
+    private readonly outbox: AuditOutbox,
   ) {
     this.js = jetstream(opts.nc);
   }
@@ -74,7 +76,9 @@ export class HostAgent {
   static async start(opts: HostAgentOptions): Promise<HostAgent> {
     const journal = await OpJournal.open(join(opts.stateDir, 'journal.jsonl'));
     const records = await DeviceRecords.open(opts.stateDir);
-    const agent = new HostAgent(opts, journal, records);
+    // Audit events leave through the outbox: published at once, acknowledged off the reply's critical path.
+    const outbox = AuditOutbox.open({ js: jetstream(opts.nc), file: join(opts.stateDir, 'audit-outbox.jsonl'), log: opts.log });
+    const agent = new HostAgent(opts, journal, records, outbox);
     opts.backend.onBoot(() => agent.enqueue(() => agent.announce()));
     agent.sub = opts.nc.subscribe(agentSubjectWildcard(opts.hostId), {
       callback: (err, msg) => {
@@ -103,6 +107,7 @@ export class HostAgent {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.sub?.unsubscribe();
     await this.queue;
+    await this.outbox.close();
     await this.opts.backend.close();
   }
 
@@ -136,11 +141,7 @@ export class HostAgent {
       command,
       detail,
     };
-    try {
-      await this.js.publish(eventSubject(this.opts.hostId, kind), JSON.stringify(event), { timeout: 5000 });
-    } catch (err) {
-      this.opts.log.error({ err, event }, 'audit event publish failed');
-    }
+    this.outbox.enqueue(eventSubject(this.opts.hostId, kind), event);
   }
 
   private async reply(msg: Msg, reply: AgentReply): Promise<void> {

@@ -1,10 +1,12 @@
-import { Client, Connection as TemporalConnection } from '@temporalio/client';
+import type { Client, Connection as TemporalConnection } from '@temporalio/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { connectNats } from '../transport/nats-connection.js';
 import type { Connection } from './connection.js';
 
 export async function openTemporal(conn: Connection): Promise<{ client: Client; close: () => Promise<void> }> {
+  // Loaded here, not at the top: `ptctl hosts` and the agent use this module and never talk to Temporal.
+  const { Client, Connection: TemporalConnection } = await import('@temporalio/client');
   let connection: TemporalConnection;
   try {
     connection = await TemporalConnection.connect({ address: conn.temporalAddress, connectTimeout: 5000 });

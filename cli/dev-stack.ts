@@ -41,6 +41,8 @@ export interface DevStackOptions {
   agents?: boolean;
   /** Extra `ptctl worker` arguments (e.g. `--unversioned`, `--build-id`). */
   workerArgs?: readonly string[];
+  /** How long to wait for every simulated host's first inventory (default 60 s; a 1,000-host bench on a busy machine needs more). */
+  agentsReadyMs?: number;
   /** Progress lines ("nats-server ready on …"). */
   onProgress?: (line: string) => void;
 }
@@ -259,7 +261,7 @@ export class DevStack {
     this.agentsProcess = ManagedProcess.start('agents', process.execPath, args, { logFile: this.path('logs', 'agents.log'), env });
     this.processes.push(this.agentsProcess);
     const kv = await new Kvm(this.nc).open(HOSTS_BUCKET);
-    await waitFor(`agents of ${this.hosts.length} simulated hosts`, 60_000, async () => {
+    await waitFor(`agents of ${this.hosts.length} simulated hosts`, this.opts.agentsReadyMs ?? 60_000, async () => {
       for (const h of this.hosts) {
         const entry = await kv.get(h);
         const inv = entry?.operation === 'PUT' ? HostInventory.safeParse(entry.json()) : null;
@@ -311,6 +313,11 @@ export class DevStack {
   /** Pid of the agents' process (benchmarks read its memory). */
   get agentsPid(): number | undefined {
     return this.agentsProcess?.pid;
+  }
+
+  /** Pid of the worker's process (benchmarks read its memory). */
+  get workerPid(): number | undefined {
+    return this.processes.find((p) => p.name === 'worker')?.pid;
   }
 
   /** Exit info of the agents' process, e.g. after an injected crash. */

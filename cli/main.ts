@@ -1,24 +1,12 @@
 import { Command, Option } from 'commander';
 import { z } from 'zod';
-import { SimFaults } from '../agent/sim/sim-host.js';
-import { readFleetFile } from '../agent/sim/fleet-file.js';
 import { ErrorCode, PtcError, describeZodError } from '../schemas/errors.js';
 import { HostId } from '../schemas/ids.js';
-import { runSimAgents } from './agent-runner.js';
-import { runLinuxAgent } from './linux-agent.js';
-import { operationCommand } from './commands/attach.js';
-import { statusCommand } from './commands/status.js';
-import { controlCommand } from './commands/rollout.js';
-import { demoCommand } from './commands/demo.js';
-import { devCommand } from './commands/dev.js';
-import { hostsCommand } from './commands/hosts.js';
-import { planCommand } from './commands/plan.js';
-import { applyCommand } from './commands/apply.js';
-import { windowCreateCommand, windowDeleteCommand, windowListCommand } from './commands/window.js';
-import { DEFAULT_STATE_DIR, resolveConnection } from './connection.js';
-import { reportError } from './output.js';
-import { runWorker } from './worker.js';
-import { deploymentSetCurrentCommand, deploymentStatusCommand } from './commands/deployment.js';
+import { DEFAULT_STATE_DIR } from './connection.js';
+
+// Each command imports what it runs when it runs (`await import(...)` in its action): loading every
+// command's modules up front (the Temporal worker, the simulator, the plan engine) made a one-line
+// `ptctl hosts` cost over a second before it did anything.
 
 /** Parses CLI input with a schema; every problem is reported at once, before anything is contacted. */
 function parseInput<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
@@ -59,6 +47,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--heartbeat <ms>', 'agent inventory heartbeat', '5000')
     .option('--fleet <file>', 'per-host profiles and faults (YAML or JSON); its hosts are the simulated hosts')
     .action(async (o: { dir: string; simHosts: string; profile: string; heartbeat: string; fleet?: string }) => {
+      const [{ readFleetFile }, { devCommand }] = await Promise.all([import('../agent/sim/fleet-file.js'), import('./commands/dev.js')]);
       const fleet = o.fleet ? await readFleetFile(o.fleet) : undefined;
       const fleetHosts = fleet ? Object.keys(fleet.hosts) : [];
       await devCommand({
@@ -76,18 +65,21 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--hosts <n>', 'number of simulated hosts (at least 4 for every situation)', '12')
     .option('--keep', 'keep the temp dir for inspection', false)
     .action(async (o: { hosts: string; keep: boolean }) => {
+      const { demoCommand } = await import('./commands/demo.js');
       await demoCommand({ hosts: parseInput(count(50).min(1), o.hosts, '--hosts'), keep: o.keep });
     });
 
   connectionOptions(program.command('hosts').description('list hosts and their PCI devices from the agents\' inventory'))
     .option('--host <id>', 'only this host')
     .action(async (o: Record<string, unknown>) => {
+      const { hostsCommand } = await import('./commands/hosts.js');
       await hostsCommand({ ...connectionFlags(o), host: o.host as string | undefined, json: o.json === true });
     });
 
   // `ptctl plan FILE`: planCommand returns the exit code (0, or 2 when the plan has refusals or unknown hosts).
   connectionOptions(program.command('plan').description('show what a plan file would change, host by host, from live inventory; changes nothing').argument('<file>', 'plan file (YAML or JSON)')).action(
     async (file: string, o: Record<string, unknown>) => {
+      const { planCommand } = await import('./commands/plan.js');
       outcome.exitCode = await planCommand({ ...connectionFlags(o), file, json: o.json === true });
     },
   );
@@ -100,6 +92,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--wait', 'follow the rollout to its end, with live progress', false)
     .action(async (file: string, o: Record<string, unknown>) => {
       const str = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+      const { applyCommand } = await import('./commands/apply.js');
       outcome.exitCode = await applyCommand({
         ...connectionFlags(o),
         file,
@@ -123,6 +116,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
       .option('--wait', 'wait for the outcome, showing progress', false);
   const operationAction = (kind: 'attach' | 'detach') => async (o: Record<string, unknown>) => {
     const str = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+    const { operationCommand } = await import('./commands/attach.js');
     await operationCommand(kind, {
       ...connectionFlags(o),
       host: str('host'),
@@ -147,6 +141,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
 
   connectionOptions(program.command('status').description('show where an operation is, or how it ended').argument('<id>', 'operation id, e.g. op/sim-1/0000:09:00.0/…')).action(
     async (id: string, o: Record<string, unknown>) => {
+      const { statusCommand } = await import('./commands/status.js');
       await statusCommand({ ...connectionFlags(o), id, json: o.json === true });
     },
   );
@@ -169,6 +164,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
   for (const action of ['pause', 'resume', 'cancel'] as const) {
     connectionOptions(program.command(action).description(`${action} a rollout${action === 'cancel' ? ' (in-flight hosts compensate) or an operation' : ''}`).argument('<id>', 'rollout/<name> or op/<host>/<bdf>/<n>')).action(
       async (id: string, o: Record<string, unknown>) => {
+        const { controlCommand } = await import('./commands/rollout.js');
         await controlCommand(action, { ...connectionFlags(o), id, json: o.json === true });
       },
     );
@@ -184,12 +180,15 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .requiredOption('--plan <file>', 'plan file (YAML or JSON)')
     .action(async (name: string, o: Record<string, unknown>) => {
       const str = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+      const { windowCreateCommand } = await import('./commands/window.js');
       await windowCreateCommand({ ...connectionFlags(o), name, cron: str('cron') ?? '', timezone: str('timezone') ?? 'UTC', duration: str('duration') ?? '', cutoff: str('cutoff'), expectedHost: str('expectedHost'), plan: str('plan') ?? '', json: o.json === true });
     });
   connectionOptions(window.command('list').description('list windows and their next opening')).action(async (o: Record<string, unknown>) => {
+    const { windowListCommand } = await import('./commands/window.js');
     await windowListCommand({ ...connectionFlags(o), json: o.json === true });
   });
   connectionOptions(window.command('delete').description('delete a window').argument('<name>', 'window name')).action(async (name: string, o: Record<string, unknown>) => {
+    const { windowDeleteCommand } = await import('./commands/window.js');
     await windowDeleteCommand({ ...connectionFlags(o), name, json: o.json === true });
   });
 
@@ -198,6 +197,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--build-id <id>', 'build id (env PTC_BUILD_ID; default derived from the workflow code)')
     .option('--unversioned', 'poll without a deployment version (servers without Worker Deployment Versioning; unsafe across upgrades)', false)
     .action(async (o: Record<string, unknown>) => {
+      const [{ runWorker }, { resolveConnection }] = await Promise.all([import('./worker.js'), import('./connection.js')]);
       const str = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
       await runWorker(await resolveConnection(connectionFlags(o)), {
         deploymentName: str('deployment'),
@@ -210,10 +210,12 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
   const deployment = program.command('deployment').description('builds of the worker: which is current, which still drain (README "Upgrading ptctl while work runs")');
   const deploymentOption = (cmd: Command): Command => connectionOptions(cmd).option('--deployment <name>', 'Worker Deployment name (env PTC_DEPLOYMENT_NAME, default ptctl)');
   deploymentOption(deployment.command('status').description('the deployment\'s builds, the current one, and whether old ones have drained')).action(async (o: Record<string, unknown>) => {
+    const { deploymentStatusCommand } = await import('./commands/deployment.js');
     await deploymentStatusCommand({ ...connectionFlags(o), deploymentName: typeof o.deployment === 'string' ? o.deployment : undefined, json: o.json === true });
   });
   deploymentOption(deployment.command('set-current').description('send new work and auto-upgrading workflows to a build; pinned ones finish where they started').argument('<build-id>', 'build id, as `ptctl worker` printed it')).action(
     async (buildId: string, o: Record<string, unknown>) => {
+      const { deploymentSetCurrentCommand } = await import('./commands/deployment.js');
       await deploymentSetCurrentCommand({ ...connectionFlags(o), deploymentName: typeof o.deployment === 'string' ? o.deployment : undefined, buildId: parseInput(z.string().min(1).max(255), buildId, 'build id'), json: o.json === true });
     },
   );
@@ -239,6 +241,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
       const natsUrl = o.natsUrl ?? process.env.PTC_NATS_URL;
       if (!natsUrl) throw new PtcError(ErrorCode.INVALID_INPUT, '--nats-url (or PTC_NATS_URL) is required');
       if (o.backend === 'linux') {
+        const { runLinuxAgent } = await import('./linux-agent.js');
         const [hostId, ...more] = hostIds;
         if (!hostId || more.length > 0) throw new PtcError(ErrorCode.INVALID_INPUT, 'the linux backend runs exactly one --host-id (this host)');
         const natsCreds = o.natsCreds ?? process.env.PTC_NATS_CREDS;
@@ -254,6 +257,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
         });
         return;
       }
+      const [{ SimFaults }, { readFleetFile }, { runSimAgents }] = await Promise.all([import('../agent/sim/sim-host.js'), import('../agent/sim/fleet-file.js'), import('./agent-runner.js')]);
       let faults: unknown = {};
       if (o.simFaults) {
         try {
@@ -297,6 +301,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       // commander already printed its message; input errors exit 2.
       return 2;
     }
+    const { reportError } = await import('./output.js');
     return reportError(err, json);
   }
 }

@@ -13,7 +13,7 @@ import { AgentClient } from '../../transport/agent-client.js';
 import { simHostDir } from '../agent-runner.js';
 import { openNats, openTemporal, readHostInventories } from '../clients.js';
 import { DevStack } from '../dev-stack.js';
-import { errorInfo } from '../output.js';
+import { errorInfo } from '../failures.js';
 import { newOpSuffix, parseOperationInput } from './attach.js';
 import { waitForOperation } from '../operations.js';
 import { submitOperation } from '../../transport/host-operations.js';

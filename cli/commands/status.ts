@@ -6,7 +6,8 @@ import type { RolloutReport } from '../../workflows/rollout-workflow.js';
 import { describeRolloutProgress, describeRolloutReport } from './rollout.js';
 import { openTemporal, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
-import { errorInfo, failureDetails, printJson } from '../output.js';
+import { errorInfo, failureDetails } from '../failures.js';
+import { printJson } from '../output.js';
 import { type WorkflowVersionView, workflowVersion } from '../../transport/worker-deployment.js';
 
 export interface StatusOptions extends ConnectionFlags {

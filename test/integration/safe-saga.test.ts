@@ -8,7 +8,7 @@ import { hostEntityWorkflowId, hostStateQuery, passthroughProgressQuery } from '
 import { parseOperationInput } from '../../cli/commands/attach.js';
 import { waitForOperation } from '../../cli/operations.js';
 import { submitOperation } from '../../transport/host-operations.js';
-import { errorInfo } from '../../cli/output.js';
+import { errorInfo } from '../../cli/failures.js';
 import { type TestStack, auditEvents, runCli, snapshotFiles, startTestStack } from '../helpers/stack.js';
 import { quietTemporalRuntime } from '../helpers/temporal-env.js';
 

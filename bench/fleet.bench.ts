@@ -1,0 +1,349 @@
+/**
+ * `npm run bench`: ptctl's costs, each as a ratio against a baseline measured in the same run on the
+ * same servers, so the figures mean the same on a laptop and on this 2-core machine:
+ *   rollout   hosts/s of a real rollout vs a bare Temporal parent running as many children, as many at
+ *             once, each with as many no-op activities as one ptctl host really scheduled;
+ *   agent     round trip of inspect, verify and a mutating command vs a raw NATS request/reply echo;
+ *   cli       wall time of `ptctl hosts --json` and `ptctl status` vs `node -e 0`;
+ *   memory    worker RSS per host rolled out, agents-process RSS per simulated host at 100 and 1,000;
+ *   history   the largest workflow history (events) and the largest single payload seen.
+ * Prints a table and writes .cache/bench/latest.json. Not part of `npm test`.
+ * Usage: node dist/bench/fleet.bench.js [--hosts 50] [--parallel 10] [--samples 300] [--agents 100,1000]
+ *        [--only memory,agent,cli,rollout] [--out .cache/bench/latest.json]
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile, cp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import Table from 'cli-table3';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import proto from '@temporalio/proto';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { DevStack } from '../cli/dev-stack.js';
+import { PTCTL_ENTRY } from '../cli/tools.js';
+import { connectNats } from '../transport/nats-connection.js';
+import { agentSubject } from '../schemas/agent-protocol.js';
+import type { BaselineInput } from './baseline-workflows.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    hosts: { type: 'string', default: '50' },
+    parallel: { type: 'string', default: '10' },
+    samples: { type: 'string', default: '300' },
+    agents: { type: 'string', default: '100,1000' },
+    out: { type: 'string', default: '.cache/bench/latest.json' },
+    only: { type: 'string', default: 'memory,agent,cli,rollout' },
+  },
+});
+const HOSTS = Number(flags.hosts);
+const PARALLEL = Number(flags.parallel);
+const SAMPLES = Number(flags.samples);
+const AGENT_FLEETS = flags.agents.split(',').map(Number);
+const SECTIONS = new Set(flags.only.split(','));
+const CLI_RUNS = 7;
+const BASELINE_QUEUE = 'ptc-bench-baseline';
+const DEVICE = '0000:09:00.0';
+
+const say = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
+const median = (xs: readonly number[]): number => quantile(xs, 0.5);
+function quantile(xs: readonly number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
+}
+
+async function rssMiB(pid: number | undefined): Promise<number> {
+  if (pid === undefined) throw new Error('process not running');
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 'NaN') / 1024;
+}
+
+/** Wall time of one process run to its exit, in ms; its stdout must parse when `json` is set. */
+function timeRun(args: readonly string[], json: boolean): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PTC_NATS_URL: '', PTC_NATS_CREDS: '', PTC_TEMPORAL_ADDRESS: '' } });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (code !== 0) return reject(new Error(`${args.join(' ')} exited ${code}: ${err}`));
+      if (json) JSON.parse(out);
+      resolve(ms);
+    });
+  });
+}
+
+interface Row {
+  figure: string;
+  ptctl: string;
+  baseline: string;
+  ratio: number;
+  target: string;
+}
+
+// ---------- agents process memory (no Temporal) ----------
+
+async function agentsMemory(hosts: number): Promise<{ hosts: number; readyS: number; rssMiB: number; kibPerHost: number }> {
+  const dir = await mkdtemp(join(tmpdir(), 'ptctl-bench-'));
+  const started = Date.now();
+  const stack = await DevStack.start({ dir, simHosts: hosts, temporal: false, heartbeatMs: 60_000, agentsReadyMs: 300_000 });
+  const readyS = (Date.now() - started) / 1000;
+  try {
+    const rss = await rssMiB(stack.agentsPid);
+    return { hosts, readyS, rssMiB: rss, kibPerHost: (rss * 1024) / hosts };
+  } finally {
+    await stack.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------- agent round trip ----------
+
+interface Latency {
+  p50: number;
+  p99: number;
+}
+
+interface Probe {
+  subject: (i: number) => string;
+  body: (i: number) => string;
+  check: (reply: unknown) => void;
+}
+
+/**
+ * Round trips of several probes taken by turns (echo, inspect, verify, … then again), so each sees the
+ * same moments of the machine's load: on a shared 2-core machine, runs one after the other would
+ * compare different minutes rather than different code.
+ */
+async function roundTrips(nc: NatsConnection, probes: Record<string, Probe>): Promise<Record<string, Latency>> {
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(probes).map((k) => [k, []]));
+  for (let i = 0; i < SAMPLES + 20; i++) {
+    for (const [name, probe] of Object.entries(probes)) {
+      const started = process.hrtime.bigint();
+      const msg = await nc.request(probe.subject(i), probe.body(i), { timeout: 5000 });
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      probe.check(msg.json());
+      if (i >= 20) times[name]?.push(ms); // the first ones warm up JIT and connections
+    }
+  }
+  return Object.fromEntries(Object.entries(times).map(([k, xs]) => [k, { p50: median(xs), p99: quantile(xs, 0.99) }]));
+}
+
+async function startEcho(stack: DevStack, subject: string): Promise<() => void> {
+  const child = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'echo-responder.js'), stack.connection.natsUrl, stack.connection.natsCreds, subject], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`echo responder exited ${code}`)));
+  });
+  return () => child.kill('SIGTERM');
+}
+
+async function agentLatencies(stack: DevStack, nc: NatsConnection): Promise<Record<string, Latency>> {
+  const run = Date.now();
+  const request = (kind: string, args: unknown) => (i: number) => JSON.stringify({ opId: `bench/${run}/${kind}/${i}`, hostId: 'sim-1', issuedAt: new Date().toISOString(), args });
+  const answered = (reply: unknown): void => {
+    if (typeof reply !== 'object' || reply === null || !('ok' in reply)) throw new Error(`not an agent reply: ${JSON.stringify(reply)}`);
+  };
+  const ok = (reply: unknown): void => {
+    answered(reply);
+    if ((reply as { ok: boolean }).ok !== true) throw new Error(`agent refused: ${JSON.stringify(reply)}`);
+  };
+  const stopEcho = await startEcho(stack, '_INBOX.ptc-bench-echo');
+  try {
+    return await roundTrips(nc, {
+      echo: { subject: () => '_INBOX.ptc-bench-echo', body: request('echo', {}), check: () => undefined },
+      inspect: { subject: () => agentSubject('sim-1', 'inspect'), body: request('inspect', {}), check: ok },
+      verify: { subject: () => agentSubject('sim-1', 'verify'), body: request('verify', { bdf: DEVICE, expect: 'host' }), check: ok },
+      // Mutating: hide and unhide by turns, each with a fresh op id, so every one really changes the host.
+      'hide/unhide': { subject: (i) => agentSubject('sim-1', i % 2 === 0 ? 'hide' : 'unhide'), body: request('mutate', { bdf: DEVICE }), check: ok },
+    });
+  } finally {
+    stopEcho();
+  }
+}
+
+// ---------- rollout and the bare baseline ----------
+
+async function rolloutTime(stack: DevStack, client: Client): Promise<number> {
+  const plan = join(stack.dir, 'bench-plan.yaml');
+  await writeFile(plan, ['name: bench', 'hosts:', '  idPattern: sim-*', 'assignments:', `  - device: "${DEVICE}"`, '    guest: vm-hvm', ''].join('\n'));
+  await timeRun([PTCTL_ENTRY, 'apply', plan, '--dir', stack.dir, '--canary', '0', '--max-parallel', String(PARALLEL), '--max-failures', '0', '--json'], true);
+  const handle = client.workflow.getHandle('rollout/bench');
+  const report = (await handle.result()) as { hosts?: { outcome?: string }[] } | null;
+  const d = await handle.describe();
+  if (!d.closeTime) throw new Error('rollout did not close');
+  say(`rollout report: ${JSON.stringify(report).slice(0, 200)}`);
+  return (d.closeTime.getTime() - d.startTime.getTime()) / 1000;
+}
+
+interface HistoryFigures {
+  workflows: number;
+  largestEvents: number;
+  largestEventsId: string;
+  largestPayloadBytes: number;
+  largestPayloadId: string;
+  host: { workflows: number; events: number; activities: number; workflowTasks: number };
+}
+
+const EventType = proto.temporal.api.enums.v1.EventType;
+
+function largestPayload(value: unknown, best = 0): number {
+  if (value instanceof Uint8Array) return Math.max(best, value.length);
+  if (typeof value !== 'object' || value === null) return best;
+  let m = best;
+  for (const v of Object.values(value)) m = largestPayload(v, m);
+  return m;
+}
+
+async function histories(client: Client, hostId: string): Promise<HistoryFigures> {
+  const f: HistoryFigures = { workflows: 0, largestEvents: 0, largestEventsId: '', largestPayloadBytes: 0, largestPayloadId: '', host: { workflows: 0, events: 0, activities: 0, workflowTasks: 0 } };
+  for await (const wf of client.workflow.list()) {
+    if (wf.workflowId.startsWith('baseline')) continue;
+    f.workflows++;
+    const history = await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
+    const events = history.events ?? [];
+    if (events.length > f.largestEvents) [f.largestEvents, f.largestEventsId] = [events.length, wf.workflowId];
+    for (const e of events) {
+      // Payload bytes are the Uint8Array data fields inside the event's attributes.
+      const size = largestPayload(e);
+      if (size > f.largestPayloadBytes) [f.largestPayloadBytes, f.largestPayloadId] = [size, wf.workflowId];
+    }
+    if (wf.workflowId.split('/').includes(hostId)) {
+      f.host.workflows++;
+      f.host.events += events.length;
+      f.host.activities += events.filter((e) => e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED).length;
+      f.host.workflowTasks += events.filter((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED).length;
+    }
+  }
+  return f;
+}
+
+async function baselineTime(stack: DevStack, client: Client, steps: number): Promise<number> {
+  const connection = await NativeConnection.connect({ address: stack.connection.temporalAddress });
+  try {
+    const worker = await Worker.create({
+      connection,
+      namespace: stack.connection.temporalNamespace,
+      taskQueue: BASELINE_QUEUE,
+      workflowsPath: fileURLToPath(new URL('./baseline-workflows.js', import.meta.url)),
+      activities: { noop: (step: number) => Promise.resolve(step) },
+    });
+    return await worker.runUntil(async () => {
+      const input: BaselineInput = { hosts: HOSTS, parallel: PARALLEL, steps };
+      const handle = await client.workflow.start('baselineParent', { taskQueue: BASELINE_QUEUE, workflowId: `baseline-${Date.now()}`, args: [input] });
+      await handle.result();
+      const d = await handle.describe();
+      if (!d.closeTime) throw new Error('baseline did not close');
+      return (d.closeTime.getTime() - d.startTime.getTime()) / 1000;
+    });
+  } finally {
+    await connection.close();
+  }
+}
+
+// ---------- main ----------
+
+Runtime.install({ logger: new DefaultLogger('WARN') });
+const rows: Row[] = [];
+const result: Record<string, unknown> = { at: new Date().toISOString(), hosts: HOSTS, parallel: PARALLEL, samples: SAMPLES, sections: [...SECTIONS] };
+const benchStarted = Date.now();
+
+if (SECTIONS.has('memory')) {
+  say(`agents process memory at ${AGENT_FLEETS.join(', ')} simulated hosts`);
+  const agentsMem = [];
+  for (const n of AGENT_FLEETS) agentsMem.push(await agentsMemory(n));
+  result.agentsMemory = agentsMem;
+  const [small, ...larger] = agentsMem;
+  for (const m of larger) {
+    if (!small) break;
+    rows.push({ figure: `agents RSS at ${m.hosts} hosts`, ptctl: `${m.rssMiB.toFixed(0)} MiB (${m.kibPerHost.toFixed(0)} KiB/host)`, baseline: `${small.rssMiB.toFixed(0)} MiB at ${small.hosts} (${small.kibPerHost.toFixed(0)} KiB/host)`, ratio: m.kibPerHost / small.kibPerHost, target: '≤ 1 GiB at 1,000' });
+  }
+}
+
+const temporal = SECTIONS.has('rollout');
+say(`${temporal ? 'full stack' : 'NATS and agents'} with ${HOSTS} simulated hosts`);
+const dir = await mkdtemp(join(tmpdir(), 'ptctl-bench-'));
+const stack = await DevStack.start({ dir, simHosts: HOSTS, heartbeatMs: 60_000, temporal });
+const connection = temporal ? await Connection.connect({ address: stack.connection.temporalAddress }) : null;
+const client = connection ? new Client({ connection, namespace: stack.connection.temporalNamespace }) : null;
+const nc = await connectNats({ servers: stack.connection.natsUrl, seedFile: stack.connection.natsCreds, name: 'ptc-bench' });
+try {
+  if (SECTIONS.has('agent')) {
+    say('agent round trips');
+    const lat = await agentLatencies(stack, nc);
+    result.agent = lat;
+    for (const k of ['inspect', 'verify', 'hide/unhide']) {
+      const l = lat[k];
+      const e = lat.echo;
+      if (!l || !e) continue;
+      rows.push({ figure: `agent ${k} p50`, ptctl: `${l.p50.toFixed(2)} ms`, baseline: `${e.p50.toFixed(2)} ms raw NATS echo`, ratio: l.p50 / e.p50, target: '≤ 1.5' });
+      rows.push({ figure: `agent ${k} p99`, ptctl: `${l.p99.toFixed(2)} ms`, baseline: `${e.p99.toFixed(2)} ms raw NATS echo`, ratio: l.p99 / e.p99, target: '≤ 2 ms' });
+    }
+  }
+
+  const nodeMs: number[] = [];
+  const hostsMs: number[] = [];
+  const temporalImportMs: number[] = [];
+  if (SECTIONS.has('cli')) {
+    say('CLI wall time');
+    for (let i = 0; i < CLI_RUNS; i++) {
+      nodeMs.push(await timeRun(['-e', '0'], false));
+      hostsMs.push(await timeRun([PTCTL_ENTRY, 'hosts', '--json', '--dir', dir], true));
+      // The floor of any command that talks to Temporal: loading its client library, nothing else.
+      temporalImportMs.push(await timeRun(['--input-type=module', '-e', "await import('@temporalio/client')"], false));
+    }
+    rows.push({ figure: 'ptctl hosts --json (median)', ptctl: `${median(hostsMs).toFixed(0)} ms`, baseline: `${median(nodeMs).toFixed(0)} ms node -e 0`, ratio: median(hostsMs) / median(nodeMs), target: '≤ +300 ms' });
+    rows.push({ figure: 'import @temporalio/client alone', ptctl: `${median(temporalImportMs).toFixed(0)} ms`, baseline: `${median(nodeMs).toFixed(0)} ms node -e 0`, ratio: median(temporalImportMs) / median(nodeMs), target: '(floor of status)' });
+  }
+
+  if (temporal && client) {
+    say(`rollout of ${HOSTS} hosts at max parallel ${PARALLEL}`);
+    const workerBefore = await rssMiB(stack.workerPid);
+    const rolloutS = await rolloutTime(stack, client);
+    const workerAfter = await rssMiB(stack.workerPid);
+    if (SECTIONS.has('cli')) {
+      const statusMs: number[] = [];
+      for (let i = 0; i < CLI_RUNS; i++) statusMs.push(await timeRun([PTCTL_ENTRY, 'status', 'rollout/bench', '--json', '--dir', dir], true));
+      rows.push({ figure: 'ptctl status rollout (median)', ptctl: `${median(statusMs).toFixed(0)} ms`, baseline: `${median(nodeMs).toFixed(0)} ms node -e 0`, ratio: median(statusMs) / median(nodeMs), target: '≤ +300 ms' });
+      result.cli = { nodeMs, hostsMs, statusMs, temporalImportMs };
+    }
+
+    say('histories');
+    const hist = await histories(client, 'sim-1');
+    result.history = hist;
+    const steps = hist.host.activities;
+    say(`bare baseline: ${HOSTS} children, ${PARALLEL} at once, ${steps} no-op activities each`);
+    const baselineS = await baselineTime(stack, client, steps);
+    result.rollout = { rolloutS, baselineS, steps, workerRssBeforeMiB: workerBefore, workerRssAfterMiB: workerAfter };
+
+    rows.unshift({ figure: `rollout ${HOSTS} hosts @${PARALLEL} (throughput)`, ptctl: `${rolloutS.toFixed(1)} s`, baseline: `${baselineS.toFixed(1)} s bare Temporal, ${steps} activities/child`, ratio: baselineS / rolloutS, target: '≥ 1.0' });
+    const workerPerHost = (workerAfter - workerBefore) / HOSTS;
+    rows.push({ figure: 'worker RSS growth per host', ptctl: `${workerPerHost.toFixed(2)} MiB`, baseline: `${workerBefore.toFixed(0)} MiB idle worker`, ratio: (workerAfter - workerBefore) / workerBefore, target: '≤ 0.5 MiB/host' });
+    rows.push({ figure: 'largest history', ptctl: `${hist.largestEvents} events (${hist.largestEventsId})`, baseline: '10,000 events', ratio: hist.largestEvents / 10_000, target: '≤ 1.0' });
+    rows.push({ figure: 'largest payload', ptctl: `${(hist.largestPayloadBytes / 1024).toFixed(1)} KiB (${hist.largestPayloadId})`, baseline: '256 KiB', ratio: hist.largestPayloadBytes / (256 * 1024), target: '≤ 1.0' });
+    rows.push({ figure: 'one host costs', ptctl: `${hist.host.workflows} workflows, ${hist.host.events} events, ${hist.host.workflowTasks} workflow tasks, ${steps} activities`, baseline: '1 child workflow', ratio: hist.host.workflows, target: '' });
+  } else if (SECTIONS.has('cli')) {
+    result.cli = { nodeMs, hostsMs, temporalImportMs };
+  }
+} finally {
+  await nc.close();
+  await connection?.close();
+  await stack.stop();
+  await cp(join(dir, 'logs'), '.cache/bench/logs', { recursive: true }).catch(() => undefined);
+  await rm(dir, { recursive: true, force: true });
+}
+
+result.rows = rows;
+result.totalS = (Date.now() - benchStarted) / 1000;
+const table = new Table({ head: ['figure', 'ptctl', 'baseline (same run)', 'ratio', 'target'], style: { head: [], border: [] } });
+for (const r of rows) table.push([r.figure, r.ptctl, r.baseline, r.ratio.toFixed(2), r.target]);
+process.stdout.write(table.toString() + '\n');
+await mkdir(dirname(flags.out), { recursive: true });
+await writeFile(flags.out, JSON.stringify(result, null, 2) + '\n');
+process.stdout.write(`${rows.length} figures in ${(result.totalS as number).toFixed(0)} s; written to ${flags.out}\n`);
