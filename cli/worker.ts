@@ -17,6 +17,8 @@ import type { Connection } from './connection.js';
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
 /** Operation and rollout metrics from inside the workflows, bundled with them (no workflow file changes). */
 export const METRICS_INTERCEPTORS_PATH = fileURLToPath(new URL('../workflows/metrics-interceptors.js', import.meta.url));
+/** With tracing on: each host operation joins the trace of its enqueue signal (see the module). */
+export const TRACE_LINK_INTERCEPTORS_PATH = fileURLToPath(new URL('../workflows/trace-link-interceptors.js', import.meta.url));
 
 /** PTC_AGENT_TIMEOUT_MS: how long to wait for an agent's reply (a rebooting host answers nothing). */
 function agentTimeoutFromEnv(): number | undefined {
@@ -31,7 +33,8 @@ function agentTimeoutFromEnv(): number | undefined {
  */
 export function observabilityOptions(metrics: WorkerMetrics, tracing: Tracing | null): Pick<WorkerOptions, 'interceptors' | 'sinks' | 'plugins'> {
   return {
-    interceptors: { workflowModules: [METRICS_INTERCEPTORS_PATH] },
+    // The OpenTelemetry plugin appends its own module after these, so the trace link is outside it.
+    interceptors: { workflowModules: [METRICS_INTERCEPTORS_PATH, ...(tracing ? [TRACE_LINK_INTERCEPTORS_PATH] : [])] },
     sinks: metrics.workflowSinks(),
     plugins: tracing ? [new OpenTelemetryPlugin({ resource: tracing.resource, spanProcessor: tracing.spanProcessor })] : [],
   };

@@ -52,14 +52,14 @@ export class WorkerMetrics implements AgentCallObserver, StepObserver {
   constructor(private readonly client?: Client) {
     collectDefaultMetrics({ register: this.registry, prefix: 'ptc_worker_' });
     this.buildInfo.set({ version: AGENT_VERSION, node: process.version }, 1);
-    const self = this;
+    const running = (): Promise<Map<string, { count: number; oldestSeconds: number }>> => this.runningOperations();
     this.running = new Gauge({
       name: 'ptc_operations_running',
       help: 'host operations running now, by kind (from Temporal visibility)',
       labelNames: ['kind'],
       registers: this.r,
       async collect() {
-        for (const [kind, v] of await self.runningOperations()) this.set({ kind }, v.count);
+        for (const [kind, v] of await running()) this.set({ kind }, v.count);
       },
     });
     this.oldestRunning = new Gauge({
@@ -68,7 +68,7 @@ export class WorkerMetrics implements AgentCallObserver, StepObserver {
       labelNames: ['kind'],
       registers: this.r,
       async collect() {
-        for (const [kind, v] of await self.runningOperations()) this.set({ kind }, v.oldestSeconds);
+        for (const [kind, v] of await running()) this.set({ kind }, v.oldestSeconds);
       },
     });
   }
@@ -111,7 +111,7 @@ export class WorkerMetrics implements AgentCallObserver, StepObserver {
   /** Running operations per kind, read at most every VISIBILITY_CACHE_MS; a visibility error keeps the last answer. */
   private runningOperations(): Promise<Map<string, { count: number; oldestSeconds: number }>> {
     const client = this.client;
-    if (!client) return Promise.resolve(new Map());
+    if (!client) return Promise.resolve(new Map<string, { count: number; oldestSeconds: number }>());
     if (this.visibility && Date.now() - this.visibilityAt < VISIBILITY_CACHE_MS) return this.visibility;
     const previous = this.visibility;
     this.visibilityAt = Date.now();
@@ -128,7 +128,7 @@ export class WorkerMetrics implements AgentCallObserver, StepObserver {
         out.set(kind, { count, oldestSeconds: (Date.now() - oldest) / 1000 });
       }
       return out;
-    })().catch(() => previous ?? new Map());
+    })().catch(() => previous ?? new Map<string, { count: number; oldestSeconds: number }>());
     return this.visibility;
   }
 }

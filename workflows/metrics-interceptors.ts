@@ -42,6 +42,12 @@ function failedOperation(err: unknown): { outcome: string; residue: number } {
 
 const { ptcMetrics } = proxySinks<PtcMetricsSinks>();
 
+/** A string field of a workflow result, or `unknown` (results are plain data; anything else is a bug elsewhere). */
+const field = (result: unknown, key: string): string => {
+  const v = (result as Record<string, unknown> | null)?.[key];
+  return typeof v === 'string' ? v : 'unknown';
+};
+
 export const interceptors = (): WorkflowInterceptors => {
   const { workflowType } = workflowInfo();
   const kind = OPERATION_KIND[workflowType] ?? null;
@@ -56,9 +62,9 @@ export const interceptors = (): WorkflowInterceptors => {
           else if (workflowType === 'rolloutWorkflow' && !continued) ptcMetrics.rolloutStarted();
           try {
             const result: unknown = await next(input);
-            if (kind) ptcMetrics.operationEnded(kind, String((result as { outcome?: unknown } | null)?.outcome ?? 'unknown'), seconds(), 0);
+            if (kind) ptcMetrics.operationEnded(kind, field(result, 'outcome'), seconds(), 0);
             else if (workflowType === 'rolloutWorkflow') ptcMetrics.rolloutEnded(rolloutEndState((result as { stopReason?: string | null }).stopReason ?? null));
-            else if (workflowType === 'hostRolloutWorkflow') ptcMetrics.rolloutHostEnded(String((result as { state?: unknown }).state ?? 'unknown'));
+            else if (workflowType === 'hostRolloutWorkflow') ptcMetrics.rolloutHostEnded(field(result, 'state'));
             return result;
           } catch (err) {
             if (!(err instanceof ContinueAsNew)) {
