@@ -1,5 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Worker, bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { parseOperationInput } from '../../cli/commands/attach.js';
 import { submitOperation, waitForOperation } from '../../cli/operations.js';
@@ -8,7 +10,7 @@ import { METRICS_INTERCEPTORS_PATH, WORKFLOWS_PATH, observabilityOptions } from 
 import { WorkerMetrics } from '../../observability/worker-metrics.js';
 import { hostEntityWorkflowId } from '../../workflows/definitions.js';
 import { loadDeployChecks, metricReferences } from '../../observability/deploy-check.js';
-import { type TestStack, startTestStack } from '../helpers/stack.js';
+import { type TestStack, runCli, startTestStack } from '../helpers/stack.js';
 import { quietTemporalRuntime } from '../helpers/temporal-env.js';
 import { has, scrape, valueOf } from '../helpers/prometheus.js';
 
@@ -18,7 +20,8 @@ void describe('metrics of the worker and the agents on the real stack', () => {
   let t: TestStack;
   before(async () => {
     quietTemporalRuntime();
-    t = await startTestStack({ simHosts: 2 });
+    // sim-2's attaches fail: the rollout test below stops at it as a failing canary.
+    t = await startTestStack({ simHosts: 2, fleet: { hosts: { 'sim-1': {}, 'sim-2': { faults: { attachFailureProbability: 1 } } } } });
   });
   after(async () => {
     await t[Symbol.asyncDispose]();
@@ -89,5 +92,31 @@ void describe('metrics of the worker and the agents on the real stack', () => {
       await Worker.runReplayHistory({ workflowBundle: interceptorBundle, sinks: observabilityOptions(replayMetrics, null).sinks }, history, workflowId);
     }
     assert.equal((await replayMetrics.operationsStarted.get()).values.reduce((n, v) => n + v.value, 0), 0, 'a replay counts nothing');
+  });
+
+  void it('a rollout stopped by its failing canary moves the rollout, host, operation, compensation and agent counters', async () => {
+    const workerUrl = t.stack.metrics.worker ?? '';
+    const agentsUrl = t.stack.metrics.agents ?? '';
+    const w0 = await scrape(workerUrl);
+    const a0 = await scrape(agentsUrl);
+    const plan = join(t.dir, 'canary.yaml');
+    await writeFile(plan, ['name: canary', 'hosts:', '  names: [sim-2]', 'assignments:', '  - device: "0000:09:00.0"', '    guest: vm-hvm', ''].join('\n'));
+    const res = await runCli(['apply', plan, '--dir', t.dir, '--canary', '1', '--wait'], { PTC_NATS_URL: '', PTC_NATS_CREDS: '', PTC_TEMPORAL_ADDRESS: '' });
+    assert.equal(res.code, 1, res.stdout + res.stderr);
+    assert.match(res.stderr, /canary sim-2 failed/);
+    const w1 = await scrape(workerUrl);
+    const a1 = await scrape(agentsUrl);
+    const delta = (before: typeof w0, after: typeof w0, name: string, labels: Record<string, string>): number => valueOf(after, name, labels) - valueOf(before, name, labels);
+
+    assert.equal(delta(w0, w1, 'ptc_rollouts_started_total', {}), 1);
+    assert.equal(delta(w0, w1, 'ptc_rollouts_ended_total', { state: 'stopped_by_failures' }), 1, 'the state the PtcRolloutStoppedByFailures alert reads');
+    assert.equal(delta(w0, w1, 'ptc_rollout_hosts_total', { state: 'failed' }), 1);
+    assert.equal(delta(w0, w1, 'ptc_operations_ended_total', { kind: 'attach', outcome: 'compensated' }), 1);
+    assert.equal(delta(w0, w1, 'ptc_compensation_residue_total', { kind: 'attach' }), 0, 'everything was undone');
+    assert.ok(delta(w0, w1, 'ptc_step_duration_seconds_count', { command: 'attach', compensation: 'false', result: 'ATTACH_FAILED' }) >= 1);
+    for (const command of ['unbind', 'unhide']) assert.ok(delta(w0, w1, 'ptc_compensations_total', { command, result: 'ok' }) >= 1, `undo ${command} counted`);
+    assert.equal(delta(w0, w1, 'ptc_compensations_total', { command: 'unbind', result: 'ok' }), delta(w0, w1, 'ptc_step_duration_seconds_count', { command: 'unbind', compensation: 'true', result: 'ok' }));
+    assert.ok(delta(a0, a1, 'ptc_agent_commands_total', { host: 'sim-2', command: 'attach', result: 'ATTACH_FAILED' }) >= 1);
+    assert.ok(valueOf(a1, 'ptc_agent_hotplugs_in_window', { host: 'sim-2', device: '0000:09:00.0' }) >= 1, 'the failed hotplug attempt counts against the cap');
   });
 });
