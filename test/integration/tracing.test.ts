@@ -1,11 +1,22 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type TestStack, runCli, startTestStack } from '../helpers/stack.js';
 import { quietTemporalRuntime } from '../helpers/temporal-env.js';
 import { type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.js';
 
 const DEVICE = '0000:09:00.0';
+
+/** The chain of parents from the newest span named `leaf` in `root`'s trace up to the root (empty if none). */
+function chainTo(spans: readonly ReceivedSpan[], root: ReceivedSpan, leaf: (s: ReceivedSpan) => boolean): ReceivedSpan[] {
+  const inTrace = spans.filter((s) => s.traceId === root.traceId);
+  const byId = new Map(inTrace.map((s) => [s.spanId, s]));
+  const chain: ReceivedSpan[] = [];
+  for (let s = inTrace.findLast(leaf); s; s = s.parentSpanId ? byId.get(s.parentSpanId) : undefined) chain.unshift(s);
+  return chain;
+}
 
 void describe('one trace per attach, from the CLI through the workflow and activity into the agent', () => {
   let t: TestStack;
@@ -69,5 +80,32 @@ void describe('one trace per attach, from the CLI through the workflow and activ
     }
     // The other steps of the same operation are in the same trace too.
     for (const step of ['inspect', 'hide', 'bind', 'verify']) assert.ok(spans.some((s) => s.name === `handle ${step}` && s.service === 'ptc-agent'), `handle ${step}`);
+  });
+
+  void it('ptctl apply makes one trace through the rollout, its host child, the enqueue activity and the operation into the agent', async () => {
+    const plan = join(t.dir, 'trace.yaml');
+    await writeFile(plan, ['name: trace', 'hosts:', '  names: [sim-1]', 'assignments:', '  - device: "0000:0b:00.0"', '    guest: vm-hvm', ''].join('\n'));
+    const res = await runCli(['apply', plan, '--dir', t.dir, '--wait'], { PTC_NATS_URL: '', PTC_NATS_CREDS: '', PTC_TEMPORAL_ADDRESS: '', ...otelEnv() });
+    assert.equal(res.code, 0, res.stdout + res.stderr);
+    const root = receiver.spans.find((s) => s.name === 'ptctl apply');
+    assert.ok(root, 'the CLI exported its root span');
+    const leaf = (s: ReceivedSpan): boolean => s.name === 'handle attach' && String(s.attributes['ptc.op_id']).includes('0000:0b:00.0');
+    const until = Date.now() + 15_000;
+    while (chainTo(receiver.spans, root, leaf)[0]?.spanId !== root.spanId && Date.now() < until) await sleep(250);
+    const chain = chainTo(receiver.spans, root, leaf);
+    const names = chain.map((s) => `${s.service}:${s.name}`);
+    assert.equal(chain[0]?.spanId, root.spanId, `the chain reaches the root: ${names.join(' → ')}`);
+    for (const expected of [
+      'ptctl:StartWorkflow:rolloutWorkflow',
+      'ptc-worker:RunWorkflow:rolloutWorkflow',
+      'ptc-worker:StartChildWorkflow:hostRolloutWorkflow',
+      'ptc-worker:RunActivity:enqueueOperation',
+      'ptc-worker:SignalWithStartWorkflow:hostEntityWorkflow',
+      'ptc-worker:RunWorkflow:passthroughWorkflow',
+      'ptc-worker:agent attach',
+      'ptc-agent:handle attach',
+    ]) {
+      assert.ok(names.includes(expected), `${expected} in ${names.join(' → ')}`);
+    }
   });
 });
