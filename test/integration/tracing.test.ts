@@ -42,20 +42,13 @@ void describe('one trace per attach, from the CLI through the workflow and activ
     assert.equal(root.service, 'ptctl');
     assert.equal(root.parentSpanId, null);
 
-    // Walks from the agent's span of the attach up its parents, within the CLI's trace.
-    const inTrace = (): ReceivedSpan[] => receiver.spans.filter((s) => s.traceId === root.traceId);
-    const chainOf = (spans: ReceivedSpan[]): ReceivedSpan[] => {
-      const byId = new Map(spans.map((s) => [s.spanId, s]));
-      const chain: ReceivedSpan[] = [];
-      for (let s = spans.find((x) => x.name === 'handle attach'); s; s = s.parentSpanId ? byId.get(s.parentSpanId) : undefined) chain.unshift(s);
-      return chain;
-    };
     // The worker and agents export in batches (1 s apart) from their own processes: wait, bounded,
-    // until the chain is whole.
+    // until the chain from the agent's span of the attach up to the CLI's root is whole.
+    const leaf = (s: ReceivedSpan): boolean => s.name === 'handle attach';
     const until = Date.now() + 15_000;
-    while (chainOf(inTrace())[0]?.spanId !== root.spanId && Date.now() < until) await sleep(250);
-    const spans = inTrace();
-    const chain = chainOf(spans);
+    while (chainTo(receiver.spans, root, leaf)[0]?.spanId !== root.spanId && Date.now() < until) await sleep(250);
+    const spans = receiver.spans.filter((s) => s.traceId === root.traceId);
+    const chain = chainTo(receiver.spans, root, leaf);
     const handle = chain.at(-1);
     assert.ok(handle?.name === 'handle attach', `the agent's span is in the CLI's trace; spans there: ${spans.map((s) => s.name).join(', ')}`);
     assert.equal(handle.service, 'ptc-agent');
