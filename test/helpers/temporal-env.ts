@@ -1,8 +1,13 @@
 import { after, before } from 'node:test';
-import { Runtime, DefaultLogger, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { createRequire } from 'node:module';
+import { Runtime, DefaultLogger, Worker, bundleWorkflowCode, type ReplayWorkerOptions, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { makeWorkflowExporter } from '@temporalio/interceptors-opentelemetry';
+import { NoopSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { Resource } from '@opentelemetry/resources';
 import { serverBinary } from '../../cli/tools.js';
-import { WORKFLOWS_PATH } from '../../cli/worker.js';
+import { METRICS_INTERCEPTORS_PATH, TRACE_LINK_INTERCEPTORS_PATH, WORKFLOWS_PATH, observabilityOptions } from '../../cli/worker.js';
+import { WorkerMetrics } from '../../observability/worker-metrics.js';
 
 let runtimeInstalled = false;
 
@@ -56,4 +61,20 @@ export function useTimeSkippingEnv(prefix: string): {
       return worker.runUntil(() => body(taskQueue));
     },
   };
+}
+
+/**
+ * The workflow bundle the production worker runs, with its interceptor modules (metrics; with
+ * `tracing` also the trace link and the OpenTelemetry workflow interceptors) and the sinks a replayer
+ * needs for them (workflow spans go to a processor that drops them).
+ */
+export async function observedReplayer(tracing: boolean, metrics: WorkerMetrics = new WorkerMetrics()): Promise<Pick<ReplayWorkerOptions, 'workflowBundle' | 'sinks'>> {
+  const otelModule = createRequire(import.meta.url).resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors');
+  const modules = [METRICS_INTERCEPTORS_PATH, ...(tracing ? [TRACE_LINK_INTERCEPTORS_PATH, otelModule] : [])];
+  const workflowBundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: modules, logger: new DefaultLogger('WARN') });
+  const sinks = {
+    ...observabilityOptions(metrics, null).sinks,
+    ...(tracing ? { exporter: makeWorkflowExporter(new NoopSpanProcessor(), new Resource({ 'service.name': 'replay' })) } : {}),
+  };
+  return { workflowBundle, sinks };
 }

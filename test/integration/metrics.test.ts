@@ -2,16 +2,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Worker, bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import { parseOperationInput } from '../../cli/commands/attach.js';
 import { submitOperation, waitForOperation } from '../../cli/operations.js';
 import { readConnectionFile } from '../../cli/connection.js';
-import { METRICS_INTERCEPTORS_PATH, WORKFLOWS_PATH, observabilityOptions } from '../../cli/worker.js';
 import { WorkerMetrics } from '../../observability/worker-metrics.js';
 import { hostEntityWorkflowId } from '../../workflows/definitions.js';
 import { loadDeployChecks, metricReferences } from '../../observability/deploy-check.js';
 import { type TestStack, runCli, startTestStack } from '../helpers/stack.js';
-import { quietTemporalRuntime } from '../helpers/temporal-env.js';
+import { observedReplayer, quietTemporalRuntime } from '../helpers/temporal-env.js';
 import { has, scrape, valueOf } from '../helpers/prometheus.js';
 
 const DEVICE = '0000:09:00.0';
@@ -27,7 +26,9 @@ void describe('metrics of the worker and the agents on the real stack', () => {
     await t[Symbol.asyncDispose]();
   });
 
-  void it('counters move with the right labels during an attach, and the histories replay with the metrics interceptors', async () => {
+  let attachWorkflowId = '';
+
+  void it('counters move with the right labels during an attach', async () => {
     const workerUrl = t.stack.metrics.worker;
     const agentsUrl = t.stack.metrics.agents;
     assert.ok(workerUrl && agentsUrl, 'the dev stack serves both endpoints');
@@ -83,15 +84,7 @@ void describe('metrics of the worker and the agents on the real stack', () => {
     const exported = new Set(w1.map((s) => s.name));
     for (const name of temporalRefs) assert.ok(exported.has(name), `${name} is referenced but the worker does not export it`);
 
-    // The histories made by the instrumented worker replay with the interceptor module (passthrough.test.ts
-    // replays them without it).
-    const interceptorBundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: [METRICS_INTERCEPTORS_PATH], logger: new DefaultLogger('WARN') });
-    const replayMetrics = new WorkerMetrics();
-    for (const workflowId of [op.workflowId, hostEntityWorkflowId('sim-1')]) {
-      const history = await t.client.workflow.getHandle(workflowId).fetchHistory();
-      await Worker.runReplayHistory({ workflowBundle: interceptorBundle, sinks: observabilityOptions(replayMetrics, null).sinks }, history, workflowId);
-    }
-    assert.equal((await replayMetrics.operationsStarted.get()).values.reduce((n, v) => n + v.value, 0), 0, 'a replay counts nothing');
+    attachWorkflowId = op.workflowId;
   });
 
   void it('a rollout stopped by its failing canary moves the rollout, host, operation, compensation and agent counters', async () => {
@@ -118,5 +111,17 @@ void describe('metrics of the worker and the agents on the real stack', () => {
     assert.equal(delta(w0, w1, 'ptc_compensations_total', { command: 'unbind', result: 'ok' }), delta(w0, w1, 'ptc_step_duration_seconds_count', { command: 'unbind', compensation: 'true', result: 'ok' }));
     assert.ok(delta(a0, a1, 'ptc_agent_commands_total', { host: 'sim-2', command: 'attach', result: 'ATTACH_FAILED' }) >= 1);
     assert.ok(valueOf(a1, 'ptc_agent_hotplugs_in_window', { host: 'sim-2', device: '0000:09:00.0' }) >= 1, 'the failed hotplug attempt counts against the cap');
+  });
+
+  void it('histories of the instrumented worker replay with its bundle, also with tracing turned on, and a replay counts nothing', async () => {
+    assert.ok(attachWorkflowId, 'the attach test ran first');
+    const replayMetrics = new WorkerMetrics();
+    for (const tracing of [false, true]) {
+      const replayer = await observedReplayer(tracing, replayMetrics);
+      for (const workflowId of [attachWorkflowId, hostEntityWorkflowId('sim-1')]) {
+        await Worker.runReplayHistory(replayer, await t.client.workflow.getHandle(workflowId).fetchHistory(), workflowId);
+      }
+    }
+    assert.equal((await replayMetrics.operationsStarted.get()).values.reduce((n, v) => n + v.value, 0), 0, 'a replay counts nothing');
   });
 });

@@ -4,7 +4,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type TestStack, runCli, startTestStack } from '../helpers/stack.js';
-import { quietTemporalRuntime } from '../helpers/temporal-env.js';
+import { Worker } from '@temporalio/worker';
+import { bundleWorkflows, observedReplayer, quietTemporalRuntime } from '../helpers/temporal-env.js';
 import { type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.js';
 
 const DEVICE = '0000:09:00.0';
@@ -99,6 +100,15 @@ void describe('one trace per attach, from the CLI through the workflow and activ
       'ptc-agent:handle attach',
     ]) {
       assert.ok(names.includes(expected), `${expected} in ${names.join(' → ')}`);
+    }
+  });
+
+  void it('histories made with tracing on replay with the plain bundle and with the tracing bundle', async () => {
+    const ids: string[] = [];
+    for await (const w of t.client.workflow.list({ query: "WorkflowType = 'passthroughWorkflow' OR WorkflowType = 'hostEntityWorkflow' OR WorkflowType = 'rolloutWorkflow'" })) ids.push(w.workflowId);
+    assert.ok(ids.length >= 4, `histories to replay: ${ids.join(', ')}`);
+    for (const replayer of [{ workflowBundle: await bundleWorkflows() }, await observedReplayer(true)]) {
+      for (const workflowId of new Set(ids)) await Worker.runReplayHistory(replayer, await t.client.workflow.getHandle(workflowId).fetchHistory(), workflowId);
     }
   });
 });
