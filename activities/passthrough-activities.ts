@@ -6,16 +6,27 @@ import { HOSTS_BUCKET, type AgentCommand, type CommandArgsInput, type CommandRes
 import { ErrorCode, PtcError, isPermanent } from '../schemas/errors.js';
 import { HostInventory } from '../schemas/inventory.js';
 import type { AttachMode } from '../schemas/passthrough.js';
-import { AgentClient } from '../transport/agent-client.js';
+import { type AgentCallObserver, AgentClient } from '../transport/agent-client.js';
 
 /** An agent result plus the boot id of the host when it answered. */
 export type WithBoot<T> = T & { bootId: string };
+
+/** Told how each host step and reboot wait went; `result` is `ok` or an error code (bounded: no ids). */
+export interface StepObserver extends AgentCallObserver {
+  stepEnded(command: AgentCommand, compensation: boolean, result: string, seconds: number): void;
+  rebootWaitEnded(result: string, seconds: number): void;
+}
 
 export interface ActivityDeps {
   nc: NatsConnection;
   /** How long one agent command may take before the call counts as timed out. */
   agentTimeoutMs?: number;
+  /** Metrics of the steps (the worker's registry); none in tests that do not look. */
+  observer?: StepObserver;
 }
+
+/** The saga names its undo steps' op ids `…#undo-<step>` (saga-kit / the workflows). */
+const isCompensation = (opId: string): boolean => opId.slice(opId.lastIndexOf('#') + 1).startsWith('undo-');
 
 /** A PtcError becomes an ApplicationFailure whose type is the error code, retryable only when a retry can help. */
 export function toFailure(err: unknown): unknown {
@@ -31,16 +42,22 @@ export function toFailure(err: unknown): unknown {
  * agent's journal instead of being done twice.
  */
 export function createActivities(deps: ActivityDeps) {
-  const agents = new AgentClient(deps.nc);
+  const agents = new AgentClient(deps.nc, deps.observer);
+  const observer = deps.observer;
   const timeoutMs = deps.agentTimeoutMs ?? 30_000;
 
   // Each result carries the boot id the agent answered under, so the saga notices an unexpected reboot.
   async function call<C extends AgentCommand>(hostId: string, command: C, args: CommandArgsInput<C>, opId: string): Promise<WithBoot<CommandResultOf<C>>> {
+    const started = performance.now();
+    let outcome = 'ok';
     try {
       const { result, bootId } = await agents.call(hostId, command, args, { opId, timeoutMs });
       return { ...result, bootId };
     } catch (err) {
+      outcome = err instanceof PtcError ? err.code : ErrorCode.INTERNAL;
       throw toFailure(err);
+    } finally {
+      observer?.stepEnded(command, isCompensation(opId), outcome, (performance.now() - started) / 1000);
     }
   }
 
@@ -80,16 +97,22 @@ export function createActivities(deps: ActivityDeps) {
     async awaitNewBoot(hostId: string, previousBootId: string): Promise<string> {
       const kv = await new Kvm(deps.nc).open(HOSTS_BUCKET);
       const ctx = Context.current();
+      const started = performance.now();
+      const ended = (result: string): void => observer?.rebootWaitEnded(result, (performance.now() - started) / 1000);
       for (;;) {
         const entry = await kv.get(hostId);
         if (entry && entry.operation === 'PUT') {
           const inv = HostInventory.safeParse(entry.json());
-          if (inv.success && inv.data.bootId !== previousBootId) return inv.data.bootId;
+          if (inv.success && inv.data.bootId !== previousBootId) {
+            ended('ok');
+            return inv.data.bootId;
+          }
         }
         ctx.heartbeat({ waitingFor: 'new bootId', previousBootId });
         try {
           await ctx.sleep(500);
         } catch (err) {
+          ended(ErrorCode.HOST_UNRESPONSIVE);
           throw toFailure(new PtcError(ErrorCode.HOST_UNRESPONSIVE, `host ${hostId} did not come back from its reboot`, { cause: err }));
         }
       }

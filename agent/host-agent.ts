@@ -24,6 +24,7 @@ import { DEFAULT_HOTPLUG_CAP, type HandlerContext, type HotplugCap, commandHandl
 import { DeviceRecords } from './device-records.js';
 import { readInventory } from './host-inventory.js';
 import { OpJournal } from './op-journal.js';
+import type { AgentObserver } from './agent-observer.js';
 
 export interface HostAgentOptions {
   hostId: string;
@@ -38,6 +39,8 @@ export interface HostAgentOptions {
   /** Fault injection: the host reboots the first time the agent reaches this checkpoint. */
   rebootAt?: string | null;
   log: Logger;
+  /** Metrics, traces and logs of the agent's work (optional: the agent behaves the same without one). */
+  observer?: AgentObserver;
 }
 
 /** Safety refusals are audited as `refused`; other permanent errors and breakages as `failed`. */
@@ -86,13 +89,20 @@ export class HostAgent {
           opts.log.error({ err }, 'subscription error');
           return;
         }
-        agent.enqueue(() => agent.handle(msg));
+        const observer = opts.observer;
+        agent.enqueue(() => (observer ? observer.handling({ hostId: opts.hostId, subject: msg.subject, headers: msg.headers, data: msg.data }, () => agent.handle(msg)) : agent.handle(msg)));
       },
     });
     await opts.nc.flush();
     await agent.announce();
     agent.heartbeat = setInterval(() => agent.enqueue(() => agent.announce()), opts.heartbeatMs);
     agent.heartbeat.unref();
+    opts.observer?.started({
+      hostId: opts.hostId,
+      hotplugCap: opts.hotplugCap ?? DEFAULT_HOTPLUG_CAP,
+      hotplugsInWindow: (bdf, now) => records.recentHotplugs(bdf, now, (opts.hotplugCap ?? DEFAULT_HOTPLUG_CAP).windowMs).length,
+      journalEntries: () => journal.size,
+    });
     opts.log.info({ hostId: opts.hostId, journal: journal.size }, 'agent ready');
     return agent;
   }
@@ -126,6 +136,7 @@ export class HostAgent {
     const inv = await readInventory(this.opts.hostId, this.opts.backend, this.records);
     try {
       await this.js.publish(`$KV.${HOSTS_BUCKET}.${this.opts.hostId}`, JSON.stringify(inv), { timeout: 5000 });
+      this.opts.observer?.inventoryPublished(inv);
     } catch (err) {
       this.opts.log.warn({ err }, 'inventory publish failed; will retry at the next heartbeat');
     }
@@ -146,6 +157,7 @@ export class HostAgent {
 
   private async reply(msg: Msg, reply: AgentReply): Promise<void> {
     if (msg.reply) msg.respond(JSON.stringify(reply));
+    this.opts.observer?.answered(this.opts.hostId, msg.subject, reply);
     return Promise.resolve();
   }
 

@@ -1,11 +1,13 @@
 import { join, resolve } from 'node:path';
-import { pino } from 'pino';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { HostAgent } from '../agent/host-agent.js';
 import { SimHost, type SimFaultsInput } from '../agent/sim/sim-host.js';
 import { type FleetFile, hostSettings } from '../agent/sim/fleet-file.js';
 import { connectNats, hostInboxPrefix } from '../transport/nats-connection.js';
 import { hostSeedFile } from './nats-auth.js';
+import { AgentTelemetry } from '../observability/agent-telemetry.js';
+import { createLogger } from '../observability/logger.js';
+import { serveMetrics } from '../observability/metrics-server.js';
 
 export interface SimAgentsOptions {
   dir: string;
@@ -18,6 +20,8 @@ export interface SimAgentsOptions {
   faults?: SimFaultsInput | undefined;
   /** Per-host profiles and faults. */
   fleet?: FleetFile | undefined;
+  /** Serve every host's metrics (label `host`) at http://ADDR/metrics; off when unset. */
+  metrics?: string | undefined;
 }
 
 /** The layout of a simulated host: its root (etc/…) and, inside it, where a real agent keeps its state. */
@@ -27,7 +31,10 @@ export const agentStateDir = (hostRoot: string): string => join(hostRoot, 'var',
 /** Runs one agent per simulated host in this process until SIGINT/SIGTERM, then shuts down cleanly. */
 export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
   if (opts.hostIds.length === 0) throw new PtcError(ErrorCode.INVALID_INPUT, 'give at least one --host-id');
-  const log = pino({ name: 'ptc-agent' }, pino.destination(2));
+  const log = createLogger('ptc-agent');
+  const telemetry = new AgentTelemetry(log);
+  const endpoint = opts.metrics ? await serveMetrics(opts.metrics, [() => telemetry.registry.metrics()]) : null;
+  if (endpoint) log.info({ metrics: endpoint.url }, 'serving metrics');
   const agents: Array<{ agent: HostAgent; close: () => Promise<void> }> = [];
   for (const hostId of opts.hostIds) {
     const root = simHostDir(opts.dir, hostId);
@@ -40,6 +47,7 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
       inboxPrefix: hostInboxPrefix(hostId),
       reconnectForever: true,
     });
+    telemetry.watchNats(hostId, nc);
     const agent = await HostAgent.start({
       hostId,
       backend,
@@ -49,6 +57,7 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
       crashAt: backend.faults.crashAtStep,
       rebootAt: backend.faults.rebootAtStep,
       log: log.child({ hostId }),
+      observer: telemetry,
     });
     agents.push({ agent, close: () => nc.drain() });
   }
@@ -61,4 +70,5 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
     await agent.stop();
     await close();
   }
+  await endpoint?.close();
 }

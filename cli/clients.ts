@@ -1,4 +1,5 @@
 import type { Client, Connection as TemporalConnection } from '@temporalio/client';
+import { currentTracing } from '../observability/tracing-state.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { connectNats } from '../transport/nats-connection.js';
@@ -13,7 +14,9 @@ export async function openTemporal(conn: Connection): Promise<{ client: Client; 
   } catch (err) {
     throw new PtcError(ErrorCode.NOT_CONNECTED, `cannot reach Temporal at ${conn.temporalAddress}: ${(err as Error).message}; is \`ptctl dev\` running?`, { cause: err });
   }
-  return { client: new Client({ connection, namespace: conn.temporalNamespace }), close: () => connection.close() };
+  // With tracing on, starts and signals carry the trace context into the workflows.
+  const interceptors = currentTracing() ? { interceptors: { workflow: [new (await import('@temporalio/interceptors-opentelemetry')).OpenTelemetryWorkflowClientInterceptor()] } } : {};
+  return { client: new Client({ connection, namespace: conn.temporalNamespace, ...interceptors }), close: () => connection.close() };
 }
 
 export async function openNats(conn: Connection, name = 'ptctl'): Promise<NatsConnection> {

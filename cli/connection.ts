@@ -16,6 +16,8 @@ export const ConnectionFile = z.object({
   pid: z.number().int(),
   hosts: z.array(HostId),
   startedAt: z.string(),
+  /** Prometheus endpoints of the stack's worker and simulated agents (files of older stacks lack it). */
+  metrics: z.object({ worker: z.string().nullable(), agents: z.string().nullable() }).optional(),
 });
 export type ConnectionFile = z.infer<typeof ConnectionFile>;
 

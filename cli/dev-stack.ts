@@ -54,6 +54,16 @@ interface Ports {
   temporalUi: number;
   temporalHttp: number;
   temporalMetrics: number;
+  workerMetrics: number;
+  agentsMetrics: number;
+}
+
+/** Where the stack's processes serve Prometheus metrics (null: that process is not running). */
+export interface StackMetrics {
+  worker: string | null;
+  agents: string | null;
+  /** The Temporal dev server's own metrics. */
+  temporalServer: string | null;
 }
 
 export const simHostIds = (spec: number | readonly string[]): string[] =>
@@ -87,6 +97,8 @@ export class DevStack {
   private stopping = false;
   connection!: Connection;
   hosts: string[] = [];
+  readonly metrics: StackMetrics = { worker: null, agents: null, temporalServer: null };
+  private ports: Ports | null = null;
   readonly dir: string;
 
   private constructor(private readonly opts: DevStackOptions) {
@@ -125,6 +137,7 @@ export class DevStack {
     }
     this.hosts = simHostIds(this.opts.simHosts);
     const ports = await this.choosePorts();
+    this.ports = ports;
 
     // NATS
     const { config: authConfig, orchestratorSeedFile } = await natsAuthorization(this.path('creds'), this.hosts);
@@ -150,7 +163,7 @@ export class DevStack {
     // Agents: one process runs every simulated host, each with its own NATS identity.
     if (this.hosts.length > 0 && (this.opts.agents ?? true)) await this.startAgents();
 
-    const file: ConnectionFile = { ...this.connection, pid: process.pid, hosts: this.hosts, startedAt: new Date().toISOString() };
+    const file: ConnectionFile = { ...this.connection, pid: process.pid, hosts: this.hosts, startedAt: new Date().toISOString(), metrics: { worker: this.metrics.worker, agents: this.metrics.agents } };
     await writeFile(connectionFilePath(this.dir), JSON.stringify(file, null, 2) + '\n');
     await writeFile(this.path('ports.json'), JSON.stringify(ports, null, 2) + '\n');
   }
@@ -198,8 +211,11 @@ export class DevStack {
 
     this.connection = { ...this.connection, temporalAddress, temporalUi };
     this.childEnv = { ...process.env, ...connectionEnv(this.connection), ...(this.opts.agentTimeoutMs ? { PTC_AGENT_TIMEOUT_MS: String(this.opts.agentTimeoutMs) } : {}) };
+    const workerMetrics = `127.0.0.1:${ports.workerMetrics}`;
+    this.metrics.worker = `http://${workerMetrics}/metrics`;
+    this.metrics.temporalServer = `http://127.0.0.1:${ports.temporalMetrics}/metrics`;
     try {
-      await this.startWorker(tc);
+      await this.startWorker(tc, workerMetrics);
     } finally {
       await tc.close();
     }
@@ -212,9 +228,9 @@ export class DevStack {
    * Starts `ptctl worker`, waits until it polls, and makes its deployment version current (a dev
    * stack has one build at a time; a cluster's operator switches versions with `ptctl deployment`).
    */
-  private async startWorker(tc: TemporalConnection): Promise<void> {
+  private async startWorker(tc: TemporalConnection, workerMetrics: string): Promise<void> {
     const namespace = this.connection.temporalNamespace;
-    this.workerProcess = ManagedProcess.start('worker', process.execPath, [PTCTL_ENTRY, 'worker', ...(this.opts.workerArgs ?? [])], { logFile: this.path('logs', 'worker.log'), env: this.childEnv });
+    this.workerProcess = ManagedProcess.start('worker', process.execPath, [PTCTL_ENTRY, 'worker', '--metrics', workerMetrics, ...(this.opts.workerArgs ?? [])], { logFile: this.path('logs', 'worker.log'), env: this.childEnv });
     this.processes.push(this.workerProcess);
     const version = await waitFor('worker', 90_000, async () => {
       const res = await tc.workflowService.describeTaskQueue({
@@ -249,7 +265,8 @@ export class DevStack {
   async startAgents(faults: Record<string, unknown> | undefined = this.opts.simFaults): Promise<void> {
     if (!this.nc) throw new PtcError(ErrorCode.STACK_FAILED, 'NATS is not running');
     const startedAt = new Date().toISOString();
-    const args = [PTCTL_ENTRY, 'agent', '--backend', 'sim', '--dir', this.dir, '--creds-dir', this.path('creds'), '--heartbeat', String(this.opts.heartbeatMs ?? 5000)];
+    const agentsMetrics = `127.0.0.1:${this.ports?.agentsMetrics ?? (await getPort({ host: '127.0.0.1' }))}`;
+    const args = [PTCTL_ENTRY, 'agent', '--backend', 'sim', '--dir', this.dir, '--creds-dir', this.path('creds'), '--heartbeat', String(this.opts.heartbeatMs ?? 5000), '--metrics', agentsMetrics];
     if (this.opts.profile) args.push('--profile', this.opts.profile);
     if (faults) args.push('--sim-faults', JSON.stringify(faults));
     if (this.opts.fleet) {
@@ -269,6 +286,7 @@ export class DevStack {
       }
       return true;
     }, () => this.deadProcess());
+    this.metrics.agents = `http://${agentsMetrics}/metrics`;
     this.say(`${this.hosts.length} simulated host agent(s) reporting: ${this.hosts.join(', ')}`);
   }
 
@@ -350,6 +368,8 @@ export class DevStack {
       temporalUi: await pick(previous.temporalUi),
       temporalHttp: await pick(previous.temporalHttp),
       temporalMetrics: await pick(previous.temporalMetrics),
+      workerMetrics: await pick(previous.workerMetrics),
+      agentsMetrics: await pick(previous.agentsMetrics),
     };
   }
 

@@ -1,8 +1,10 @@
-import { pino } from 'pino';
 import { HostAgent } from '../agent/host-agent.js';
 import { ExecRunner } from '../agent/linux/command-runner.js';
 import { LinuxHost } from '../agent/linux/linux-host.js';
 import { connectNats, hostInboxPrefix } from '../transport/nats-connection.js';
+import { AgentTelemetry } from '../observability/agent-telemetry.js';
+import { createLogger } from '../observability/logger.js';
+import { serveMetrics } from '../observability/metrics-server.js';
 
 export interface LinuxAgentOptions {
   hostId: string;
@@ -14,6 +16,8 @@ export interface LinuxAgentOptions {
   stateDir: string;
   toolstack: 'auto' | 'xl' | 'xm';
   heartbeatMs: number;
+  /** Serve the agent's metrics at http://ADDR/metrics; off when unset. */
+  metrics?: string | undefined;
 }
 
 /** The interface that carries traffic to the NATS server: hiding it would cut the agent off. */
@@ -27,12 +31,16 @@ async function natsUplink(runner: ExecRunner, natsUrl: string): Promise<string[]
 
 /** Runs the agent for this real host (the linux backend) until SIGINT/SIGTERM. */
 export async function runLinuxAgent(opts: LinuxAgentOptions): Promise<void> {
-  const log = pino({ name: 'ptc-agent' }, pino.destination(2));
+  const log = createLogger('ptc-agent');
+  const telemetry = new AgentTelemetry(log);
   const runner = new ExecRunner();
   const uplinkInterfaces = await natsUplink(runner, opts.natsUrl).catch(() => []);
   const backend = new LinuxHost({ root: opts.root, runner, toolstack: opts.toolstack, uplinkInterfaces });
   const nc = await connectNats({ servers: opts.natsUrl, seedFile: opts.natsCreds, name: `ptc-agent-${opts.hostId}`, inboxPrefix: hostInboxPrefix(opts.hostId), reconnectForever: true });
-  const agent = await HostAgent.start({ hostId: opts.hostId, backend, nc, stateDir: opts.stateDir, heartbeatMs: opts.heartbeatMs, log: log.child({ hostId: opts.hostId }) });
+  telemetry.watchNats(opts.hostId, nc);
+  const agent = await HostAgent.start({ hostId: opts.hostId, backend, nc, stateDir: opts.stateDir, heartbeatMs: opts.heartbeatMs, log: log.child({ hostId: opts.hostId }), observer: telemetry });
+  const endpoint = opts.metrics ? await serveMetrics(opts.metrics, [() => telemetry.registry.metrics()]) : null;
+  if (endpoint) log.info({ metrics: endpoint.url }, 'serving metrics');
   log.info({ uplinkInterfaces, root: opts.root }, 'agent ready (linux backend)');
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
@@ -40,4 +48,5 @@ export async function runLinuxAgent(opts: LinuxAgentOptions): Promise<void> {
   });
   await agent.stop();
   await nc.drain();
+  await endpoint?.close();
 }

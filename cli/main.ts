@@ -7,6 +7,7 @@ import { DEFAULT_STATE_DIR } from './connection.js';
 // Each command imports what it runs when it runs (`await import(...)` in its action): loading every
 // command's modules up front (the Temporal worker, the simulator, the plan engine) made a one-line
 // `ptctl hosts` cost over a second before it did anything.
+import { tracingRequested } from '../observability/tracing-state.js';
 
 /** Parses CLI input with a schema; every problem is reported at once, before anything is contacted. */
 function parseInput<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
@@ -196,6 +197,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--deployment <name>', 'Worker Deployment name (env PTC_DEPLOYMENT_NAME, default ptctl)')
     .option('--build-id <id>', 'build id (env PTC_BUILD_ID; default derived from the workflow code)')
     .option('--unversioned', 'poll without a deployment version (servers without Worker Deployment Versioning; unsafe across upgrades)', false)
+    .option('--metrics <addr>', 'serve Prometheus metrics (ptctl\'s and the Temporal SDK\'s) at http://ADDR/metrics, e.g. 127.0.0.1:9464')
     .action(async (o: Record<string, unknown>) => {
       const [{ runWorker }, { resolveConnection }] = await Promise.all([import('./worker.js'), import('./connection.js')]);
       const str = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
@@ -203,6 +205,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
         deploymentName: str('deployment'),
         buildId: str('buildId'),
         unversioned: o.unversioned === true,
+        metrics: str('metrics'),
         onReady: (v) => process.stderr.write(v ? `ptctl worker: deployment ${v.deploymentName}, build ${v.buildId}\n` : 'ptctl worker: unversioned\n'),
       });
     });
@@ -236,7 +239,8 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--root <dir>', 'linux: root of /sys, /proc and /etc (a fixture tree in tests)', '/')
     .option('--state-dir <dir>', 'linux: where the journal and records live', '/var/lib/ptctl')
     .option('--toolstack <t>', 'linux: auto | xl | xm', 'auto')
-    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; natsCreds?: string; root: string; stateDir: string; toolstack: string; profile?: string; simFaults?: string; fleet?: string; heartbeat: string }) => {
+    .option('--metrics <addr>', 'serve Prometheus metrics at http://ADDR/metrics (off by default; a bare port means 127.0.0.1)')
+    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; natsCreds?: string; root: string; stateDir: string; toolstack: string; profile?: string; simFaults?: string; fleet?: string; heartbeat: string; metrics?: string }) => {
       const hostIds = o.hostId.map((h) => parseInput(HostId, h, '--host-id'));
       const natsUrl = o.natsUrl ?? process.env.PTC_NATS_URL;
       if (!natsUrl) throw new PtcError(ErrorCode.INVALID_INPUT, '--nats-url (or PTC_NATS_URL) is required');
@@ -254,6 +258,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
           stateDir: o.stateDir,
           toolstack: parseInput(z.enum(['auto', 'xl', 'xm']), o.toolstack, '--toolstack'),
           heartbeatMs: parseInput(z.coerce.number().int().min(200), o.heartbeat, '--heartbeat'),
+          metrics: o.metrics,
         });
         return;
       }
@@ -275,6 +280,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
         profile: o.profile,
         faults: parseInput(SimFaults.partial(), faults, '--sim-faults'),
         fleet: o.fleet ? await readFleetFile(o.fleet) : undefined,
+        metrics: o.metrics,
       });
     });
 
@@ -286,13 +292,37 @@ function connectionFlags(o: Record<string, unknown>): { dir?: string; natsUrl?: 
   return { dir: pick('dir'), natsUrl: pick('natsUrl'), natsCreds: pick('natsCreds'), temporalAddress: pick('temporalAddress'), namespace: pick('namespace') };
 }
 
+const SERVICE_NAMES: Record<string, string> = { worker: 'ptc-worker', agent: 'ptc-agent' };
+
+async function traced<T>(name: string, body: () => Promise<T>): Promise<T> {
+  const { SpanKind, SpanStatusCode, trace } = await import('@opentelemetry/api');
+  return trace.getTracer('ptctl').startActiveSpan(name, { kind: SpanKind.CLIENT }, async (span) => {
+    try {
+      return await body();
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
+}
+
 /** The one place that turns errors into exit codes; nothing below calls process.exit. */
 export async function main(argv: readonly string[]): Promise<number> {
   const outcome: CommandOutcome = { exitCode: 0 };
   const program = buildProgram(outcome);
   const json = argv.includes('--json');
+  const command = argv.find((a) => !a.startsWith('-')) ?? '';
   try {
-    await program.parseAsync([...argv], { from: 'user' });
+    const tracing = tracingRequested() ? (await import('../observability/tracing.js')).startTracing(SERVICE_NAMES[command] ?? 'ptctl') : null;
+    try {
+      // Daemons trace their own work; a one-shot command is one root span that its calls hang under.
+      if (!tracing || command === 'worker' || command === 'agent' || command === 'dev') await program.parseAsync([...argv], { from: 'user' });
+      else await traced(`ptctl ${command}`, () => program.parseAsync([...argv], { from: 'user' }));
+    } finally {
+      await tracing?.shutdown();
+    }
     return outcome.exitCode;
   } catch (err) {
     if (err instanceof Error && 'exitCode' in err && 'code' in err && String(err.code).startsWith('commander.')) {

@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { DefaultLogger, NativeConnection, Worker, type WorkerOptions, bundleWorkflowCode } from '@temporalio/worker';
+import getPort from 'get-port';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions, bundleWorkflowCode } from '@temporalio/worker';
 import { Client, Connection as TemporalConnection } from '@temporalio/client';
+import { OpenTelemetryPlugin, OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
 import { createActivities } from '../activities/passthrough-activities.js';
 import { createOperationActivities } from '../activities/operation-activities.js';
 import { createWindowActivities } from '../activities/window-activities.js';
@@ -10,8 +13,38 @@ import { TASK_QUEUE } from '../workflows/definitions.js';
 import { DEFAULT_DEPLOYMENT_NAME } from '../transport/worker-deployment.js';
 import type { Connection } from './connection.js';
 import { ensureSearchAttributes } from '../transport/search-attributes.js';
+import { WorkerMetrics } from '../observability/worker-metrics.js';
+import { remoteSource, serveMetrics } from '../observability/metrics-server.js';
+import { PinoTemporalLogger, createLogger } from '../observability/logger.js';
+import { currentTracing, type Tracing } from '../observability/tracing.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
+/** Operation and rollout metrics from inside the workflows, bundled with them (no workflow file changes). */
+export const METRICS_INTERCEPTORS_PATH = fileURLToPath(new URL('../workflows/metrics-interceptors.js', import.meta.url));
+/** With tracing on: each host operation joins the trace of its enqueue signal (see the module). */
+export const TRACE_LINK_INTERCEPTORS_PATH = fileURLToPath(new URL('../workflows/trace-link-interceptors.js', import.meta.url));
+
+/**
+ * The workflow interceptor modules bundled with the workflows: metrics always; with tracing the trace
+ * link and the OpenTelemetry interceptors (the trace link first, so it is the outer one). They are part
+ * of the bundle and so of the build id: all workers of one build run with tracing on, or all off.
+ */
+export function workflowInterceptorModules(tracing: boolean): string[] {
+  const otel = createRequire(import.meta.url).resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors');
+  return [METRICS_INTERCEPTORS_PATH, ...(tracing ? [TRACE_LINK_INTERCEPTORS_PATH, otel] : [])];
+}
+
+/**
+ * What the worker adds to its options for observability besides the bundled interceptors: the metrics
+ * sink, and with tracing on the OpenTelemetry plugin (client and activity interceptors plus the sink
+ * that exports workflow spans). Replay tests build their replayer with the same.
+ */
+export function observabilityOptions(metrics: WorkerMetrics, tracing: Tracing | null): Pick<WorkerOptions, 'sinks' | 'plugins'> {
+  return {
+    sinks: metrics.workflowSinks(),
+    plugins: tracing ? [new OpenTelemetryPlugin({ resource: tracing.resource, spanProcessor: tracing.spanProcessor })] : [],
+  };
+}
 
 export interface WorkerVersioning {
   /** Deployment name (default PTC_DEPLOYMENT_NAME, then `ptctl`). */
@@ -23,6 +56,8 @@ export interface WorkerVersioning {
 }
 
 export interface WorkerRunOptions extends WorkerVersioning {
+  /** Serve ptctl's and the Temporal SDK's metrics at http://ADDR/metrics (`host:port`, `:port`; loopback by default). */
+  metrics?: string | undefined;
   /** The workflow bundle to run, from workflowBuild() (default: ptctl's workflows, bundled now). Tests run a changed build. */
   build?: { code: string; buildId: string } | undefined;
   /** Aborting it shuts the worker down gracefully, as SIGINT/SIGTERM do. */
@@ -43,15 +78,23 @@ function agentTimeoutFromEnv(): number | undefined {
  * id wherever it is installed (the inline source map, which names absolute paths, is left out of the
  * hash), and any change to workflow code, its imports or the SDK gives a new one.
  */
-export async function workflowBuild(workflowsPath: string = WORKFLOWS_PATH): Promise<{ code: string; buildId: string }> {
-  const { code } = await bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') });
+export async function workflowBuild(workflowsPath: string = WORKFLOWS_PATH, interceptorModules: string[] = workflowInterceptorModules(false)): Promise<{ code: string; buildId: string }> {
+  const { code } = await bundleWorkflowCode({ workflowsPath, workflowInterceptorModules: interceptorModules, logger: new DefaultLogger('WARN') });
   const withoutSourceMap = code.replace(/\n\/\/# sourceMappingURL=\S*\s*$/, '');
   return { code, buildId: `wf-${createHash('sha256').update(withoutSourceMap).digest('hex').slice(0, 16)}` };
 }
 
 /** Runs the ptctl worker until SIGINT/SIGTERM (the Temporal SDK's own shutdown signals) or `opts.signal`. */
 export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): Promise<void> {
-  const build = opts.build ?? (await workflowBuild());
+  const log = createLogger('ptc-worker');
+  // The SDK's own Prometheus exporter listens on a loopback port of its own; /metrics merges it with ptctl's.
+  const temporalMetricsPort = opts.metrics ? await getPort({ host: '127.0.0.1' }) : null;
+  Runtime.install({
+    logger: new PinoTemporalLogger(log),
+    ...(temporalMetricsPort ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${temporalMetricsPort}`, useSecondsForDurations: true, unitSuffix: true, countersTotalSuffix: true } } } } : {}),
+  });
+  const tracing = currentTracing();
+  const build = opts.build ?? (await workflowBuild(WORKFLOWS_PATH, workflowInterceptorModules(tracing !== null)));
   const deploymentName = opts.deploymentName ?? process.env.PTC_DEPLOYMENT_NAME ?? DEFAULT_DEPLOYMENT_NAME;
   const buildId = opts.buildId ?? process.env.PTC_BUILD_ID ?? build.buildId;
   const version = opts.unversioned ? null : { deploymentName, buildId };
@@ -59,7 +102,14 @@ export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): 
   const connection = await NativeConnection.connect({ address: conn.temporalAddress });
   // Rollouts hand work to host entities through a client: a workflow cannot signal-with-start.
   const clientConnection = await TemporalConnection.connect({ address: conn.temporalAddress });
-  const client = new Client({ connection: clientConnection, namespace: conn.temporalNamespace });
+  const client = new Client({
+    connection: clientConnection,
+    namespace: conn.temporalNamespace,
+    ...(tracing ? { interceptors: { workflow: [new OpenTelemetryWorkflowClientInterceptor()] } } : {}),
+  });
+  const metrics = new WorkerMetrics(client);
+  const endpoint = opts.metrics ? await serveMetrics(opts.metrics, [() => metrics.registry.metrics(), remoteSource(`http://127.0.0.1:${temporalMetricsPort}/metrics`)]) : null;
+  if (endpoint) log.info({ metrics: endpoint.url }, 'serving metrics');
   try {
     // Workflows set ptctl's search attributes; a namespace without them would fail every start.
     await ensureSearchAttributes(clientConnection, conn.temporalNamespace).catch((err: unknown) => {
@@ -72,7 +122,12 @@ export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): 
       workflowBundle: { code: build.code },
       // Each workflow declares PINNED or AUTO_UPGRADE (workflows/index.ts); PINNED is the safe default for one that forgets.
       ...(version ? { workerDeploymentOptions: { useWorkerVersioning: true, version, defaultVersioningBehavior: 'PINNED' } } : {}),
-      activities: { ...createActivities({ nc, agentTimeoutMs: agentTimeoutFromEnv() }), ...createOperationActivities({ client }), ...createWindowActivities({ nc }) },
+      activities: {
+        ...createActivities({ nc, agentTimeoutMs: agentTimeoutFromEnv(), observer: metrics }),
+        ...createOperationActivities({ client }),
+        ...createWindowActivities({ nc }),
+      },
+      ...observabilityOptions(metrics, tracing),
       ...opts.extra,
     });
     opts.onReady?.(version);
@@ -84,8 +139,10 @@ export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): 
       opts.signal?.removeEventListener('abort', stop);
     }
   } finally {
+    await endpoint?.close();
     await clientConnection.close();
     await connection.close();
     await nc.drain();
+    await tracing?.shutdown();
   }
 }

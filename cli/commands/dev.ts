@@ -20,7 +20,10 @@ export async function devCommand(opts: DevOptions): Promise<void> {
   say(`NATS      ${stack.connection.natsUrl}  (credentials: ${stack.connection.natsCreds})`);
   say(`Temporal  ${stack.connection.temporalAddress}  namespace ${stack.connection.temporalNamespace}`);
   if (stack.connection.temporalUi) say(`UI        ${stack.connection.temporalUi}`);
-  say(`logs      ${stack.dir}/logs/`);
+  if (stack.metrics.worker) say(`metrics   worker ${stack.metrics.worker}  (ptctl + Temporal SDK)`);
+  if (stack.metrics.agents) say(`          agents ${stack.metrics.agents}  (every simulated host, label host)`);
+  if (stack.metrics.temporalServer) say(`          Temporal server ${stack.metrics.temporalServer}`);
+  say(`logs      ${stack.dir}/logs/  (JSON lines; follow with: tail -F ${stack.dir}/logs/worker.log ${stack.dir}/logs/agents.log)`);
   say('');
   say(`ready. In another terminal: ptctl hosts --dir ${dir}`);
   say(`                            ptctl attach --dir ${dir} --host ${stack.hosts[0] ?? 'sim-1'} --device 0000:09:00.0 --guest vm-hvm --wait`);

@@ -1,8 +1,12 @@
 import { after, before } from 'node:test';
-import { Runtime, DefaultLogger, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Runtime, DefaultLogger, Worker, bundleWorkflowCode, type ReplayWorkerOptions, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { makeWorkflowExporter } from '@temporalio/interceptors-opentelemetry';
+import { NoopSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { Resource } from '@opentelemetry/resources';
 import { serverBinary } from '../../cli/tools.js';
-import { WORKFLOWS_PATH } from '../../cli/worker.js';
+import { WORKFLOWS_PATH, observabilityOptions, workflowInterceptorModules } from '../../cli/worker.js';
+import { WorkerMetrics } from '../../observability/worker-metrics.js';
 import { ensureSearchAttributes } from '../../transport/search-attributes.js';
 import { exportHistoriesIfAsked, recordStartedWorkflows } from './history-export.js';
 
@@ -64,4 +68,18 @@ export function useTimeSkippingEnv(prefix: string): {
       return worker.runUntil(() => body(taskQueue));
     },
   };
+}
+
+/**
+ * The workflow bundle the production worker runs, with its interceptor modules (metrics; with
+ * `tracing` also the trace link and the OpenTelemetry workflow interceptors) and the sinks a replayer
+ * needs for them (workflow spans go to a processor that drops them).
+ */
+export async function observedReplayer(tracing: boolean, metrics: WorkerMetrics = new WorkerMetrics()): Promise<Pick<ReplayWorkerOptions, 'workflowBundle' | 'sinks'>> {
+  const workflowBundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: workflowInterceptorModules(tracing), logger: new DefaultLogger('WARN') });
+  const sinks = {
+    ...observabilityOptions(metrics, null).sinks,
+    ...(tracing ? { exporter: makeWorkflowExporter(new NoopSpanProcessor(), new Resource({ 'service.name': 'replay' })) } : {}),
+  };
+  return { workflowBundle, sinks };
 }
