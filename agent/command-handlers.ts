@@ -1,6 +1,6 @@
 import type { AgentCommand, CommandArgsOf, CommandResultOf, EventKind } from '../schemas/agent-protocol.js';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
-import type { HostInventory, PciDevice } from '../schemas/inventory.js';
+import type { Guest, HostInventory, PciDevice } from '../schemas/inventory.js';
 import type { PciAddress } from '../schemas/pci-address.js';
 import { checkGuestAccepts, checkHideable, checkReloadSafe, chooseAttachMode, findDevice, findGuest, type Verdict } from '../policy/passthrough-policy.js';
 import type { HostBackend } from './backend.js';
@@ -66,6 +66,16 @@ async function editGuestConfig(ctx: HandlerContext, guest: string, edit: (text: 
   return true;
 }
 
+/** Rule: a guest whose config ptctl cannot parse is fenced; nothing that reads or edits that config runs. */
+function requireReadableConfig(ctx: HandlerContext, guest: Guest, verb: string): void {
+  if (guest.configProblem) {
+    throw new PtcError(
+      ErrorCode.GUEST_CONFIG_INVALID,
+      `cannot ${verb} ${guest.name} on ${ctx.hostId}: its config ${ctx.backend.guestConfigPath(guest.name)} cannot be read safely (${guest.configProblem}); fix the file, then retry`,
+    );
+  }
+}
+
 async function guardedHotplug(ctx: HandlerContext, bdf: PciAddress, effect: () => Promise<void>, detail: Record<string, unknown>): Promise<void> {
   const now = ctx.now();
   const recent = ctx.records.recentHotplugs(bdf, now, ctx.hotplugCap.windowMs);
@@ -101,6 +111,7 @@ function expectDriver(dev: PciDevice, want: string, step: string): void {
 function guestLifecycle(action: 'save' | 'restore' | 'migrate') {
   return async (ctx: HandlerContext, args: { guest: string; target?: string }): Promise<CommandResultOf<'save'>> => {
     const guest = must(findGuest(await inventory(ctx), args.guest)).guest;
+    requireReadableConfig(ctx, guest, action);
     const held = [...new Set([...guest.liveDevices, ...guest.configDevices])];
     if (held.length > 0) {
       throw new PtcError(
@@ -205,6 +216,7 @@ export const commandHandlers: CommandHandlers = {
     const inv = await inventory(ctx);
     const dev = must(findDevice(inv, bdf)).device;
     const guest = must(findGuest(inv, guestName)).guest;
+    requireReadableConfig(ctx, guest, `attach ${bdf} to`);
     must(checkGuestAccepts(inv, guest, dev, allowInsecurePV));
     if (dev.driver !== 'pciback') throw new PtcError(ErrorCode.NOT_BOUND, `${bdf} is bound to ${dev.driver ?? 'no driver'}, not pciback; bind it before attaching`);
     const wantHot = mode !== 'cold' && guest.state === 'running';
@@ -236,6 +248,7 @@ export const commandHandlers: CommandHandlers = {
     const inv = await inventory(ctx);
     must(findDevice(inv, bdf));
     const guest = must(findGuest(inv, guestName)).guest;
+    if (mode !== 'hot') requireReadableConfig(ctx, guest, `detach ${bdf} from`);
     let changed = false;
     let hotplugged = false;
     if (mode !== 'cold' && guest.liveDevices.includes(bdf)) {

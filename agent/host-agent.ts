@@ -44,7 +44,7 @@ const REFUSAL_CODES = new Set<string>([
   ErrorCode.DEVICE_IN_USE, ErrorCode.RELOAD_UNSAFE, ErrorCode.PV_UNSUPPORTED, ErrorCode.PV_INSECURE, ErrorCode.HVM_UNSUPPORTED,
   ErrorCode.IOMMU_REQUIRED, ErrorCode.IOMMU_GROUP_IN_USE, ErrorCode.DEVICE_ASSIGNED, ErrorCode.GUEST_PINNED, ErrorCode.HOTPLUG_BUDGET,
   ErrorCode.HOTPLUG_UNSUPPORTED, ErrorCode.STRATEGY_UNSUPPORTED, ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_COMMAND,
-  ErrorCode.HOST_MISMATCH, ErrorCode.OP_ID_REUSED,
+  ErrorCode.HOST_MISMATCH, ErrorCode.OP_ID_REUSED, ErrorCode.GUEST_CONFIG_INVALID,
 ]);
 
 /** Commands that only read: no inventory refresh is owed after them. */

@@ -113,6 +113,21 @@ export class HostTree {
     return `/${rel.split(sep).join('/')}`;
   }
 
+  /** Synchronous realHostPath, for the guest config path that the backend answers synchronously. */
+  realHostPathSync(hostPath: string): string | null {
+    let real: string;
+    try {
+      real = realpathSync(this.path(hostPath));
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+    this.realRoot ??= realpathSync(this.root);
+    const rel = relative(this.realRoot, real);
+    if (rel.startsWith('..')) return null;
+    return `/${rel.split(sep).join('/')}`;
+  }
+
   /** `major:minor` of a block special file, or null when it is not one. */
   async blockDeviceNumber(hostPath: string): Promise<string | null> {
     try {

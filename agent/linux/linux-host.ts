@@ -15,6 +15,7 @@ import { PciNames } from './pci-names.js';
 import { PciSysfs } from './pci-sysfs.js';
 import { LinuxPower } from './power.js';
 import { SysfsScanner } from './sysfs-scan.js';
+import { guestConfigCandidates, guestNameFromFile, guestNameOf, XEN_AUTO_DIR, XEN_CONFIG_DIR } from '../xen-guest-config.js';
 import { guestOsFromConfig, guestVirtFromConfig, isGuestName, type ToolstackName, XenToolstack } from './xen-toolstack.js';
 
 export interface LinuxHostOptions {
@@ -30,7 +31,6 @@ export interface LinuxHostOptions {
   onSysfsWrite?: SysfsWriteObserver;
 }
 
-const XEN_CONFIG_DIR = '/etc/xen';
 const TOOL_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin', '/usr/local/sbin'];
 
 /**
@@ -159,15 +159,20 @@ export class LinuxHost implements HostBackend {
       }
       out.push({ name, virt: guestVirtFromConfig(config), os: guestOsFromConfig(config), state, acpiphp: true, liveDevices });
     }
-    for (const entry of await this.tree.list(XEN_CONFIG_DIR)) {
-      if (!isGuestName(entry) || domains.some((d) => d.name === entry)) continue;
-      const config = await this.files.read(this.guestConfigPath(entry)).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'EISDIR') return null;
-        throw err;
-      });
-      // Only a config whose name = matches its file name is a guest ptctl can address (examples, xl.conf and scripts are not).
-      if (config === null || !new RegExp(`^\\s*name\\s*=\\s*["']${escapeRe(entry)}["']\\s*$`, 'm').test(config)) continue;
-      out.push({ name: entry, virt: guestVirtFromConfig(config), os: guestOsFromConfig(config), state: 'stopped', acpiphp: true, liveDevices: [] });
+    const seen = new Set<string>(domains.map((d) => d.name));
+    for (const dir of [XEN_CONFIG_DIR, XEN_AUTO_DIR]) {
+      for (const file of await this.tree.list(dir)) {
+        const entry = guestNameFromFile(file);
+        if (!isGuestName(entry) || seen.has(entry)) continue;
+        const config = await this.files.read(`${dir}/${file}`).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'EISDIR') return null;
+          throw err;
+        });
+        // Only a config whose name = matches its file name is a guest ptctl can address (examples, xl.conf and scripts are not).
+        if (config === null || guestNameOf(config) !== entry) continue;
+        seen.add(entry);
+        out.push({ name: entry, virt: guestVirtFromConfig(config), os: guestOsFromConfig(config), state: 'stopped', acpiphp: true, liveDevices: [] });
+      }
     }
     return out;
   }
@@ -211,8 +216,16 @@ export class LinuxHost implements HostBackend {
 
   // --- Toolstack -----------------------------------------------------------------------------
 
-  /** `/etc/xen/<guest>` (the file may not exist: callers read it through `files`, which answers null). */
+  /**
+   * The first of `/etc/xen/<guest>`, `/etc/xen/<guest>.cfg`, `/etc/xen/auto/<guest>[.cfg]` that exists,
+   * with an autostart symlink followed to its file (an atomic write must replace the file, not the
+   * link); `/etc/xen/<guest>` when none exists (callers read it through `files`, which answers null).
+   */
   guestConfigPath(guest: GuestName): string {
+    for (const candidate of guestConfigCandidates(guest)) {
+      if (!this.tree.existsSync(candidate)) continue;
+      return this.tree.realHostPathSync(candidate) ?? candidate;
+    }
     return `${XEN_CONFIG_DIR}/${guest}`;
   }
 
@@ -280,8 +293,4 @@ export class LinuxHost implements HostBackend {
 
   /** No-op: the backend holds no open handles or timers. */
   async close(): Promise<void> {}
-}
-
-function escapeRe(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
