@@ -29,6 +29,8 @@ export interface LinuxHostOptions {
   uplinkInterfaces?: string[];
   /** Called after each sysfs control write; tests put a fake kernel here. */
   onSysfsWrite?: SysfsWriteObserver;
+  /** How long a sysfs control write may block before it fails (default SYSFS_WRITE_TIMEOUT_MS). */
+  sysfsWriteTimeoutMs?: number;
 }
 
 const TOOL_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin', '/usr/local/sbin'];
@@ -54,7 +56,7 @@ export class LinuxHost implements HostBackend {
   private xenIommuCache: boolean | null = null;
 
   constructor(options: LinuxHostOptions) {
-    this.tree = new HostTree(options.root, options.onSysfsWrite);
+    this.tree = new HostTree(options.root, options.onSysfsWrite, options.sysfsWriteTimeoutMs);
     this.files = this.tree.files;
     this.runner = options.runner;
     this.uplinks = [...(options.uplinkInterfaces ?? [])];
