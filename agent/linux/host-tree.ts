@@ -102,28 +102,25 @@ export class HostTree {
 
   /** The host path a path resolves to after all links (`/sys/block/sda/device` → `/sys/devices/…`); null when absent or outside the root. */
   async realHostPath(hostPath: string): Promise<string | null> {
-    let real: string;
     try {
-      real = await realpath(this.path(hostPath));
+      return this.hostPathOf(await realpath(this.path(hostPath)));
     } catch (err) {
       if (missing(err)) return null;
       throw err;
     }
-    this.realRoot ??= realpathSync(this.root);
-    const rel = relative(this.realRoot, real);
-    if (rel.startsWith('..')) return null;
-    return `/${rel.split(sep).join('/')}`;
   }
 
   /** Synchronous realHostPath, for the guest config path that the backend answers synchronously. */
   realHostPathSync(hostPath: string): string | null {
-    let real: string;
     try {
-      real = realpathSync(this.path(hostPath));
+      return this.hostPathOf(realpathSync(this.path(hostPath)));
     } catch (err) {
       if (missing(err)) return null;
       throw err;
     }
+  }
+
+  private hostPathOf(real: string): string | null {
     this.realRoot ??= realpathSync(this.root);
     const rel = relative(this.realRoot, real);
     if (rel.startsWith('..')) return null;

@@ -4,6 +4,9 @@ import { spawn } from 'node:child_process';
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { jetstream } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { HOSTS_BUCKET } from '../../schemas/agent-protocol.js';
+import { HostInventory } from '../../schemas/inventory.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
 import { agentStateDir } from '../../cli/agent-runner.js';
 import { hostSeedFile } from '../../cli/nats-auth.js';
@@ -72,6 +75,10 @@ void describe('one agent per host (rule 16), over real NATS', () => {
     await t.stack.startAgents();
     const inv = await t.agents.call(HOST, 'inspect', {}, { opId: 'dup/machine', timeoutMs: 5000 });
     assert.equal(inv.result.hostId, HOST);
+    // The inventory in KV carries the machine id and the agent instance (rule 16).
+    const published = HostInventory.parse((await (await new Kvm(t.nc).open(HOSTS_BUCKET)).get(HOST))?.json());
+    assert.equal(published.machineId, '0123456789abcdef0123456789abcdef');
+    assert.match(published.agentInstance ?? '', /^[0-9a-f-]{36}$/);
     const elsewhere = join(t.dir, 'other-machine');
     await mkdir(join(elsewhere, 'hosts', HOST, 'etc'), { recursive: true });
     await writeFile(join(elsewhere, 'hosts', HOST, 'etc', 'machine-id'), 'fedcba9876543210fedcba9876543210\n');
