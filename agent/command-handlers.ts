@@ -1,6 +1,6 @@
 import type { AgentCommand, CommandArgsOf, CommandResultOf, EventKind } from '../schemas/agent-protocol.js';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
-import type { HostInventory, PciDevice } from '../schemas/inventory.js';
+import type { Guest, HostInventory, PciDevice } from '../schemas/inventory.js';
 import type { PciAddress } from '../schemas/pci-address.js';
 import { checkGuestAccepts, checkHideable, checkReloadSafe, chooseAttachMode, findDevice, findGuest, type Verdict } from '../policy/passthrough-policy.js';
 import type { HostBackend } from './backend.js';
@@ -28,6 +28,50 @@ export interface HandlerContext {
   emit: (kind: EventKind, detail: Record<string, unknown>) => Promise<void>;
   /** Named points between effects; fault injection can crash the agent at one to test recovery. */
   checkpoint: (step: string) => void;
+  /** The operation being run, recorded with intents. */
+  opId?: string;
+}
+
+export interface Repair {
+  bdf: PciAddress;
+  op: 'bind' | 'reload';
+  opId: string;
+  /** What was done: rebound to the recorded driver, reprobed, or nothing (the step had completed). */
+  action: 'rebound' | 'reprobed' | 'none';
+  driver: string | null;
+  error?: string;
+}
+
+/**
+ * Repairs what a crash in the middle of a multi-step effect left behind (run at agent start, before
+ * any command): a device of an unfinished bind or reload that is on no driver now is bound to its
+ * recorded driver, or reprobed (`drivers_probe`) when it had none. A device on any driver is left as
+ * it is (the step finished, or the saga's retry will judge it). Intents are cleared once handled;
+ * one whose repair failed stays for the next start.
+ */
+export async function repairInterrupted(ctx: HandlerContext): Promise<Repair[]> {
+  const intents = Object.entries(ctx.records.intents);
+  if (intents.length === 0) return [];
+  const devices = (await ctx.backend.scan()).devices;
+  const repairs: Repair[] = [];
+  const done: string[] = [];
+  for (const [bdf, intent] of intents) {
+    const dev = devices.find((d) => d.bdf === bdf);
+    if (!dev || dev.driver !== null) {
+      repairs.push({ bdf, op: intent.op, opId: intent.opId, action: 'none', driver: dev?.driver ?? null });
+      done.push(bdf);
+      continue;
+    }
+    try {
+      await ctx.backend.bindHostDriver(bdf, intent.originalDriver);
+      repairs.push({ bdf, op: intent.op, opId: intent.opId, action: intent.originalDriver === null ? 'reprobed' : 'rebound', driver: intent.originalDriver });
+      done.push(bdf);
+    } catch (err) {
+      repairs.push({ bdf, op: intent.op, opId: intent.opId, action: 'none', driver: null, error: (err as Error).message });
+    }
+  }
+  await ctx.records.clearIntents(done);
+  return repairs;
 }
 
 type Handler<C extends AgentCommand> = (ctx: HandlerContext, args: CommandArgsOf<C>) => Promise<CommandResultOf<C>>;
@@ -66,6 +110,16 @@ async function editGuestConfig(ctx: HandlerContext, guest: string, edit: (text: 
   return true;
 }
 
+/** Rule: a guest whose config ptctl cannot parse is fenced; nothing that reads or edits that config runs. */
+function requireReadableConfig(ctx: HandlerContext, guest: Guest, verb: string): void {
+  if (guest.configProblem) {
+    throw new PtcError(
+      ErrorCode.GUEST_CONFIG_INVALID,
+      `cannot ${verb} ${guest.name} on ${ctx.hostId}: its config ${ctx.backend.guestConfigPath(guest.name)} cannot be read safely (${guest.configProblem}); fix the file, then retry`,
+    );
+  }
+}
+
 async function guardedHotplug(ctx: HandlerContext, bdf: PciAddress, effect: () => Promise<void>, detail: Record<string, unknown>): Promise<void> {
   const now = ctx.now();
   const recent = ctx.records.recentHotplugs(bdf, now, ctx.hotplugCap.windowMs);
@@ -101,6 +155,7 @@ function expectDriver(dev: PciDevice, want: string, step: string): void {
 function guestLifecycle(action: 'save' | 'restore' | 'migrate') {
   return async (ctx: HandlerContext, args: { guest: string; target?: string }): Promise<CommandResultOf<'save'>> => {
     const guest = must(findGuest(await inventory(ctx), args.guest)).guest;
+    requireReadableConfig(ctx, guest, action);
     const held = [...new Set([...guest.liveDevices, ...guest.configDevices])];
     if (held.length > 0) {
       throw new PtcError(
@@ -157,10 +212,17 @@ export const commandHandlers: CommandHandlers = {
     const originalDriver = dev.driver;
     // Rule 11: the original driver is on disk before the device leaves it.
     await ctx.records.setOriginalDriver(bdf, originalDriver);
+    // The intent goes to disk before the first of several writes (unbind, new_slot, bind; or modprobe -r,
+    // modprobe): a crash in between leaves devices on no driver, and the next start rebinds them.
+    const reloaded = dev.hostDriver ?? originalDriver;
+    const touched = strategy === 'dynamic' ? [dev] : inv.devices.filter((d) => d.bdf === bdf || (d.driver !== null && d.driver === reloaded));
+    const at = new Date(ctx.now()).toISOString();
+    await ctx.records.setIntents(Object.fromEntries(touched.map((d) => [d.bdf, { op: strategy === 'dynamic' ? 'bind' : 'reload', opId: ctx.opId ?? '', originalDriver: d.driver, at }] as const)));
     ctx.checkpoint('bind:after-record');
     if (strategy === 'dynamic') await ctx.backend.bindPciback(bdf);
-    else await ctx.backend.reloadDriver(dev.hostDriver ?? originalDriver ?? '');
+    else await ctx.backend.reloadDriver(reloaded ?? '');
     ctx.checkpoint('bind:after-effect');
+    await ctx.records.clearIntents(touched.map((d) => d.bdf));
     const after = (await device(ctx, bdf)).device;
     expectDriver(after, 'pciback', `bind (${strategy})`);
     return { bdf, changed: true, driver: 'pciback', originalDriver };
@@ -205,6 +267,7 @@ export const commandHandlers: CommandHandlers = {
     const inv = await inventory(ctx);
     const dev = must(findDevice(inv, bdf)).device;
     const guest = must(findGuest(inv, guestName)).guest;
+    requireReadableConfig(ctx, guest, `attach ${bdf} to`);
     must(checkGuestAccepts(inv, guest, dev, allowInsecurePV));
     if (dev.driver !== 'pciback') throw new PtcError(ErrorCode.NOT_BOUND, `${bdf} is bound to ${dev.driver ?? 'no driver'}, not pciback; bind it before attaching`);
     const wantHot = mode !== 'cold' && guest.state === 'running';
@@ -236,6 +299,7 @@ export const commandHandlers: CommandHandlers = {
     const inv = await inventory(ctx);
     must(findDevice(inv, bdf));
     const guest = must(findGuest(inv, guestName)).guest;
+    if (mode !== 'hot') requireReadableConfig(ctx, guest, `detach ${bdf} from`);
     let changed = false;
     let hotplugged = false;
     if (mode !== 'cold' && guest.liveDevices.includes(bdf)) {

@@ -9,8 +9,14 @@ const Records = z.object({
   hotplugs: z.record(z.string(), z.array(z.number())),
   /** Boot id the agent last announced; a different one at start means the host rebooted. */
   lastBootId: z.string().nullable(),
+  /**
+   * Multi-step effects in progress, written before the first step and removed after the last: what a
+   * crash in between left behind, for the next start to repair. Absent in records of older agents.
+   */
+  intents: z.record(z.string(), z.object({ op: z.enum(['bind', 'reload']), opId: z.string(), originalDriver: z.string().nullable(), at: z.string() })).default({}),
 });
 type Records = z.infer<typeof Records>;
+export type Intent = Records['intents'][string];
 
 /** The agent's durable memory about its host, kept next to the journal. */
 export class DeviceRecords {
@@ -22,7 +28,7 @@ export class DeviceRecords {
   static async open(stateDir: string): Promise<DeviceRecords> {
     const path = join(stateDir, 'records.json');
     const raw = await readJson(path);
-    const data = raw === null ? { originalDrivers: {}, hotplugs: {}, lastBootId: null } : Records.parse(raw);
+    const data = raw === null ? { originalDrivers: {}, hotplugs: {}, lastBootId: null, intents: {} } : Records.parse(raw);
     return new DeviceRecords(path, data);
   }
 
@@ -55,6 +61,23 @@ export class DeviceRecords {
 
   async setLastBootId(bootId: string): Promise<void> {
     this.data.lastBootId = bootId;
+    await this.flush();
+  }
+
+  /** Intents by device address. */
+  get intents(): Readonly<Record<string, Intent>> {
+    return this.data.intents;
+  }
+
+  /** Records intents for several devices in one durable write, before the effect that touches them. */
+  async setIntents(intents: Record<string, Intent>): Promise<void> {
+    this.data.intents = { ...this.data.intents, ...intents };
+    await this.flush();
+  }
+
+  async clearIntents(bdfs: readonly string[]): Promise<void> {
+    if (!bdfs.some((b) => b in this.data.intents)) return;
+    for (const b of bdfs) delete this.data.intents[b];
     await this.flush();
   }
 

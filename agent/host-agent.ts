@@ -10,20 +10,21 @@ import {
   type AuditEvent,
   CommandArgs,
   type EventKind,
-  HOSTS_BUCKET,
   MAX_REQUEST_BYTES,
   SUBJECT_PREFIX,
   agentSubjectWildcard,
   eventSubject,
   isAgentCommand,
 } from '../schemas/agent-protocol.js';
-import { ErrorCode, type ErrorInfo, PtcError, describeZodError, isPermanent } from '../schemas/errors.js';
+import { ErrorCode, type ErrorInfo, PtcError, describeZodError, isPermanent, isPtcError } from '../schemas/errors.js';
+import { StateDirLock, writeInstanceRecord } from './agent-lock.js';
 import type { HostBackend } from './backend.js';
-import { AuditOutbox } from './audit-outbox.js';
-import { DEFAULT_HOTPLUG_CAP, type HandlerContext, type HotplugCap, commandHandlers } from './command-handlers.js';
+import { DEFAULT_HOTPLUG_CAP, type HandlerContext, type HotplugCap, commandHandlers, repairInterrupted } from './command-handlers.js';
 import { DeviceRecords } from './device-records.js';
-import { readInventory } from './host-inventory.js';
-import { OpJournal } from './op-journal.js';
+import { type AgentIdentity, readInventory } from './host-inventory.js';
+import { HostKeyOwnership, machineIdOf } from './host-ownership.js';
+import { type JournalLimits, OpJournal } from './op-journal.js';
+import { AuditOutbox } from './audit-outbox.js';
 import type { AgentObserver } from './agent-observer.js';
 
 export interface HostAgentOptions {
@@ -38,9 +39,12 @@ export interface HostAgentOptions {
   crashAt?: string | null;
   /** Fault injection: the host reboots the first time the agent reaches this checkpoint. */
   rebootAt?: string | null;
-  log: Logger;
+  journalLimits?: JournalLimits;
+  /** The state dir's lock, when the runner took it before opening the host (so a second agent touches nothing). */
+  lock?: StateDirLock;
   /** Metrics, traces and logs of the agent's work (optional: the agent behaves the same without one). */
   observer?: AgentObserver;
+  log: Logger;
 }
 
 /** Safety refusals are audited as `refused`; other permanent errors and breakages as `failed`. */
@@ -48,7 +52,7 @@ const REFUSAL_CODES = new Set<string>([
   ErrorCode.DEVICE_IN_USE, ErrorCode.RELOAD_UNSAFE, ErrorCode.PV_UNSUPPORTED, ErrorCode.PV_INSECURE, ErrorCode.HVM_UNSUPPORTED,
   ErrorCode.IOMMU_REQUIRED, ErrorCode.IOMMU_GROUP_IN_USE, ErrorCode.DEVICE_ASSIGNED, ErrorCode.GUEST_PINNED, ErrorCode.HOTPLUG_BUDGET,
   ErrorCode.HOTPLUG_UNSUPPORTED, ErrorCode.STRATEGY_UNSUPPORTED, ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_COMMAND,
-  ErrorCode.HOST_MISMATCH, ErrorCode.OP_ID_REUSED,
+  ErrorCode.HOST_MISMATCH, ErrorCode.OP_ID_REUSED, ErrorCode.GUEST_CONFIG_INVALID,
 ]);
 
 /** Commands that only read: no inventory refresh is owed after them. */
@@ -61,50 +65,99 @@ const READ_ONLY = new Set<AgentCommand>(['inspect', 'verify', 'guest-status']);
  * Temporal.
  */
 export class HostAgent {
-  private readonly js: JetStreamClient;
   private sub: Subscription | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private queue: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** A rescan is queued and has not started: another request for one joins it (never a scan queued behind a scan). */
+  private announcePending = false;
+  private lastPublishAt = 0;
+  private fencedBy: PtcError | null = null;
+  private resolveFenced: (err: PtcError) => void = () => undefined;
+  /** Settles when another agent turned out to answer for this host and this one stopped serving (rule 16). */
+  readonly fenced: Promise<PtcError> = new Promise((resolve) => (this.resolveFenced = resolve));
 
   private constructor(
     private readonly opts: HostAgentOptions,
+    private readonly js: JetStreamClient,
     private readonly journal: OpJournal,
     private readonly records: DeviceRecords,
+    private readonly lock: StateDirLock,
+    private readonly ownership: HostKeyOwnership,
+    private readonly identity: AgentIdentity,
     private readonly outbox: AuditOutbox,
-  ) {
-    this.js = jetstream(opts.nc);
-  }
+  ) {}
 
+  /**
+   * Takes the state dir's lock, checks that no other agent answers for this host (both throw
+   * AGENT_DUPLICATE), repairs what a crash mid-step left behind, then serves.
+   */
   static async start(opts: HostAgentOptions): Promise<HostAgent> {
-    const journal = await OpJournal.open(join(opts.stateDir, 'journal.jsonl'));
-    const records = await DeviceRecords.open(opts.stateDir);
-    // Audit events leave through the outbox: published at once, acknowledged off the reply's critical path.
-    const outbox = AuditOutbox.open({ js: jetstream(opts.nc), file: join(opts.stateDir, 'audit-outbox.jsonl'), log: opts.log });
-    const agent = new HostAgent(opts, journal, records, outbox);
-    opts.backend.onBoot(() => agent.enqueue(() => agent.announce()));
-    agent.sub = opts.nc.subscribe(agentSubjectWildcard(opts.hostId), {
-      callback: (err, msg) => {
-        if (err) {
-          opts.log.error({ err }, 'subscription error');
-          return;
-        }
-        const observer = opts.observer;
-        agent.enqueue(() => (observer ? observer.handling({ hostId: opts.hostId, subject: msg.subject, headers: msg.headers, data: msg.data }, () => agent.handle(msg)) : agent.handle(msg)));
-      },
-    });
-    await opts.nc.flush();
-    await agent.announce();
-    agent.heartbeat = setInterval(() => agent.enqueue(() => agent.announce()), opts.heartbeatMs);
-    agent.heartbeat.unref();
-    opts.observer?.started({
-      hostId: opts.hostId,
-      hotplugCap: opts.hotplugCap ?? DEFAULT_HOTPLUG_CAP,
-      hotplugsInWindow: (bdf, now) => records.recentHotplugs(bdf, now, (opts.hotplugCap ?? DEFAULT_HOTPLUG_CAP).windowMs).length,
-      journalEntries: () => journal.size,
-    });
-    opts.log.info({ hostId: opts.hostId, journal: journal.size }, 'agent ready');
-    return agent;
+    const lock = opts.lock ?? (await StateDirLock.forNewAgent(opts.stateDir, opts.hostId));
+    const instance = lock.instance;
+    let agent: HostAgent | null = null;
+    try {
+      const machineId = machineIdOf(await opts.backend.files.read('/etc/machine-id').catch(() => null));
+      const js = jetstream(opts.nc);
+      const ownership = new HostKeyOwnership({
+        nc: opts.nc,
+        js,
+        hostId: opts.hostId,
+        instance,
+        machineId,
+        previousInstance: lock.previousInstance,
+        // Three missed heartbeats: an agent that stopped that long ago is gone.
+        freshMs: Math.max(3 * opts.heartbeatMs, 10_000),
+      });
+      try {
+        await ownership.claim();
+      } catch (err) {
+        if (isPtcError(err, ErrorCode.AGENT_DUPLICATE)) throw err;
+        // Unreadable now (NATS slow to answer): the first write still expects the key to be ours and finds a rival then.
+        opts.log.warn({ err }, 'could not read this host\'s KV entry at start; ownership is checked at the first heartbeat');
+      }
+      await writeInstanceRecord(opts.stateDir, instance);
+      const journal = await OpJournal.open(join(opts.stateDir, 'journal.jsonl'), opts.journalLimits);
+      const { tornBytes, migratedFrom, setAside } = journal.report;
+      if (tornBytes > 0 || (migratedFrom !== null && migratedFrom > 0) || setAside) opts.log.warn({ tornBytes, migratedFrom, setAside }, 'journal repaired on open');
+      const records = await DeviceRecords.open(opts.stateDir);
+      // Audit events leave through the outbox: published at once, acknowledged off the reply's critical path.
+      const outbox = AuditOutbox.open({ js, file: join(opts.stateDir, 'audit-outbox.jsonl'), log: opts.log });
+      agent = new HostAgent(opts, js, journal, records, lock, ownership, { machineId, agentInstance: instance }, outbox);
+      if (opts.backend.responsive()) {
+        const repairs = await repairInterrupted(agent.context('repair', 'agent-start'));
+        for (const r of repairs) opts.log.warn({ repair: r }, 'repaired a step interrupted by a crash');
+      }
+      const started = agent;
+      opts.backend.onBoot(() => started.requestAnnounce(true));
+      started.sub = opts.nc.subscribe(agentSubjectWildcard(opts.hostId), {
+        callback: (err, msg) => {
+          if (err) {
+            opts.log.error({ err }, 'subscription error');
+            return;
+          }
+          const observer = opts.observer;
+          started.enqueue(() => (observer ? observer.handling({ hostId: opts.hostId, subject: msg.subject, headers: msg.headers, data: msg.data }, () => started.handle(msg)) : started.handle(msg)));
+        },
+      });
+      await opts.nc.flush();
+      await started.announce();
+      if (started.fencedBy) throw started.fencedBy;
+      started.heartbeat = setInterval(() => started.requestAnnounce(false), opts.heartbeatMs);
+      started.heartbeat.unref();
+      opts.observer?.started({
+        hostId: opts.hostId,
+        hotplugCap: opts.hotplugCap ?? DEFAULT_HOTPLUG_CAP,
+        hotplugsInWindow: (bdf, now) => records.recentHotplugs(bdf, now, (opts.hotplugCap ?? DEFAULT_HOTPLUG_CAP).windowMs).length,
+        journalEntries: () => journal.size,
+      });
+      opts.log.info({ hostId: opts.hostId, journal: journal.size, instance, machineId }, 'agent ready');
+      return started;
+    } catch (err) {
+      if (agent) await agent.stop();
+      else await lock.release();
+      throw err;
+    }
   }
 
   /** One command at a time per host: effects on a host must never interleave. */
@@ -112,6 +165,21 @@ export class HostAgent {
     this.queue = this.queue.then(work).catch((err: unknown) => this.opts.log.error({ err }, 'agent task failed'));
   }
 
+  /**
+   * Queues a rescan unless one is already waiting. A heartbeat that finds a fresh inventory (a command
+   * just published one) skips its scan; a boot always rescans.
+   */
+  private requestAnnounce(force: boolean): void {
+    if (this.announcePending) return;
+    this.announcePending = true;
+    this.enqueue(async () => {
+      this.announcePending = false;
+      if (!force && Date.now() - this.lastPublishAt < this.opts.heartbeatMs / 2) return;
+      await this.announce();
+    });
+  }
+
+  /** Finishes the command in progress (SIGTERM lands here), answers nothing more, then releases the host. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
@@ -119,6 +187,19 @@ export class HostAgent {
     await this.queue;
     await this.outbox.close();
     await this.opts.backend.close();
+    await this.lock.release();
+  }
+
+  /** Another agent answers for this host: stop serving at once and say so (rule 16). */
+  private fence(err: PtcError): void {
+    if (this.fencedBy) return;
+    this.fencedBy = err;
+    this.stopped = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.sub?.unsubscribe();
+    this.opts.log.error({ err: err.message }, 'another agent answers for this host; this one stopped serving');
+    void this.emit('failed', null, null, { error: err.toInfo(), agentInstance: this.identity.agentInstance, machineId: this.identity.machineId });
+    this.resolveFenced(err);
   }
 
   /** Publishes the inventory, and a `boot` event when the boot id differs from the last one announced. */
@@ -133,12 +214,14 @@ export class HostAgent {
   }
 
   private async publishInventory(): Promise<void> {
-    const inv = await readInventory(this.opts.hostId, this.opts.backend, this.records);
+    const inv = await readInventory(this.opts.hostId, this.opts.backend, this.records, this.identity);
     try {
-      await this.js.publish(`$KV.${HOSTS_BUCKET}.${this.opts.hostId}`, JSON.stringify(inv), { timeout: 5000 });
+      await this.ownership.publish(JSON.stringify(inv));
+      this.lastPublishAt = Date.now();
       this.opts.observer?.inventoryPublished(inv);
     } catch (err) {
-      this.opts.log.warn({ err }, 'inventory publish failed; will retry at the next heartbeat');
+      if (isPtcError(err, ErrorCode.AGENT_DUPLICATE)) this.fence(err);
+      else this.opts.log.warn({ err }, 'inventory publish failed; will retry at the next heartbeat');
     }
   }
 
@@ -209,8 +292,9 @@ export class HostAgent {
     await this.emit('received', opId, command, { args: args.data });
     const reply = await this.run(command, args.data, opId);
     const permanent = reply.ok || isPermanent(reply.error.code);
-    // Transient failures are not journaled, so the caller's retry with the same opId runs again.
-    if (permanent) await this.journal.record(opId, command, argsKey, reply);
+    // Transient failures are not journaled, so the caller's retry with the same opId runs again; nor are
+    // read-only commands, whose repeat changes nothing (and would only grow the journal).
+    if (permanent && !READ_ONLY.has(command)) await this.journal.record(opId, command, argsKey, reply);
     if (reply.ok) await this.emit('applied', opId, command, { result: READ_ONLY.has(command) ? null : reply.result });
     else await this.emit(REFUSAL_CODES.has(reply.error.code) ? 'refused' : 'failed', opId, command, { error: reply.error });
     await this.reply(msg, reply);
@@ -238,8 +322,8 @@ export class HostAgent {
     return true;
   }
 
-  private async run(command: AgentCommand, args: unknown, opId: string): Promise<AgentReply> {
-    const ctx: HandlerContext = {
+  private context(opId: string, command: string): HandlerContext {
+    return {
       hostId: this.opts.hostId,
       backend: this.opts.backend,
       records: this.records,
@@ -247,7 +331,12 @@ export class HostAgent {
       now: Date.now,
       emit: (kind, detail) => this.emit(kind, opId, command, detail),
       checkpoint: (step) => this.checkpoint(step),
+      opId,
     };
+  }
+
+  private async run(command: AgentCommand, args: unknown, opId: string): Promise<AgentReply> {
+    const ctx = this.context(opId, command);
     const bootIdBefore = await this.opts.backend.bootId();
     try {
       // The args were parsed by this command's own schema just above.

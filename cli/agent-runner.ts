@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
+import { StateDirLock } from '../agent/agent-lock.js';
 import { HostAgent } from '../agent/host-agent.js';
 import { SimHost, type SimFaultsInput } from '../agent/sim/sim-host.js';
 import { type FleetFile, hostSettings } from '../agent/sim/fleet-file.js';
@@ -39,6 +40,8 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
   for (const hostId of opts.hostIds) {
     const root = simHostDir(opts.dir, hostId);
     const { profile, faults } = hostSettings(opts.fleet, hostId, opts);
+    // Rule 16: the lock first, so a second agent for this host opens nothing and connects to nothing.
+    const lock = await StateDirLock.forNewAgent(agentStateDir(root), hostId);
     const backend = await SimHost.open({ hostDir: root, hostId, profile, faults });
     const nc = await connectNats({
       servers: opts.natsUrl,
@@ -53,6 +56,7 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
       backend,
       nc,
       stateDir: agentStateDir(root),
+      lock,
       heartbeatMs: opts.heartbeatMs,
       crashAt: backend.faults.crashAtStep,
       rebootAt: backend.faults.rebootAtStep,
@@ -61,14 +65,17 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
     });
     agents.push({ agent, close: () => nc.drain() });
   }
-  await new Promise<void>((resolveSignal) => {
-    process.once('SIGINT', resolveSignal);
-    process.once('SIGTERM', resolveSignal);
+  const signalled = new Promise<null>((resolveSignal) => {
+    process.once('SIGINT', () => resolveSignal(null));
+    process.once('SIGTERM', () => resolveSignal(null));
   });
+  // A host whose key another agent writes stops being served (rule 16); the process reports it and exits.
+  const fenced = await Promise.race([signalled, ...agents.map(({ agent }) => agent.fenced)]);
   log.info('shutting down agents');
   for (const { agent, close } of agents) {
     await agent.stop();
     await close();
   }
   await endpoint?.close();
+  if (fenced) throw fenced;
 }

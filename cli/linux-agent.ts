@@ -1,3 +1,4 @@
+import { StateDirLock } from '../agent/agent-lock.js';
 import { HostAgent } from '../agent/host-agent.js';
 import { ExecRunner } from '../agent/linux/command-runner.js';
 import { LinuxHost } from '../agent/linux/linux-host.js';
@@ -31,6 +32,8 @@ async function natsUplink(runner: ExecRunner, natsUrl: string): Promise<string[]
 
 /** Runs the agent for this real host (the linux backend) until SIGINT/SIGTERM. */
 export async function runLinuxAgent(opts: LinuxAgentOptions): Promise<void> {
+  // Rule 16: the lock first, so a second agent for this host touches nothing and connects to nothing.
+  const lock = await StateDirLock.forNewAgent(opts.stateDir, opts.hostId);
   const log = createLogger('ptc-agent');
   const telemetry = new AgentTelemetry(log);
   const runner = new ExecRunner();
@@ -38,15 +41,18 @@ export async function runLinuxAgent(opts: LinuxAgentOptions): Promise<void> {
   const backend = new LinuxHost({ root: opts.root, runner, toolstack: opts.toolstack, uplinkInterfaces });
   const nc = await connectNats({ servers: opts.natsUrl, seedFile: opts.natsCreds, name: `ptc-agent-${opts.hostId}`, inboxPrefix: hostInboxPrefix(opts.hostId), reconnectForever: true });
   telemetry.watchNats(opts.hostId, nc);
-  const agent = await HostAgent.start({ hostId: opts.hostId, backend, nc, stateDir: opts.stateDir, heartbeatMs: opts.heartbeatMs, log: log.child({ hostId: opts.hostId }), observer: telemetry });
+  const agent = await HostAgent.start({ hostId: opts.hostId, backend, nc, stateDir: opts.stateDir, lock, heartbeatMs: opts.heartbeatMs, log: log.child({ hostId: opts.hostId }), observer: telemetry });
   const endpoint = opts.metrics ? await serveMetrics(opts.metrics, [() => telemetry.registry.metrics()]) : null;
   if (endpoint) log.info({ metrics: endpoint.url }, 'serving metrics');
   log.info({ uplinkInterfaces, root: opts.root }, 'agent ready (linux backend)');
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
+  const signalled = new Promise<null>((resolve) => {
+    process.once('SIGINT', () => resolve(null));
+    process.once('SIGTERM', () => resolve(null));
   });
+  // SIGTERM: the command in progress finishes (and is answered) before the agent exits.
+  const fenced = await Promise.race([signalled, agent.fenced]);
   await agent.stop();
   await nc.drain();
   await endpoint?.close();
+  if (fenced) throw fenced;
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { createUser, fromSeed } from '@nats-io/nkeys';
 import { HOSTS_BUCKET, SUBJECT_PREFIX } from '../schemas/agent-protocol.js';
 import { hostInboxPrefix } from '../transport/nats-connection.js';
+import { ownKeyDirectGetSubject } from '../agent/host-ownership.js';
 
 /** An identity's seed file; created once and reused, so a restarted stack keeps its credentials. */
 async function identity(credsDir: string, name: string): Promise<{ seedFile: string; publicKey: string }> {
@@ -42,7 +43,8 @@ export async function natsAuthorization(credsDir: string, hostIds: readonly stri
     users.push({
       nkey: host.publicKey,
       permissions: {
-        publish: { allow: [`${SUBJECT_PREFIX}.events.${hostId}.*`, `$KV.${HOSTS_BUCKET}.${hostId}`] },
+        // Reading its own key (direct get) lets the agent see another agent answering for its host (rule 16).
+        publish: { allow: [`${SUBJECT_PREFIX}.events.${hostId}.*`, `$KV.${HOSTS_BUCKET}.${hostId}`, ownKeyDirectGetSubject(hostId)] },
         subscribe: { allow: [`${SUBJECT_PREFIX}.agent.${hostId}.*`, `${hostInboxPrefix(hostId)}.>`] },
         // Lets the agent answer requests on the requester's inbox, and only there.
         allow_responses: true,

@@ -45,6 +45,12 @@ export const Guest = z.object({
   liveDevices: z.array(PciAddress).describe('devices hotplugged into the running guest'),
   configDevices: z.array(PciAddress).describe('devices in the guest config (pci = [...]), used at its next boot'),
   acpiphp: z.boolean().describe('acpiphp loaded in the guest (needed for hotplug into KVM RHEL 5 guests)'),
+  configProblem: z
+    .string()
+    .max(500)
+    .nullable()
+    .optional()
+    .describe('why the guest config cannot be read safely; such a guest is refused for attach and its configDevices are every address its file names (fail closed). Absent from older agents'),
 });
 export type Guest = z.infer<typeof Guest>;
 
@@ -60,5 +66,7 @@ export const HostInventory = z.object({
   devices: z.array(PciDevice),
   guests: z.array(Guest),
   seenAt: z.iso.datetime(),
+  machineId: z.string().max(64).nullable().optional().describe('/etc/machine-id of the machine the agent runs on (rule 16); absent from older agents'),
+  agentInstance: z.string().max(64).optional().describe('random id of the running agent process: two agents answering for one host show as two instances'),
 });
 export type HostInventory = z.infer<typeof HostInventory>;

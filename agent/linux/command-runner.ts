@@ -129,6 +129,8 @@ export class UnexpectedCommandError extends Error {
  */
 export class RecordingRunner implements CommandRunner {
   readonly calls: string[][] = [];
+  /** The options of each call, in the order of `calls` (tests check per-verb timeouts). */
+  readonly options: (RunOptions | undefined)[] = [];
   private readonly canned: { command: CannedCommand; used: number }[] = [];
 
   constructor(canned: readonly CannedCommand[] = []) {
@@ -141,8 +143,9 @@ export class RecordingRunner implements CommandRunner {
     return this;
   }
 
-  async run(argv: readonly string[], _opts?: RunOptions): Promise<CommandResult> {
+  async run(argv: readonly string[], opts?: RunOptions): Promise<CommandResult> {
     this.calls.push([...argv]);
+    this.options.push(opts);
     const entry = this.canned.find(({ command, used }) => (command.times === undefined || used < command.times) && matches(command.match, argv));
     if (!entry) throw new UnexpectedCommandError(argv);
     entry.used += 1;
@@ -157,6 +160,7 @@ export class RecordingRunner implements CommandRunner {
 
   clear(): void {
     this.calls.length = 0;
+    this.options.length = 0;
   }
 }
 

@@ -35,6 +35,8 @@ export class HostTree {
   constructor(
     readonly root: string,
     private readonly observer?: SysfsWriteObserver,
+    /** A sysfs write that has not returned by then fails, so one hung driver does not wedge the agent's queue. */
+    private readonly writeTimeoutMs = SYSFS_WRITE_TIMEOUT_MS,
   ) {
     this.files = new HostFiles(root);
   }
@@ -100,13 +102,25 @@ export class HostTree {
 
   /** The host path a path resolves to after all links (`/sys/block/sda/device` → `/sys/devices/…`); null when absent or outside the root. */
   async realHostPath(hostPath: string): Promise<string | null> {
-    let real: string;
     try {
-      real = await realpath(this.path(hostPath));
+      return this.hostPathOf(await realpath(this.path(hostPath)));
     } catch (err) {
       if (missing(err)) return null;
       throw err;
     }
+  }
+
+  /** Synchronous realHostPath, for the guest config path that the backend answers synchronously. */
+  realHostPathSync(hostPath: string): string | null {
+    try {
+      return this.hostPathOf(realpathSync(this.path(hostPath)));
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+  }
+
+  private hostPathOf(real: string): string | null {
     this.realRoot ??= realpathSync(this.root);
     const rel = relative(this.realRoot, real);
     if (rel.startsWith('..')) return null;
@@ -144,18 +158,40 @@ export class HostTree {
   async writeControl(hostPath: string, bdf: string): Promise<void> {
     const data = `${bdf}\n`;
     try {
-      const handle = await open(this.path(hostPath), constants.O_WRONLY | constants.O_APPEND);
-      try {
-        await handle.write(data);
-      } finally {
-        await handle.close();
-      }
+      await withTimeout(this.writeTimeoutMs, `writing ${bdf} to ${hostPath} did not return within ${this.writeTimeoutMs / 1000} s (the kernel is stuck in the driver); the agent goes on, check the device before retrying`, async () => {
+        const handle = await open(this.path(hostPath), constants.O_WRONLY | constants.O_APPEND);
+        try {
+          await handle.write(data);
+        } finally {
+          await handle.close();
+        }
+      });
       await this.observer?.({ path: hostPath, data });
     } catch (err) {
       if (err instanceof PtcError) throw err;
       const code = (err as NodeJS.ErrnoException).code;
       throw new PtcError(ErrorCode.COMMAND_FAILED, `writing ${bdf} to ${hostPath} failed: ${code ?? (err as Error).message}`, { cause: err });
     }
+  }
+}
+
+/** A driver's probe or remove runs inside the write: seconds for a slow one, never this long for a healthy one. */
+export const SYSFS_WRITE_TIMEOUT_MS = 30_000;
+
+/**
+ * Fails with COMMAND_FAILED when `work` has not settled in time. The write itself cannot be cancelled
+ * (it sits in a libuv thread, in the kernel); what this buys is that the agent answers, reports, and
+ * serves the next command instead of waiting forever.
+ */
+async function withTimeout(ms: number, message: string, work: () => Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new PtcError(ErrorCode.COMMAND_FAILED, message)), ms);
+  });
+  try {
+    await Promise.race([work(), expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

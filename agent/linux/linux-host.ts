@@ -15,6 +15,7 @@ import { PciNames } from './pci-names.js';
 import { PciSysfs } from './pci-sysfs.js';
 import { LinuxPower } from './power.js';
 import { SysfsScanner } from './sysfs-scan.js';
+import { guestConfigCandidates, guestNameFromFile, guestNameOf, XEN_AUTO_DIR, XEN_CONFIG_DIR } from '../xen-guest-config.js';
 import { guestOsFromConfig, guestVirtFromConfig, isGuestName, type ToolstackName, XenToolstack } from './xen-toolstack.js';
 
 export interface LinuxHostOptions {
@@ -28,9 +29,10 @@ export interface LinuxHostOptions {
   uplinkInterfaces?: string[];
   /** Called after each sysfs control write; tests put a fake kernel here. */
   onSysfsWrite?: SysfsWriteObserver;
+  /** How long a sysfs control write may block before it fails (default SYSFS_WRITE_TIMEOUT_MS). */
+  sysfsWriteTimeoutMs?: number;
 }
 
-const XEN_CONFIG_DIR = '/etc/xen';
 const TOOL_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin', '/usr/local/sbin'];
 
 /**
@@ -54,7 +56,7 @@ export class LinuxHost implements HostBackend {
   private xenIommuCache: boolean | null = null;
 
   constructor(options: LinuxHostOptions) {
-    this.tree = new HostTree(options.root, options.onSysfsWrite);
+    this.tree = new HostTree(options.root, options.onSysfsWrite, options.sysfsWriteTimeoutMs);
     this.files = this.tree.files;
     this.runner = options.runner;
     this.uplinks = [...(options.uplinkInterfaces ?? [])];
@@ -159,15 +161,20 @@ export class LinuxHost implements HostBackend {
       }
       out.push({ name, virt: guestVirtFromConfig(config), os: guestOsFromConfig(config), state, acpiphp: true, liveDevices });
     }
-    for (const entry of await this.tree.list(XEN_CONFIG_DIR)) {
-      if (!isGuestName(entry) || domains.some((d) => d.name === entry)) continue;
-      const config = await this.files.read(this.guestConfigPath(entry)).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'EISDIR') return null;
-        throw err;
-      });
-      // Only a config whose name = matches its file name is a guest ptctl can address (examples, xl.conf and scripts are not).
-      if (config === null || !new RegExp(`^\\s*name\\s*=\\s*["']${escapeRe(entry)}["']\\s*$`, 'm').test(config)) continue;
-      out.push({ name: entry, virt: guestVirtFromConfig(config), os: guestOsFromConfig(config), state: 'stopped', acpiphp: true, liveDevices: [] });
+    const seen = new Set<string>(domains.map((d) => d.name));
+    for (const dir of [XEN_CONFIG_DIR, XEN_AUTO_DIR]) {
+      for (const file of await this.tree.list(dir)) {
+        const entry = guestNameFromFile(file);
+        if (!isGuestName(entry) || seen.has(entry)) continue;
+        const config = await this.files.read(`${dir}/${file}`).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'EISDIR') return null;
+          throw err;
+        });
+        // Only a config whose name = matches its file name is a guest ptctl can address (examples, xl.conf and scripts are not).
+        if (config === null || guestNameOf(config) !== entry) continue;
+        seen.add(entry);
+        out.push({ name: entry, virt: guestVirtFromConfig(config), os: guestOsFromConfig(config), state: 'stopped', acpiphp: true, liveDevices: [] });
+      }
     }
     return out;
   }
@@ -211,8 +218,16 @@ export class LinuxHost implements HostBackend {
 
   // --- Toolstack -----------------------------------------------------------------------------
 
-  /** `/etc/xen/<guest>` (the file may not exist: callers read it through `files`, which answers null). */
+  /**
+   * The first of `/etc/xen/<guest>`, `/etc/xen/<guest>.cfg`, `/etc/xen/auto/<guest>[.cfg]` that exists,
+   * with an autostart symlink followed to its file (an atomic write must replace the file, not the
+   * link); `/etc/xen/<guest>` when none exists (callers read it through `files`, which answers null).
+   */
   guestConfigPath(guest: GuestName): string {
+    for (const candidate of guestConfigCandidates(guest)) {
+      if (!this.tree.existsSync(candidate)) continue;
+      return this.tree.realHostPathSync(candidate) ?? candidate;
+    }
     return `${XEN_CONFIG_DIR}/${guest}`;
   }
 
@@ -280,8 +295,4 @@ export class LinuxHost implements HostBackend {
 
   /** No-op: the backend holds no open handles or timers. */
   async close(): Promise<void> {}
-}
-
-function escapeRe(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -118,6 +118,19 @@ export function isGuestName(name: string): name is GuestName {
 }
 
 /**
+ * How long each toolstack verb may run before it is killed. The 60 s default suits queries; `save`
+ * writes the guest's whole memory to disk and `migrate` sends it over the network (minutes for a big
+ * guest), and killing them half-way leaves a guest paused or half-moved. The systemd unit's
+ * TimeoutStopSec is above the longest of these so a stop lets the step finish.
+ */
+export const TOOLSTACK_TIMEOUTS_MS = {
+  pciAttach: 120_000,
+  save: 20 * 60_000,
+  restore: 20 * 60_000,
+  migrate: 30 * 60_000,
+} as const;
+
+/**
  * Commands of one toolstack. Queries whose failure can be read safely return null (callers decide
  * how to fail safe); those whose failure cannot be papered over throw COMMAND_FAILED.
  */
@@ -158,22 +171,22 @@ export class XenToolstack {
   }
 
   async attach(guest: GuestName, device: PciAddress): Promise<void> {
-    await mustRun(this.runner, [this.name, 'pci-attach', guest, device]);
+    await mustRun(this.runner, [this.name, 'pci-attach', guest, device], { timeoutMs: TOOLSTACK_TIMEOUTS_MS.pciAttach });
   }
 
   async detach(guest: GuestName, device: PciAddress): Promise<void> {
-    await mustRun(this.runner, [this.name, 'pci-detach', guest, device]);
+    await mustRun(this.runner, [this.name, 'pci-detach', guest, device], { timeoutMs: TOOLSTACK_TIMEOUTS_MS.pciAttach });
   }
 
   async save(guest: GuestName, file: string): Promise<void> {
-    await mustRun(this.runner, [this.name, 'save', guest, file]);
+    await mustRun(this.runner, [this.name, 'save', guest, file], { timeoutMs: TOOLSTACK_TIMEOUTS_MS.save });
   }
 
   async restore(file: string): Promise<void> {
-    await mustRun(this.runner, [this.name, 'restore', file]);
+    await mustRun(this.runner, [this.name, 'restore', file], { timeoutMs: TOOLSTACK_TIMEOUTS_MS.restore });
   }
 
   async migrate(guest: GuestName, target: string): Promise<void> {
-    await mustRun(this.runner, [this.name, 'migrate', guest, target]);
+    await mustRun(this.runner, [this.name, 'migrate', guest, target], { timeoutMs: TOOLSTACK_TIMEOUTS_MS.migrate });
   }
 }

@@ -123,7 +123,8 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
     assert.equal(res.code, 0, res.stderr);
     const hosts = (JSON.parse(res.stdout) as unknown[]).map((h) => HostInventory.parse(h));
     assert.deepEqual(hosts.map((h) => h.hostId), ['sim-1', 'sim-2']);
-    assert.deepEqual(Object.keys(hosts[0] ?? {}).sort(), ['agentVersion', 'bootId', 'capabilities', 'devices', 'guests', 'hostId', 'hypervisor', 'iommu', 'os', 'seenAt'].sort());
+    // machineId and agentInstance: rule 16 (one agent per host).
+    assert.deepEqual(Object.keys(hosts[0] ?? {}).sort(), ['agentInstance', 'agentVersion', 'bootId', 'capabilities', 'devices', 'guests', 'hostId', 'hypervisor', 'iommu', 'machineId', 'os', 'seenAt'].sort());
     const human = await runCli(['hosts', '--dir', t.dir], cliEnv);
     assert.equal(human.code, 0);
     assert.match(human.stdout, /sim-1 .*0000:01:00\.0 .*bnx2 .*eth0 .*in use/);

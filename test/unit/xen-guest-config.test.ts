@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { type GuestConfig, parseGuestConfig, renderGuestConfig, withGuestDevice, withoutGuestDevice } from '../../agent/xen-guest-config.js';
+import { addressesMentioned, type GuestConfig, guestDeviceSpec, parseGuestConfig, renderGuestConfig, withGuestDevice, withoutGuestDevice } from '../../agent/xen-guest-config.js';
+import { guestConfigDevices } from '../../agent/host-inventory.js';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import type { PciAddress } from '../../schemas/pci-address.js';
 
@@ -42,7 +43,7 @@ function withoutPciLine(text: string): string {
 function isRefused(pattern?: RegExp): (err: unknown) => boolean {
   return (err: unknown) => {
     assert.ok(err instanceof PtcError, `expected a PtcError, got ${String(err)}`);
-    assert.equal(err.code, ErrorCode.COMMAND_FAILED);
+    assert.equal(err.code, ErrorCode.GUEST_CONFIG_INVALID);
     if (pattern) assert.match(err.message, pattern);
     return true;
   };
@@ -84,7 +85,8 @@ const arbOtherLine: fc.Arbitrary<string> = fc.oneof(
   ),
   fc
     .string({ unit: fc.oneof(fc.constantFrom(' ', '\t', '\r', '=', '[', ']', "'", 'p', 'c', 'i'), fc.string({ unit: 'binary-ascii', minLength: 1, maxLength: 1 })), maxLength: 24 })
-    .filter((s) => !s.includes('\n') && !XL_PCI_SETTING.test(s)),
+    // Unbalanced brackets make xl refuse the file (and ptctl too: GUEST_CONFIG_INVALID); tested on their own below.
+    .filter((s) => !s.includes('\n') && !XL_PCI_SETTING.test(s) && !/[[\]()]/.test(s)),
 );
 
 /** An xl config without a pci setting: possibly empty, with or without a final newline. */
@@ -158,7 +160,8 @@ void describe('xen-guest-config: table tests', () => {
     const conf = parseGuestConfig(original);
     assert.equal(conf.pciLineIndex, 1);
     assert.deepEqual(conf.devices, ['0000:01:00.0']);
-    assert.equal(add(original, '0000:00:19.0'), "name = 'g'\npci = [ '0000:00:19.0', '0000:01:00.0' ]\n");
+    // Only the setting's bytes change: its indentation is outside it and stays.
+    assert.equal(add(original, '0000:00:19.0'), "name = 'g'\n  pci = [ '0000:00:19.0', '0000:01:00.0' ]\n");
   });
 
   void it('keeps devices sorted and unique', () => {
@@ -170,20 +173,24 @@ void describe('xen-guest-config: table tests', () => {
   });
 
   const refused: readonly (readonly [string, string, RegExp])[] = [
-    ['a multi-line pci list', "pci = [ '0000:01:00.0',\n        '0000:02:00.0' ]\n", /one line/],
-    ['a pci list opened on the next line', "pci =\n  [ '0000:01:00.0' ]\n", /one line/],
-    ['a comment after the list', "pci = [ '0000:01:00.0' ] # nic\n", /one line/],
+    ['a pci list opened on the next line', "pci =\n  [ '0000:01:00.0' ]\n", /list on the line/],
+    ['a pci list never closed', "pci = [ '0000:01:00.0',\n", /never closed/],
     ['two pci lines', "pci = [ '0000:01:00.0' ]\npci = [ '0000:02:00.0' ]\n", /more than one/],
-    ['a pci += line', "pci = [ '0000:01:00.0' ]\npci += [ '0000:02:00.0' ]\n", /more than one|one line/],
-    ['per-device options after a comma', "pci = [ '0000:01:00.0,permissive=1' ]\n", /not a plain PCI address/],
-    ['per-device options after @', "pci = [ '0000:01:00.0@4' ]\n", /not a plain PCI address/],
-    ['a BDF without domain', "pci = [ '01:00.0' ]\n", /not a plain PCI address/],
-    ['a device number out of range', "pci = [ '0000:01:20.0' ]\n", /not a plain PCI address/],
-    ['a function number out of range', "pci = [ '0000:01:00.8' ]\n", /not a plain PCI address/],
-    ['a word', "pci = [ 'nic0' ]\n", /not a plain PCI address/],
-    ['mismatched quotes', "pci = [ '0000:01:00.0\" ]\n", /not a plain PCI address/],
-    ['a trailing comma', "pci = [ '0000:01:00.0', ]\n", /not a plain PCI address/],
-    ['an empty item', "pci = [ '0000:01:00.0',, '0000:02:00.0' ]\n", /not a plain PCI address/],
+    ['a pci += line', "pci = [ '0000:01:00.0' ]\npci += [ '0000:02:00.0' ]\n", /more than one|\+=/],
+    ['a pci string instead of a list', "pci = '0000:01:00.0'\n", /must be a list/],
+    ['an option that is not key=value', "pci = [ '0000:01:00.0,permissive' ]\n", /not key=value/],
+    ['a VSLOT that is not hex', "pci = [ '0000:01:00.0@zz' ]\n", /not \[DDDD:\]BB:DD.F/],
+    ['a device number out of range', "pci = [ '0000:01:20.0' ]\n", /out of range/],
+    ['a function number out of range', "pci = [ '0000:01:00.8' ]\n", /not \[DDDD/],
+    ['a word', "pci = [ 'nic0' ]\n", /not \[DDDD/],
+    ['mismatched quotes', "pci = [ '0000:01:00.0\" ]\n", /unterminated/],
+    ['a list broken by a stray quote on the next line', "pci = [ '0000:01:00.0',\n  ' ]\n", /unterminated/],
+    ['an empty item', "pci = [ '0000:01:00.0',, '0000:02:00.0' ]\n", /empty item/],
+    ['items without a comma', "pci = [ '0000:01:00.0' '0000:02:00.0' ]\n", /separated by commas/],
+    ['a device listed twice', "pci = [ '0000:01:00.0', '01:00.0' ]\n", /twice/],
+    ['an unbalanced bracket before the setting', "disk = [ 'phy:/dev/x,xvda,w'\npci = [ '0000:01:00.0' ]\n", /unbalanced/],
+    ['a backslash escape', 'pci = [ "0000:01:00.0\\n" ]\n', /backslash/],
+    ['a key=value item without bdf', "pci = [ 'permissive=1' ]\n", /no bdf=/],
   ];
   for (const [name, text, pattern] of refused) {
     void it(`refuses ${name} with COMMAND_FAILED`, () => {
@@ -235,8 +242,10 @@ void describe('xen-guest-config properties', () => {
         let model: string[] = [...hand.devices];
         let text = original;
         let lineIndex: number | null = initial.pciLineIndex;
+        let spelledByPtctl = false;
         for (const op of ops) {
           const added = op.kind === 'add' && !model.includes(op.bdf);
+          const prev = text;
           if (op.kind === 'add') {
             text = add(text, op.bdf);
             if (added) model = sorted([...model, op.bdf]);
@@ -251,14 +260,16 @@ void describe('xen-guest-config properties', () => {
           // Every other line is kept byte for byte and in order.
           assert.equal(withoutPciLine(text), others);
           if (model.length === 0) {
-            assert.equal(conf.pciLineIndex, null);
-            lineIndex = null;
+            // A no-op edit of a hand-written empty list leaves the file alone; an edit that empties the list removes it.
+            assert.ok(conf.pciLineIndex === null || text === original, text);
+            lineIndex = conf.pciLineIndex;
           } else {
             // In place while the line exists; a new line goes at the end.
             if (lineIndex !== null) assert.equal(conf.pciLineIndex, lineIndex);
             lineIndex = conf.pciLineIndex;
-            // Any edit rewrites the line in ptctl's spelling.
-            assert.equal(text.split('\n')[lineIndex ?? -1], pciLine(model));
+            // Any edit rewrites the setting in ptctl's spelling (a no-op leaves the file alone); the blanks around it are not part of it.
+            spelledByPtctl ||= text !== prev;
+            if (spelledByPtctl) assert.equal((text.split('\n')[lineIndex ?? -1] ?? '').trim(), pciLine(model));
           }
         }
       }),
@@ -286,6 +297,191 @@ void describe('xen-guest-config properties', () => {
         assert.equal(renderGuestConfig(parseGuestConfig(text)), text);
       }),
       { numRuns: RUNS },
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The grammar xl and xm accept (issue 10): multi-line lists, comments, short BDFs, @VSLOT, options
+// ---------------------------------------------------------------------------------------------
+
+void describe('xen-guest-config: the xl grammar', () => {
+  const multi = [
+    "name = 'g'",
+    'pci = [',
+    '    # the GPU and its audio function',
+    "    '03:00.0@4,permissive=1,msitranslate=1',",
+    '    "0000:03:00.1,seize=1", # audio',
+    ']',
+    'memory = 512 # MiB',
+    '',
+  ].join('\n');
+
+  void it('reads a multi-line list with comments, short BDFs, VSLOTs and options', () => {
+    const conf = parseGuestConfig(multi);
+    assert.deepEqual(conf.devices, ['0000:03:00.0', '0000:03:00.1']);
+    assert.equal(conf.pciLineIndex, 1);
+    assert.equal(guestDeviceSpec(conf, '0000:03:00.0'), '0000:03:00.0@4,permissive=1,msitranslate=1');
+    assert.equal(guestDeviceSpec(conf, '0000:03:00.1'), '0000:03:00.1,seize=1');
+  });
+
+  void it('keeps per-device options and comments when it rewrites the list, and every byte outside it', () => {
+    const added = add(multi, '0000:01:00.0');
+    assert.equal(
+      added,
+      [
+        "name = 'g'",
+        'pci = [',
+        "    '0000:01:00.0',",
+        '    # the GPU and its audio function',
+        "    '0000:03:00.0@4,permissive=1,msitranslate=1',",
+        "    '0000:03:00.1,seize=1', # audio",
+        ']',
+        'memory = 512 # MiB',
+        '',
+      ].join('\n'),
+    );
+    const removed = remove(added, '0000:03:00.1');
+    assert.deepEqual(parseGuestConfig(removed).devices, ['0000:01:00.0', '0000:03:00.0']);
+    assert.equal(guestDeviceSpec(parseGuestConfig(removed), '0000:03:00.0'), '0000:03:00.0@4,permissive=1,msitranslate=1');
+    // Removing every device removes the setting (and its lines), nothing else.
+    const none = ['0000:01:00.0', '0000:03:00.0'].reduce(remove, removed);
+    assert.equal(none, "name = 'g'\nmemory = 512 # MiB\n");
+  });
+
+  void it('edits a one-line list with options in place, keeping a comment and statements after it', () => {
+    const text = "pci = [ '0000:01:00.0,permissive=1' ] # nic; kept\nvcpus = 2; memory = 512\n";
+    assert.equal(add(text, '0000:00:19.0'), "pci = [ '0000:00:19.0', '0000:01:00.0,permissive=1' ] # nic; kept\nvcpus = 2; memory = 512\n");
+    assert.equal(remove(text, '0000:01:00.0'), 'pci = [ ] # nic; kept\nvcpus = 2; memory = 512\n');
+    const shared = "memory = 512; pci = [ '0000:01:00.0' ]; vcpus = 2\n";
+    assert.deepEqual(parseGuestConfig(shared).devices, ['0000:01:00.0']);
+    assert.equal(remove(shared, '0000:01:00.0'), 'memory = 512; pci = [ ]; vcpus = 2\n');
+  });
+
+  void it('accepts a trailing comma, an empty multi-line list and the key=value form', () => {
+    assert.deepEqual(parseGuestConfig("pci = [ '0000:01:00.0', ]\n").devices, ['0000:01:00.0']);
+    assert.deepEqual(parseGuestConfig('pci = [\n]\n').devices, []);
+    const kv = parseGuestConfig("pci = [ 'bdf=01:00.0,permissive=1' ]\n");
+    assert.deepEqual(kv.devices, ['0000:01:00.0']);
+    assert.equal(guestDeviceSpec(kv, '0000:01:00.0'), 'bdf=0000:01:00.0,permissive=1');
+  });
+
+  void it('is not fooled by pci in comments, strings, other settings or nested lists', () => {
+    const text = [
+      "# pci = [ '0000:07:00.0' ]",
+      "extra = 'pci = [ 0000:07:00.0 ]'",
+      "pcidev = [ '0000:07:00.0' ]",
+      'pci_permissive = 1',
+      "vif = [ 'mac=00:16:3e:00:00:01,bridge=xenbr0' ]",
+      "disk = [ 'phy:/dev/vg/g,xvda,w',",
+      "         'file:/x.img,xvdb,r' ]",
+      '',
+    ].join('\n');
+    const conf = parseGuestConfig(text);
+    assert.equal(conf.pciLineIndex, null);
+    assert.deepEqual(conf.devices, []);
+    assert.equal(remove(add(text, '0000:01:00.0'), '0000:01:00.0'), text);
+  });
+
+  void it('names every address a file mentions (what an unparseable config may hold)', () => {
+    assert.deepEqual(addressesMentioned("pci = [ '03:00.0@4' '0000:0A:04.1,permissive=1' ]\n# 0001:02:03.4\nmac=00:16:3e:00:00:01"), ['0000:03:00.0', '0000:0a:04.1', '0001:02:03.4']);
+  });
+});
+
+void describe('xen-guest-config: grammar properties', () => {
+  /** One list item as an operator might write it. */
+  const arbItem = fc.record({
+    bdf: arbBdf,
+    shortForm: fc.boolean(),
+    upper: fc.boolean(),
+    vslot: fc.option(fc.integer({ min: 0, max: 0x1f }), { nil: undefined }),
+    options: fc.subarray(['permissive=1', 'msitranslate=1', 'seize=1', 'power_mgmt=0', 'rdm_policy=relaxed'], { maxLength: 3 }),
+    quote: fc.constantFrom("'", '"'),
+    commentBefore: fc.option(fc.constantFrom('# gpu', '#', "# pci = [ '0000:09:00.0' ]"), { nil: undefined }),
+    comment: fc.option(fc.constantFrom('# audio', '# x, y ]'), { nil: undefined }),
+  });
+  const arbList = fc
+    .record({
+      items: fc.uniqueArray(arbItem, { maxLength: 4, selector: (i) => i.bdf }),
+      multiLine: fc.boolean(),
+      trailingComma: fc.boolean(),
+      lead: fc.constantFrom('', '  '),
+      after: fc.constantFrom('', ' # devices', '; vcpus = 2'),
+    })
+    .filter(({ items, multiLine }) => multiLine || items.every((i) => i.comment === undefined && i.commentBefore === undefined))
+    .filter(({ items }) => items.every((i) => !i.shortForm || i.bdf.startsWith('0000:')))
+    .map(({ items, multiLine, trailingComma, lead, after }) => {
+      const written = items.map((i) => {
+        const b = i.shortForm ? i.bdf.slice(5) : i.bdf;
+        const spec = `${i.upper ? b.toUpperCase() : b}${i.vslot === undefined ? '' : `@${i.vslot.toString(16)}`}${i.options.map((o) => `,${o}`).join('')}`;
+        const normal = `${i.bdf}${i.vslot === undefined ? '' : `@${i.vslot.toString(16)}`}${i.options.map((o) => `,${o}`).join('')}`;
+        return { ...i, text: `${i.quote}${spec}${i.quote}`, normal };
+      });
+      let body: string;
+      if (multiLine) {
+        const lines = written.map((w, n) => `${w.commentBefore === undefined ? '' : `    ${w.commentBefore}\n`}    ${w.text}${n < written.length - 1 || trailingComma ? ',' : ''}${w.comment === undefined ? '' : ` ${w.comment}`}`);
+        body = `[\n${lines.map((l) => `${l}\n`).join('')}]`;
+      } else {
+        body = `[ ${written.map((w) => w.text).join(', ')}${trailingComma && written.length > 0 ? ',' : ''} ]`;
+      }
+      return { text: `${lead}pci = ${body}${after}`, specs: new Map(written.map((w) => [w.bdf, w.normal])) };
+    });
+
+  void it('reads every generated list, and every edit keeps the options of the devices that stay and every byte outside the setting', () => {
+    fc.assert(
+      fc.property(arbOtherText, arbList, arbOtherText, fc.array(arbOp, { maxLength: 8 }), (head, list, tail, ops) => {
+        const lead = head.length === 0 || head.endsWith('\n') ? head : `${head}\n`;
+        const original = `${lead}${list.text}\n${tail}`;
+        const conf = parseGuestConfig(original);
+        assert.deepEqual([...conf.devices].sort(), [...list.specs.keys()].sort());
+        for (const [bdf, spec] of list.specs) assert.equal(guestDeviceSpec(conf, bdf), spec);
+        let text = original;
+        const specs = new Map(list.specs);
+        let removedOnce = false;
+        for (const op of ops) {
+          if (op.kind === 'add' && !specs.has(op.bdf)) specs.set(op.bdf, op.bdf);
+          if (op.kind === 'remove') specs.delete(op.bdf);
+          text = op.kind === 'add' ? add(text, op.bdf) : remove(text, op.bdf);
+          const now = parseGuestConfig(text);
+          assert.deepEqual([...now.devices].sort(), [...specs.keys()].sort());
+          for (const [bdf, spec] of specs) assert.equal(guestDeviceSpec(now, bdf), spec, `options of ${bdf} kept`);
+          // The bytes around the setting never change (once emptied and removed, a new setting goes at the end).
+          removedOnce ||= now.pciLineIndex === null;
+          assert.ok(text.startsWith(lead), 'the lines before the pci setting are kept');
+          if (!removedOnce) assert.ok(text.endsWith(tail), 'the lines after the pci setting are kept');
+        }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  void it('a rendered config parses back to the same items', () => {
+    fc.assert(
+      fc.property(arbList, fc.array(arbOp, { maxLength: 6 }), (list, ops) => {
+        let conf = parseGuestConfig(`${list.text}\n`);
+        for (const op of ops) conf = op.kind === 'add' ? withGuestDevice(conf, op.bdf) : withoutGuestDevice(conf, op.bdf);
+        const back = parseGuestConfig(renderGuestConfig(conf));
+        assert.deepEqual(back.items.map((i) => [i.bdf, i.spec, i.comment, i.commentsBefore]), conf.items.map((i) => [i.bdf, i.spec, i.comment, i.commentsBefore]));
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  void it('any text either parses or is refused with GUEST_CONFIG_INVALID, and its guest is fenced rather than breaking the scan', () => {
+    const arbNoise = fc.string({ unit: fc.constantFrom('p', 'c', 'i', ' ', '=', '+', '[', ']', "'", '"', ',', '#', '\n', ';', '0', ':', '.', '1', '@', '\\'), maxLength: 40 });
+    fc.assert(
+      fc.property(arbNoise, (text) => {
+        let parsed = true;
+        try {
+          parseGuestConfig(text);
+        } catch (err) {
+          assert.ok(err instanceof PtcError && err.code === ErrorCode.GUEST_CONFIG_INVALID, String(err));
+          parsed = false;
+        }
+        const read = guestConfigDevices(text);
+        assert.equal(read.configProblem === null, parsed);
+      }),
+      { numRuns: 2000 },
     );
   });
 });
