@@ -9,7 +9,9 @@ export const DEFAULT_STATE_DIR = '.ptc';
 /** Written by `ptctl dev` into its state dir; read by every other command. */
 export const ConnectionFile = z.object({
   natsUrl: z.string(),
-  natsCreds: z.string().describe('nkey seed file of the orchestrator identity'),
+  natsCreds: z.string().describe('credentials file of the worker (orchestrator) identity'),
+  natsOperatorCreds: z.string().optional().describe('credentials file of the dev operator identity (attach, apply, cancel…)'),
+  natsViewerCreds: z.string().optional().describe('credentials file of the dev viewer identity (hosts, plan, events)'),
   temporalAddress: z.string(),
   temporalNamespace: z.string(),
   temporalUi: z.string().nullable(),
@@ -21,6 +23,7 @@ export type ConnectionFile = z.infer<typeof ConnectionFile>;
 
 export interface Connection {
   natsUrl: string;
+  /** Credentials of the identity this process speaks as (see `NatsClientRole`). */
   natsCreds: string;
   temporalAddress: string;
   temporalNamespace: string;
@@ -34,6 +37,12 @@ export interface ConnectionFlags {
   temporalAddress?: string | undefined;
   namespace?: string | undefined;
 }
+
+/**
+ * Which dev-stack identity a command uses when no credentials are given: the worker for the worker
+ * and the demo, the operator for commands that change things through Temporal, the viewer for reads.
+ */
+export type NatsClientRole = 'worker' | 'operator' | 'viewer';
 
 export const connectionFilePath = (dir: string): string => join(resolve(dir), 'connection.json');
 
@@ -58,7 +67,7 @@ export function processAlive(pid: number): boolean {
 }
 
 /** Each setting from its flag, then its environment variable, then the dev stack's connection file. */
-export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env): Promise<Connection> {
+export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env, role: NatsClientRole = 'worker'): Promise<Connection> {
   const dir = flags.dir ?? DEFAULT_STATE_DIR;
   // An empty variable counts as unset, as in most shells' `${VAR:-default}`.
   const fromEnvVar = (name: string): string | undefined => (env[name] ? env[name] : undefined);
@@ -78,11 +87,17 @@ export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.Proc
   }
   return {
     natsUrl: fromEnv.natsUrl ?? file?.natsUrl ?? '',
-    natsCreds: fromEnv.natsCreds ?? file?.natsCreds ?? '',
+    natsCreds: fromEnv.natsCreds ?? (file ? credsOfRole(file, role) : ''),
     temporalAddress: fromEnv.temporalAddress ?? file?.temporalAddress ?? '',
     temporalNamespace: fromEnv.temporalNamespace ?? file?.temporalNamespace ?? 'default',
     temporalUi: file?.temporalUi ?? null,
   };
+}
+
+function credsOfRole(file: ConnectionFile, role: NatsClientRole): string {
+  if (role === 'operator') return file.natsOperatorCreds ?? file.natsCreds;
+  if (role === 'viewer') return file.natsViewerCreds ?? file.natsCreds;
+  return file.natsCreds;
 }
 
 export function connectionEnv(conn: Connection): NodeJS.ProcessEnv {

@@ -13,7 +13,8 @@ import { connectNats } from '../transport/nats-connection.js';
 import { ensureNatsResources } from '../transport/nats-resources.js';
 import { ManagedProcess } from './child-process.js';
 import { type Connection, type ConnectionFile, connectionEnv, connectionFilePath, processAlive, readConnectionFile } from './connection.js';
-import { natsAuthorization } from './nats-auth.js';
+import { type IdentitySpec, natsAuthorization } from './nats-auth.js';
+import { type NatsRole, identityName } from '../transport/nats-permissions.js';
 import { PTCTL_ENTRY, serverBinary } from './tools.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
 import type { FleetFileInput } from '../agent/sim/fleet-file.js';
@@ -50,6 +51,9 @@ interface Ports {
   temporalMetrics: number;
 }
 
+/** The person the dev stack's operator and viewer identities are named after. */
+export const DEV_PERSON = 'dev';
+
 export const simHostIds = (spec: number | readonly string[]): string[] =>
   typeof spec === 'number' ? Array.from({ length: spec }, (_, i) => `sim-${i + 1}`) : [...spec];
 
@@ -80,6 +84,8 @@ export class DevStack {
   private nc: NatsConnection | null = null;
   private stopping = false;
   connection!: Connection;
+  /** Credentials of the dev stack's operator and viewer identities (the CLI's commands use them). */
+  roleCreds: { natsOperatorCreds: string; natsViewerCreds: string } = { natsOperatorCreds: '', natsViewerCreds: '' };
   hosts: string[] = [];
   readonly dir: string;
 
@@ -121,7 +127,15 @@ export class DevStack {
     const ports = await this.choosePorts();
 
     // NATS
-    const { config: authConfig, orchestratorSeedFile } = await natsAuthorization(this.path('creds'), this.hosts);
+    const identities: IdentitySpec[] = [
+      { role: 'worker', name: 'worker' },
+      { role: 'operator', name: DEV_PERSON },
+      { role: 'viewer', name: DEV_PERSON },
+      ...this.hosts.map((h) => ({ role: 'host' as const, name: h })),
+    ];
+    const { config: authConfig, seedFiles } = await natsAuthorization(this.path('creds'), identities);
+    const seedOf = (role: NatsRole, name: string): string => seedFiles.get(identityName(role, name)) ?? '';
+    const orchestratorSeedFile = seedOf('worker', 'worker');
     const natsConf = {
       listen: `127.0.0.1:${ports.nats}`,
       http: `127.0.0.1:${ports.natsMonitor}`,
@@ -139,12 +153,13 @@ export class DevStack {
 
     const namespace = 'default';
     this.connection = { natsUrl, natsCreds: orchestratorSeedFile, temporalAddress: '', temporalNamespace: namespace, temporalUi: null };
+    this.roleCreds = { natsOperatorCreds: seedOf('operator', DEV_PERSON), natsViewerCreds: seedOf('viewer', DEV_PERSON) };
     if (this.opts.temporal ?? true) await this.startTemporalAndWorker(ports);
 
     // Agents: one process runs every simulated host, each with its own NATS identity.
     if (this.hosts.length > 0 && (this.opts.agents ?? true)) await this.startAgents();
 
-    const file: ConnectionFile = { ...this.connection, pid: process.pid, hosts: this.hosts, startedAt: new Date().toISOString() };
+    const file: ConnectionFile = { ...this.connection, ...this.roleCreds, pid: process.pid, hosts: this.hosts, startedAt: new Date().toISOString() };
     await writeFile(connectionFilePath(this.dir), JSON.stringify(file, null, 2) + '\n');
     await writeFile(this.path('ports.json'), JSON.stringify(ports, null, 2) + '\n');
   }

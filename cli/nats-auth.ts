@@ -1,12 +1,17 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createUser, fromSeed } from '@nats-io/nkeys';
-import { HOSTS_BUCKET, SUBJECT_PREFIX } from '../schemas/agent-protocol.js';
-import { hostInboxPrefix } from '../transport/nats-connection.js';
+import { type NatsRole, identityName, permissionsFor } from '../transport/nats-permissions.js';
+
+export interface IdentitySpec {
+  role: NatsRole;
+  /** Host id for hosts, a person's or team's name for operators and viewers; ignored for the worker. */
+  name: string;
+}
 
 /** An identity's seed file; created once and reused, so a restarted stack keeps its credentials. */
-async function identity(credsDir: string, name: string): Promise<{ seedFile: string; publicKey: string }> {
-  const seedFile = join(credsDir, `${name}.nk`);
+async function identity(credsDir: string, file: string): Promise<{ seedFile: string; publicKey: string }> {
+  const seedFile = join(credsDir, file);
   let seed: string;
   try {
     seed = (await readFile(seedFile, 'utf8')).trim();
@@ -18,39 +23,27 @@ async function identity(credsDir: string, name: string): Promise<{ seedFile: str
   return { seedFile, publicKey: fromSeed(new TextEncoder().encode(seed)).getPublicKey() };
 }
 
-export const orchestratorCredsName = 'orchestrator';
-export const hostCredsName = (hostId: string): string => `host-${hostId}`;
+export const hostCredsName = (hostId: string): string => identityName('host', hostId);
+export const seedFileName = (spec: IdentitySpec): string => `${identityName(spec.role, spec.name)}.nk`;
 
 /**
- * DESIGN §2 authorization: the orchestrator may command any agent and use JetStream; host H may only
- * receive its own commands, reply to inboxes, publish its own events and write its own KV key. No
- * anonymous user exists.
+ * nats-server's static authorization for these identities (DESIGN §2): one nkey user each, with the
+ * permissions of its role. No anonymous user exists.
  */
-export async function natsAuthorization(credsDir: string, hostIds: readonly string[]): Promise<{ config: string; orchestratorSeedFile: string }> {
-  const orch = await identity(credsDir, orchestratorCredsName);
-  const users = [
-    {
-      nkey: orch.publicKey,
-      permissions: {
-        publish: { allow: [`${SUBJECT_PREFIX}.agent.*.*`, '$JS.API.>', '$JS.ACK.>', '$JS.FC.>', `$KV.${HOSTS_BUCKET}.>`, '_INBOX.>'] },
-        subscribe: { allow: ['_INBOX.>', `${SUBJECT_PREFIX}.events.>`] },
-      },
-    },
-  ];
-  for (const hostId of hostIds) {
-    const host = await identity(credsDir, hostCredsName(hostId));
+export async function natsAuthorization(credsDir: string, identities: readonly IdentitySpec[]): Promise<{ config: string; seedFiles: Map<string, string> }> {
+  const users: unknown[] = [];
+  const seedFiles = new Map<string, string>();
+  for (const spec of identities) {
+    const id = await identity(credsDir, seedFileName(spec));
+    seedFiles.set(identityName(spec.role, spec.name), id.seedFile);
+    const p = permissionsFor(spec.role, spec.name);
     users.push({
-      nkey: host.publicKey,
-      permissions: {
-        publish: { allow: [`${SUBJECT_PREFIX}.events.${hostId}.*`, `$KV.${HOSTS_BUCKET}.${hostId}`] },
-        subscribe: { allow: [`${SUBJECT_PREFIX}.agent.${hostId}.*`, `${hostInboxPrefix(hostId)}.>`] },
-        // Lets the agent answer requests on the requester's inbox, and only there.
-        allow_responses: true,
-      } as (typeof users)[number]['permissions'],
+      nkey: id.publicKey,
+      permissions: { publish: { allow: p.publish }, subscribe: { allow: p.subscribe }, ...(p.allowResponses ? { allow_responses: true } : {}) },
     });
   }
   // nats-server's config format accepts JSON.
-  return { config: JSON.stringify({ authorization: { users } }, null, 2), orchestratorSeedFile: orch.seedFile };
+  return { config: JSON.stringify({ authorization: { users } }, null, 2), seedFiles };
 }
 
 export const hostSeedFile = (credsDir: string, hostId: string): string => join(credsDir, `${hostCredsName(hostId)}.nk`);

@@ -45,7 +45,7 @@ export async function applyCommand(opts: ApplyOptions): Promise<number> {
   });
   if (!options.success) throw new PtcError(ErrorCode.INVALID_INPUT, options.error.issues.map((i) => `--${String(i.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${i.message}`).join('; '));
 
-  const conn = await resolveConnection(opts);
+  const conn = await resolveConnection(opts, process.env, 'operator');
   const nc = await openNats(conn);
   let resolution;
   try {

@@ -67,7 +67,7 @@ export function describeResult(r: PassthroughResult): string {
 /** `ptctl attach` / `ptctl detach`: queues the operation on the host's entity and, with --wait, follows it. */
 export async function operationCommand(kind: OperationKind, opts: OperationOptions): Promise<void> {
   const op = parseOperationInput(kind, opts);
-  const conn = await resolveConnection(opts);
+  const conn = await resolveConnection(opts, process.env, 'operator');
   const { client, close } = await openTemporal(conn);
   try {
     await submitOperation(client, op);

@@ -17,7 +17,8 @@ export async function devCommand(opts: DevOptions): Promise<void> {
   say(`starting the ptctl dev stack in ${dir}/ …`);
   const stack = await DevStack.start({ dir, simHosts: opts.simHosts, fleet: opts.fleet, profile: opts.profile, heartbeatMs: opts.heartbeatMs, ui: true, onProgress: (l) => say(`  ✓ ${l}`) });
   say('');
-  say(`NATS      ${stack.connection.natsUrl}  (credentials: ${stack.connection.natsCreds})`);
+  say(`NATS      ${stack.connection.natsUrl}`);
+  say(`          worker ${stack.connection.natsCreds}, operator ${stack.roleCreds.natsOperatorCreds}, viewer ${stack.roleCreds.natsViewerCreds}`);
   say(`Temporal  ${stack.connection.temporalAddress}  namespace ${stack.connection.temporalNamespace}`);
   if (stack.connection.temporalUi) say(`UI        ${stack.connection.temporalUi}`);
   say(`logs      ${stack.dir}/logs/`);
