@@ -5,13 +5,13 @@ import { HostAgent } from '../agent/host-agent.js';
 import { SimHost, type SimFaultsInput } from '../agent/sim/sim-host.js';
 import { type FleetFile, hostSettings } from '../agent/sim/fleet-file.js';
 import { connectNats, hostInboxPrefix } from '../transport/nats-connection.js';
-import { hostSeedFile } from './nats-auth.js';
+import { hostCredsFile } from './nats-creds.js';
 
 export interface SimAgentsOptions {
   dir: string;
   hostIds: readonly string[];
   natsUrl: string;
-  /** Folder with one `host-<id>.nk` seed per host: each simulated host has its own NATS identity. */
+  /** Folder with one `host-<id>.creds` per host: each simulated host has its own NATS identity. */
   credsDir: string;
   heartbeatMs: number;
   profile?: string | undefined;
@@ -35,7 +35,7 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
     const backend = await SimHost.open({ hostDir: root, hostId, profile, faults });
     const nc = await connectNats({
       servers: opts.natsUrl,
-      seedFile: hostSeedFile(opts.credsDir, hostId),
+      seedFile: hostCredsFile(opts.credsDir, hostId),
       name: `ptc-agent-${hostId}`,
       inboxPrefix: hostInboxPrefix(hostId),
       reconnectForever: true,

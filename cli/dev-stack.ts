@@ -13,7 +13,7 @@ import { connectNats } from '../transport/nats-connection.js';
 import { ensureNatsResources } from '../transport/nats-resources.js';
 import { ManagedProcess } from './child-process.js';
 import { type Connection, type ConnectionFile, connectionEnv, connectionFilePath, processAlive, readConnectionFile } from './connection.js';
-import { type IdentitySpec, natsAuthorization } from './nats-auth.js';
+import { CredsStore, credsFile } from './nats-creds.js';
 import { type NatsRole, identityName } from '../transport/nats-permissions.js';
 import { PTCTL_ENTRY, serverBinary } from './tools.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
@@ -127,21 +127,18 @@ export class DevStack {
     const ports = await this.choosePorts();
 
     // NATS
-    const identities: IdentitySpec[] = [
-      { role: 'worker', name: 'worker' },
-      { role: 'operator', name: DEV_PERSON },
-      { role: 'viewer', name: DEV_PERSON },
-      ...this.hosts.map((h) => ({ role: 'host' as const, name: h })),
-    ];
-    const { config: authConfig, seedFiles } = await natsAuthorization(this.path('creds'), identities);
-    const seedOf = (role: NatsRole, name: string): string => seedFiles.get(identityName(role, name)) ?? '';
+    // Decentralized auth: the stack issues its identities like `ptctl creds` does, in <dir>/creds.
+    const creds = await CredsStore.init(this.path('creds'));
+    const identities: Array<[NatsRole, string]> = [['worker', 'worker'], ['operator', DEV_PERSON], ['viewer', DEV_PERSON], ...this.hosts.map((h): [NatsRole, string] => ['host', h])];
+    for (const [role, name] of identities) await creds.add(role, name);
+    const seedOf = (role: NatsRole, name: string): string => credsFile(creds.dir, identityName(role, name));
     const orchestratorSeedFile = seedOf('worker', 'worker');
     const natsConf = {
       listen: `127.0.0.1:${ports.nats}`,
       http: `127.0.0.1:${ports.natsMonitor}`,
       server_name: 'ptc-dev',
       jetstream: { store_dir: this.path('nats') },
-      ...(JSON.parse(authConfig) as object),
+      ...creds.serverConfig(this.path('nats', 'resolver')),
     };
     await writeFile(this.path('nats.conf'), JSON.stringify(natsConf, null, 2), { mode: 0o600 });
     this.processes.push(ManagedProcess.start('nats-server', serverBinary('nats-server'), ['-c', this.path('nats.conf')], { logFile: this.path('logs', 'nats.log') }));
@@ -149,7 +146,7 @@ export class DevStack {
     await waitFor('nats-server', 20_000, async () => ((await fetch(`http://127.0.0.1:${ports.natsMonitor}/healthz?js-enabled-only=true`)).ok ? true : null), () => this.deadProcess());
     this.nc = await connectNats({ servers: natsUrl, seedFile: orchestratorSeedFile, name: 'ptc-dev' });
     await ensureNatsResources(this.nc);
-    this.say(`nats-server ready on ${natsUrl} (JetStream, nkey auth)`);
+    this.say(`nats-server ready on ${natsUrl} (JetStream, operator/account JWT auth)`);
 
     const namespace = 'default';
     this.connection = { natsUrl, natsCreds: orchestratorSeedFile, temporalAddress: '', temporalNamespace: namespace, temporalUi: null };

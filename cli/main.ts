@@ -18,6 +18,7 @@ import { windowCreateCommand, windowDeleteCommand, windowListCommand } from './c
 import { DEFAULT_STATE_DIR, resolveConnection } from './connection.js';
 import { reportError } from './output.js';
 import { runWorker } from './worker.js';
+import { DEFAULT_CREDS_DIR, credsAddCommand, credsInitCommand, credsListCommand, credsPushCommand, credsRevokeCommand, credsServerConfigCommand, hostIdentity } from './commands/creds.js';
 
 /** Parses CLI input with a schema; every problem is reported at once, before anything is contacted. */
 function parseInput<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
@@ -32,7 +33,7 @@ function connectionOptions(cmd: Command): Command {
   return cmd
     .option('--dir <dir>', `state dir of a running \`ptctl dev\` (default ${DEFAULT_STATE_DIR})`)
     .option('--nats-url <url>', 'NATS server URL (env PTC_NATS_URL)')
-    .option('--nats-creds <file>', 'nkey seed file of the orchestrator identity (env PTC_NATS_CREDS)')
+    .option('--nats-creds <file>', 'credentials file (.creds) of your NATS identity (env PTC_NATS_CREDS; default: the dev stack\'s operator or viewer)')
     .option('--temporal-address <host:port>', 'Temporal frontend (env PTC_TEMPORAL_ADDRESS)')
     .option('--namespace <ns>', 'Temporal namespace (env PTC_TEMPORAL_NAMESPACE)')
     .option('--json', 'machine-readable output', false);
@@ -177,6 +178,36 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     await windowDeleteCommand({ ...connectionFlags(o), name, json: o.json === true });
   });
 
+  const creds = program.command('creds').description('NATS identities (operator/account/user JWTs): create, enroll hosts, revoke, list');
+  const credsOpts = (cmd: Command): Command => cmd.option('--creds-dir <dir>', 'where the operator, accounts and identities live', DEFAULT_CREDS_DIR).option('--json', 'machine-readable output', false);
+  const co = (o: Record<string, unknown>) => ({ credsDir: typeof o.credsDir === 'string' ? o.credsDir : DEFAULT_CREDS_DIR, json: o.json === true });
+  const optStr = (o: Record<string, unknown>, k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+  credsOpts(creds.command('init').description('create the operator, the system and PTC accounts, the worker identity and the nats-server auth config'))
+    .option('--resolver-dir <dir>', 'where nats-server keeps account JWTs (in the emitted config)')
+    .option('--server-config <file>', 'where to write the nats-server auth config (default <creds-dir>/nats-auth.conf)')
+    .action(async (o: Record<string, unknown>) => credsInitCommand({ ...co(o), resolverDir: optStr(o, 'resolverDir'), serverConfig: optStr(o, 'serverConfig') }));
+  credsOpts(creds.command('server-config').description('write the nats-server auth config (operator, system account, full resolver with preload)'))
+    .option('--resolver-dir <dir>', 'where nats-server keeps account JWTs')
+    .option('--out <file>', 'output file (default <creds-dir>/nats-auth.conf)')
+    .action(async (o: Record<string, unknown>) => credsServerConfigCommand({ ...co(o), resolverDir: optStr(o, 'resolverDir'), out: optStr(o, 'out') }));
+  credsOpts(creds.command('add-host').description('enroll a host: its own identity; running servers accept it at once').argument('<hostId>', 'host id'))
+    .action(async (hostId: string, o: Record<string, unknown>) => credsAddCommand({ ...co(o), role: 'host', name: parseInput(HostId, hostId, 'host id') }));
+  credsOpts(creds.command('add-user').description('an operator (acts through Temporal) or a viewer (read-only) identity').argument('<name>', 'person or team name'))
+    .addOption(new Option('--role <role>', 'identity role').choices(['operator', 'viewer']).makeOptionMandatory())
+    .action(async (name: string, o: Record<string, unknown>) => credsAddCommand({ ...co(o), role: o.role === 'operator' ? 'operator' : 'viewer', name }));
+  credsOpts(creds.command('revoke-host').description('revoke a host\'s identity; with --nats-url its connections are closed now').argument('<hostId>', 'host id'))
+    .option('--nats-url <url>', 'running NATS server(s) to tell (uses the system account\'s sys.creds)')
+    .option('--resolver-dir <dir>', 'resolver dir written into the refreshed server config')
+    .action(async (hostId: string, o: Record<string, unknown>) => credsRevokeCommand({ ...co(o), identity: hostIdentity(parseInput(HostId, hostId, 'host id')), natsUrl: optStr(o, 'natsUrl'), resolverDir: optStr(o, 'resolverDir') }));
+  credsOpts(creds.command('revoke').description('revoke any identity by name (see `ptctl creds list`)').argument('<identity>', 'e.g. operator-alice'))
+    .option('--nats-url <url>', 'running NATS server(s) to tell (uses the system account\'s sys.creds)')
+    .option('--resolver-dir <dir>', 'resolver dir written into the refreshed server config')
+    .action(async (identity: string, o: Record<string, unknown>) => credsRevokeCommand({ ...co(o), identity, natsUrl: optStr(o, 'natsUrl'), resolverDir: optStr(o, 'resolverDir') }));
+  credsOpts(creds.command('push').description('send the account JWT (with its revocations) to running servers'))
+    .requiredOption('--nats-url <url>', 'NATS server(s)')
+    .action(async (o: Record<string, unknown>) => credsPushCommand({ ...co(o), natsUrl: optStr(o, 'natsUrl') ?? '' }));
+  credsOpts(creds.command('list').description('identities, their public keys and whether they are revoked')).action(async (o: Record<string, unknown>) => credsListCommand(co(o)));
+
   connectionOptions(program.command('worker').description('run the Temporal worker (workflows + activities)')).action(async (o: Record<string, unknown>) => {
     await runWorker(await resolveConnection(connectionFlags(o)));
   });
@@ -187,13 +218,13 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .addOption(new Option('--backend <b>', 'host backend').choices(['linux', 'sim']).makeOptionMandatory())
     .option('--host-id <id>', 'host id (repeat for several simulated hosts in one process)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--dir <dir>', 'sim: folder holding hosts/<hostId>/', DEFAULT_STATE_DIR)
-    .option('--creds-dir <dir>', 'sim: folder with one host-<id>.nk nkey seed per host')
+    .option('--creds-dir <dir>', 'sim: folder with one host-<id>.creds per host (ptctl creds add-host)')
     .option('--nats-url <url>', 'NATS server URL (env PTC_NATS_URL)')
     .option('--profile <name>', 'sim: host profile for hosts created now')
     .option('--sim-faults <json>', 'sim: fault injection, e.g. {"attachFailureProbability":0.5}')
     .option('--fleet <file>', 'sim: per-host profiles and faults (YAML or JSON)')
     .option('--heartbeat <ms>', 'inventory heartbeat', '10000')
-    .option('--nats-creds <file>', 'linux: this host\'s nkey seed file (env PTC_NATS_CREDS)')
+    .option('--nats-creds <file>', 'linux: this host\'s .creds file (env PTC_NATS_CREDS)')
     .option('--root <dir>', 'linux: root of /sys, /proc and /etc (a fixture tree in tests)', '/')
     .option('--state-dir <dir>', 'linux: where the journal and records live', '/var/lib/ptctl')
     .option('--toolstack <t>', 'linux: auto | xl | xm', 'auto')
@@ -205,7 +236,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
         const [hostId, ...more] = hostIds;
         if (!hostId || more.length > 0) throw new PtcError(ErrorCode.INVALID_INPUT, 'the linux backend runs exactly one --host-id (this host)');
         const natsCreds = o.natsCreds ?? process.env.PTC_NATS_CREDS;
-        if (!natsCreds) throw new PtcError(ErrorCode.INVALID_INPUT, '--nats-creds (or PTC_NATS_CREDS): this host\'s nkey seed file is required');
+        if (!natsCreds) throw new PtcError(ErrorCode.INVALID_INPUT, '--nats-creds (or PTC_NATS_CREDS): this host\'s .creds file is required (ptctl creds add-host)');
         await runLinuxAgent({
           hostId,
           natsUrl,

@@ -49,7 +49,8 @@ export function credsIdentityName(text: string): string | null {
 export async function connectNats(settings: NatsSettings): Promise<NatsConnection> {
   let seed: string;
   try {
-    seed = (await readFile(settings.seedFile, 'utf8')).trim();
+    // Not trimmed: the .creds parser needs the newline after the last END line.
+    seed = await readFile(settings.seedFile, 'utf8');
   } catch (err) {
     throw new PtcError(ErrorCode.NOT_CONNECTED, `cannot read the NATS credentials file ${settings.seedFile}: ${(err as Error).message}`, { cause: err });
   }
@@ -60,7 +61,7 @@ export async function connectNats(settings: NatsSettings): Promise<NatsConnectio
     return await connect({
       servers: settings.servers.split(',').map((s) => s.trim()),
       name: settings.name,
-      authenticator: isCreds ? credsAuthenticator(new TextEncoder().encode(seed)) : nkeyAuthenticator(new TextEncoder().encode(seed)),
+      authenticator: isCreds ? credsAuthenticator(new TextEncoder().encode(seed)) : nkeyAuthenticator(new TextEncoder().encode(seed.trim())),
       ...(settings.tls ? { tls: { ...settings.tls } } : {}),
       ...(inboxPrefix ? { inboxPrefix } : {}),
       maxReconnectAttempts: settings.reconnectForever ? -1 : 10,

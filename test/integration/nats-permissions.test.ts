@@ -115,7 +115,7 @@ void describe('NATS permission matrix on a real nats-server', () => {
   let t: TestStack;
   const creds = (role: NatsRole): string => {
     const name = role === 'host' ? SELF : role === 'worker' ? 'worker' : DEV_PERSON;
-    return join(t.dir, 'creds', `${identityName(role, name)}.nk`);
+    return join(t.dir, 'creds', `${identityName(role, name)}.creds`);
   };
   before(async () => {
     t = await startTestStack({ simHosts: [SELF, OTHER], temporal: false });
