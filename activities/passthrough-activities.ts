@@ -15,6 +15,8 @@ export interface ActivityDeps {
   nc: NatsConnection;
   /** How long one agent command may take before the call counts as timed out. */
   agentTimeoutMs?: number;
+  /** Who asked for the workflow an activity runs in (its input's `requestedBy`), for the agent's audit events. */
+  requesterOf?: (workflow: { workflowId: string; runId: string }) => Promise<string | undefined>;
 }
 
 /** A PtcError becomes an ApplicationFailure whose type is the error code, retryable only when a retry can help. */
@@ -37,7 +39,9 @@ export function createActivities(deps: ActivityDeps) {
   // Each result carries the boot id the agent answered under, so the saga notices an unexpected reboot.
   async function call<C extends AgentCommand>(hostId: string, command: C, args: CommandArgsInput<C>, opId: string): Promise<WithBoot<CommandResultOf<C>>> {
     try {
-      const { result, bootId } = await agents.call(hostId, command, args, { opId, timeoutMs });
+      const workflow = deps.requesterOf ? Context.current().info.workflowExecution : undefined;
+      const requestedBy = deps.requesterOf && workflow ? await deps.requesterOf(workflow) : undefined;
+      const { result, bootId } = await agents.call(hostId, command, args, { opId, timeoutMs, ...(requestedBy ? { requestedBy } : {}) });
       return { ...result, bootId };
     } catch (err) {
       throw toFailure(err);

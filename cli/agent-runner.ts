@@ -14,6 +14,8 @@ export interface SimAgentsOptions {
   /** Folder with one `host-<id>.creds` per host: each simulated host has its own NATS identity. */
   credsDir: string;
   heartbeatMs: number;
+  /** Accepted clock skew of a request's issuedAt. */
+  maxSkewMs?: number | undefined;
   profile?: string | undefined;
   faults?: SimFaultsInput | undefined;
   /** Per-host profiles and faults. */
@@ -46,6 +48,7 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
       nc,
       stateDir: agentStateDir(root),
       heartbeatMs: opts.heartbeatMs,
+      ...(opts.maxSkewMs ? { maxSkewMs: opts.maxSkewMs } : {}),
       crashAt: backend.faults.crashAtStep,
       rebootAt: backend.faults.rebootAtStep,
       log: log.child({ hostId }),

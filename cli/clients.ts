@@ -1,7 +1,11 @@
 import { Client, Connection as TemporalConnection } from '@temporalio/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
-import { connectNats } from '../transport/nats-connection.js';
+import { readFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import { connectNats, credsIdentityName } from '../transport/nats-connection.js';
+import { identityOfCredsFile } from '../transport/nats-permissions.js';
+import { Requester } from '../schemas/ids.js';
 import type { Connection } from './connection.js';
 
 export async function openTemporal(conn: Connection): Promise<{ client: Client; close: () => Promise<void> }> {
@@ -22,3 +26,21 @@ export { readHostInventories } from '../transport/host-inventories.js';
 
 export const workflowUiLink = (conn: Connection, workflowId: string): string | null =>
   conn.temporalUi ? `${conn.temporalUi}/namespaces/${encodeURIComponent(conn.temporalNamespace)}/workflows/${encodeURIComponent(workflowId)}` : null;
+
+/**
+ * Who this CLI acts as, for the record: the identity its NATS credentials name (e.g.
+ * `operator-alice`), then `@` the OS user that ran it. Not an authentication: the servers enforce what
+ * the identity may do; this says who did it.
+ */
+export async function requesterOf(conn: Connection): Promise<string> {
+  const text = await readFile(conn.natsCreds, 'utf8').catch(() => '');
+  const identity = credsIdentityName(text) ?? identityOfCredsFile(conn.natsCreds)?.identity ?? 'unknown';
+  let user = '';
+  try {
+    user = userInfo().username.replace(/[^A-Za-z0-9_.-]/g, '_');
+  } catch {
+    user = '';
+  }
+  const who = user ? `${identity}@${user}` : identity;
+  return Requester.safeParse(who).success ? who : identity;
+}

@@ -14,6 +14,8 @@ export interface LinuxAgentOptions {
   stateDir: string;
   toolstack: 'auto' | 'xl' | 'xm';
   heartbeatMs: number;
+  /** Accepted clock skew of a request's issuedAt. */
+  maxSkewMs?: number | undefined;
 }
 
 /** The interface that carries traffic to the NATS server: hiding it would cut the agent off. */
@@ -32,7 +34,7 @@ export async function runLinuxAgent(opts: LinuxAgentOptions): Promise<void> {
   const uplinkInterfaces = await natsUplink(runner, opts.natsUrl).catch(() => []);
   const backend = new LinuxHost({ root: opts.root, runner, toolstack: opts.toolstack, uplinkInterfaces });
   const nc = await connectNats({ servers: opts.natsUrl, seedFile: opts.natsCreds, name: `ptc-agent-${opts.hostId}`, inboxPrefix: hostInboxPrefix(opts.hostId), reconnectForever: true });
-  const agent = await HostAgent.start({ hostId: opts.hostId, backend, nc, stateDir: opts.stateDir, heartbeatMs: opts.heartbeatMs, log: log.child({ hostId: opts.hostId }) });
+  const agent = await HostAgent.start({ hostId: opts.hostId, backend, nc, stateDir: opts.stateDir, heartbeatMs: opts.heartbeatMs, ...(opts.maxSkewMs ? { maxSkewMs: opts.maxSkewMs } : {}), log: log.child({ hostId: opts.hostId }) });
   log.info({ uplinkInterfaces, root: opts.root }, 'agent ready (linux backend)');
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

@@ -4,6 +4,7 @@ import { SimFaults } from '../agent/sim/sim-host.js';
 import { readFleetFile } from '../agent/sim/fleet-file.js';
 import { ErrorCode, PtcError, describeZodError } from '../schemas/errors.js';
 import { HostId } from '../schemas/ids.js';
+import { EventKind } from '../schemas/agent-protocol.js';
 import { runSimAgents } from './agent-runner.js';
 import { runLinuxAgent } from './linux-agent.js';
 import { operationCommand } from './commands/attach.js';
@@ -12,11 +13,13 @@ import { controlCommand } from './commands/rollout.js';
 import { demoCommand } from './commands/demo.js';
 import { devCommand } from './commands/dev.js';
 import { hostsCommand } from './commands/hosts.js';
+import { eventsCommand } from './commands/events.js';
 import { planCommand } from './commands/plan.js';
 import { applyCommand } from './commands/apply.js';
 import { windowCreateCommand, windowDeleteCommand, windowListCommand } from './commands/window.js';
 import { DEFAULT_STATE_DIR, resolveConnection } from './connection.js';
 import { reportError } from './output.js';
+import { durationFlag } from './flags.js';
 import { runWorker } from './worker.js';
 import { DEFAULT_CREDS_DIR, credsAddCommand, credsInitCommand, credsListCommand, credsPushCommand, credsRevokeCommand, credsServerConfigCommand, hostIdentity } from './commands/creds.js';
 
@@ -83,6 +86,16 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--host <id>', 'only this host')
     .action(async (o: Record<string, unknown>) => {
       await hostsCommand({ ...connectionFlags(o), host: o.host as string | undefined, json: o.json === true });
+    });
+
+  connectionOptions(program.command('events').description('the audit stream: every command an agent received, applied, refused or failed, boots and hotplugs'))
+    .option('--host <id>', 'only this host')
+    .addOption(new Option('--kind <kind>', 'only this kind').choices(EventKind.options))
+    .option('--since <time|dur>', 'from this ISO time, or this long ago (e.g. 10m)')
+    .option('--follow', 'keep printing new events until Ctrl-C', false)
+    .action(async (o: Record<string, unknown>) => {
+      const str = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+      await eventsCommand({ ...connectionFlags(o), host: str('host'), kind: str('kind'), since: str('since'), follow: o.follow === true, json: o.json === true });
     });
 
   // `ptctl plan FILE`: planCommand returns the exit code (0, or 2 when the plan has refusals or unknown hosts).
@@ -224,11 +237,14 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--sim-faults <json>', 'sim: fault injection, e.g. {"attachFailureProbability":0.5}')
     .option('--fleet <file>', 'sim: per-host profiles and faults (YAML or JSON)')
     .option('--heartbeat <ms>', 'inventory heartbeat', '10000')
+    .option('--max-skew <dur>', 'refuse requests whose issuedAt is further than this from the host clock (env PTC_AGENT_MAX_SKEW; default 5m)')
     .option('--nats-creds <file>', 'linux: this host\'s .creds file (env PTC_NATS_CREDS)')
     .option('--root <dir>', 'linux: root of /sys, /proc and /etc (a fixture tree in tests)', '/')
     .option('--state-dir <dir>', 'linux: where the journal and records live', '/var/lib/ptctl')
     .option('--toolstack <t>', 'linux: auto | xl | xm', 'auto')
-    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; natsCreds?: string; root: string; stateDir: string; toolstack: string; profile?: string; simFaults?: string; fleet?: string; heartbeat: string }) => {
+    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; natsCreds?: string; root: string; stateDir: string; toolstack: string; profile?: string; simFaults?: string; fleet?: string; heartbeat: string; maxSkew?: string }) => {
+      const skewText = o.maxSkew ?? process.env.PTC_AGENT_MAX_SKEW;
+      const maxSkewMs = skewText ? durationFlag(skewText, '--max-skew') : undefined;
       const hostIds = o.hostId.map((h) => parseInput(HostId, h, '--host-id'));
       const natsUrl = o.natsUrl ?? process.env.PTC_NATS_URL;
       if (!natsUrl) throw new PtcError(ErrorCode.INVALID_INPUT, '--nats-url (or PTC_NATS_URL) is required');
@@ -245,6 +261,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
           stateDir: o.stateDir,
           toolstack: parseInput(z.enum(['auto', 'xl', 'xm']), o.toolstack, '--toolstack'),
           heartbeatMs: parseInput(z.coerce.number().int().min(200), o.heartbeat, '--heartbeat'),
+          maxSkewMs,
         });
         return;
       }
@@ -262,6 +279,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
         natsUrl,
         credsDir: o.credsDir ?? `${o.dir}/creds`,
         heartbeatMs: parseInput(z.coerce.number().int().min(200), o.heartbeat, '--heartbeat'),
+        maxSkewMs,
         profile: o.profile,
         faults: parseInput(SimFaults.partial(), faults, '--sim-faults'),
         fleet: o.fleet ? await readFleetFile(o.fleet) : undefined,

@@ -4,6 +4,7 @@ import { Client, Connection as TemporalConnection } from '@temporalio/client';
 import { createActivities } from '../activities/passthrough-activities.js';
 import { createOperationActivities } from '../activities/operation-activities.js';
 import { createWindowActivities } from '../activities/window-activities.js';
+import { requesterLookup } from '../activities/requester.js';
 import { connectNats } from '../transport/nats-connection.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
 import type { Connection } from './connection.js';
@@ -29,7 +30,7 @@ export async function runWorker(conn: Connection, extra: Partial<WorkerOptions> 
       namespace: conn.temporalNamespace,
       taskQueue: TASK_QUEUE,
       workflowsPath: WORKFLOWS_PATH,
-      activities: { ...createActivities({ nc, agentTimeoutMs: agentTimeoutFromEnv() }), ...createOperationActivities({ client }), ...createWindowActivities({ nc }) },
+      activities: { ...createActivities({ nc, agentTimeoutMs: agentTimeoutFromEnv(), requesterOf: requesterLookup(client) }), ...createOperationActivities({ client }), ...createWindowActivities({ nc }) },
       ...extra,
     });
     await worker.run();

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import { HostOperation, type OperationKind, type PassthroughResult } from '../../schemas/passthrough.js';
 import { passthroughWorkflowId } from '../../workflows/definitions.js';
-import { openTemporal, workflowUiLink } from '../clients.js';
+import { openTemporal, requesterOf, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { submitOperation, waitForOperation } from '../operations.js';
 import { locateOperation } from '../../transport/operation-lookup.js';
@@ -68,6 +68,7 @@ export function describeResult(r: PassthroughResult): string {
 export async function operationCommand(kind: OperationKind, opts: OperationOptions): Promise<void> {
   const op = parseOperationInput(kind, opts);
   const conn = await resolveConnection(opts, process.env, 'operator');
+  op.request.requestedBy = await requesterOf(conn);
   const { client, close } = await openTemporal(conn);
   try {
     await submitOperation(client, op);

@@ -27,7 +27,7 @@ interface Action {
 }
 
 const jsm = (nc: NatsConnection) => jetstreamManager(nc, { checkAPI: false });
-const event = (hostId: string): AuditEvent => ({ hostId, kind: 'applied', bootId: 'forged', at: new Date().toISOString(), opId: 'forged', command: 'inspect', detail: {} });
+const event = (hostId: string): AuditEvent => ({ hostId, kind: 'applied', bootId: 'forged', at: new Date().toISOString(), opId: 'forged', command: 'inspect', requestedBy: null, detail: {} });
 
 /** Subscribes and waits a round trip: nats-server refuses a SUB before it answers the PING. */
 async function subscribeProbe(nc: NatsConnection, subject: string): Promise<void> {
