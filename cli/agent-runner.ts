@@ -4,7 +4,7 @@ import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { HostAgent } from '../agent/host-agent.js';
 import { SimHost, type SimFaultsInput } from '../agent/sim/sim-host.js';
 import { type FleetFile, hostSettings } from '../agent/sim/fleet-file.js';
-import { connectNats, hostInboxPrefix } from '../transport/nats-connection.js';
+import { connectNats, hostInboxPrefix, type NatsTls } from '../transport/nats-connection.js';
 import { hostCredsFile } from './nats-creds.js';
 
 export interface SimAgentsOptions {
@@ -16,6 +16,8 @@ export interface SimAgentsOptions {
   heartbeatMs: number;
   /** Accepted clock skew of a request's issuedAt. */
   maxSkewMs?: number | undefined;
+  /** TLS to NATS (CA, and this host's certificate for mutual TLS). */
+  natsTls?: NatsTls | undefined;
   profile?: string | undefined;
   faults?: SimFaultsInput | undefined;
   /** Per-host profiles and faults. */
@@ -41,6 +43,7 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
       name: `ptc-agent-${hostId}`,
       inboxPrefix: hostInboxPrefix(hostId),
       reconnectForever: true,
+      tls: opts.natsTls,
     });
     const agent = await HostAgent.start({
       hostId,

@@ -1,4 +1,4 @@
-import { Client, Connection as TemporalConnection } from '@temporalio/client';
+import { Client, Connection as TemporalConnection, type TLSConfig } from '@temporalio/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { readFile } from 'node:fs/promises';
@@ -8,10 +8,33 @@ import { identityOfCredsFile } from '../transport/nats-permissions.js';
 import { Requester } from '../schemas/ids.js';
 import type { Connection } from './connection.js';
 
+/** TLS/mTLS and API key settings for a Temporal connection (client or worker), files read now. */
+export async function temporalConnectOptions(conn: Connection): Promise<{ address: string; tls?: TLSConfig; apiKey?: string }> {
+  const read = async (file: string | undefined, what: string): Promise<Buffer | undefined> => {
+    if (!file) return undefined;
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new PtcError(ErrorCode.NOT_CONNECTED, `cannot read the Temporal ${what} ${file}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const t = conn.temporalTls;
+  let tls: TLSConfig | undefined;
+  if (t) {
+    const ca = await read(t.caFile, 'CA file');
+    const crt = await read(t.certFile, 'client certificate');
+    const key = await read(t.keyFile, 'client key');
+    if ((crt === undefined) !== (key === undefined)) throw new PtcError(ErrorCode.INVALID_INPUT, 'Temporal mTLS needs both a client certificate and its key (--temporal-cert and --temporal-key)');
+    tls = { ...(ca ? { serverRootCACertificate: ca } : {}), ...(crt && key ? { clientCertPair: { crt, key } } : {}), ...(t.serverName ? { serverNameOverride: t.serverName } : {}) };
+  }
+  return { address: conn.temporalAddress, ...(tls ? { tls } : {}), ...(conn.temporalApiKey ? { apiKey: conn.temporalApiKey } : {}) };
+}
+
 export async function openTemporal(conn: Connection): Promise<{ client: Client; close: () => Promise<void> }> {
   let connection: TemporalConnection;
+  const options = await temporalConnectOptions(conn);
   try {
-    connection = await TemporalConnection.connect({ address: conn.temporalAddress, connectTimeout: 5000 });
+    connection = await TemporalConnection.connect({ ...options, connectTimeout: 5000 });
   } catch (err) {
     throw new PtcError(ErrorCode.NOT_CONNECTED, `cannot reach Temporal at ${conn.temporalAddress}: ${(err as Error).message}; is \`ptctl dev\` running?`, { cause: err });
   }
@@ -19,7 +42,7 @@ export async function openTemporal(conn: Connection): Promise<{ client: Client; 
 }
 
 export async function openNats(conn: Connection, name = 'ptctl'): Promise<NatsConnection> {
-  return connectNats({ servers: conn.natsUrl, seedFile: conn.natsCreds, name });
+  return connectNats({ servers: conn.natsUrl, seedFile: conn.natsCreds, name, tls: conn.natsTls });
 }
 
 export { readHostInventories } from '../transport/host-inventories.js';

@@ -6,6 +6,25 @@ import { HostId } from '../schemas/ids.js';
 
 export const DEFAULT_STATE_DIR = '.ptc';
 
+export const NatsTlsFiles = z
+  .object({
+    caFile: z.string().optional().describe('CA that signed the NATS servers\' certificates (PEM); default: the system roots'),
+    certFile: z.string().optional().describe('this client\'s certificate (PEM), for mutual TLS'),
+    keyFile: z.string().optional().describe('this client\'s private key (PEM), for mutual TLS'),
+  })
+  .strict();
+export type NatsTlsFiles = z.infer<typeof NatsTlsFiles>;
+
+export const TemporalTlsFiles = z
+  .object({
+    caFile: z.string().optional().describe('CA of the Temporal frontend (PEM); default: the system roots (Temporal Cloud)'),
+    certFile: z.string().optional().describe('client certificate (PEM), for mTLS (e.g. a Temporal Cloud namespace with CA auth)'),
+    keyFile: z.string().optional().describe('client private key (PEM), for mTLS'),
+    serverName: z.string().optional().describe('TLS server name to verify, when it differs from the address\'s host'),
+  })
+  .strict();
+export type TemporalTlsFiles = z.infer<typeof TemporalTlsFiles>;
+
 /** Written by `ptctl dev` into its state dir; read by every other command. */
 export const ConnectionFile = z.object({
   natsUrl: z.string(),
@@ -15,6 +34,8 @@ export const ConnectionFile = z.object({
   temporalAddress: z.string(),
   temporalNamespace: z.string(),
   temporalUi: z.string().nullable(),
+  natsTls: NatsTlsFiles.optional().describe('set when the stack runs with --tls'),
+  temporalTls: TemporalTlsFiles.optional().describe('set when the stack runs with --tls'),
   pid: z.number().int(),
   hosts: z.array(HostId),
   startedAt: z.string(),
@@ -28,6 +49,12 @@ export interface Connection {
   temporalAddress: string;
   temporalNamespace: string;
   temporalUi: string | null;
+  /** TLS to NATS (with a `tls://` URL); unset: plain TCP. */
+  natsTls?: NatsTlsFiles | undefined;
+  /** TLS to Temporal; unset: plain TCP. An empty object means TLS with the system's roots. */
+  temporalTls?: TemporalTlsFiles | undefined;
+  /** Temporal Cloud API key (from PTC_TEMPORAL_API_KEY or --temporal-api-key-file; never a flag value). */
+  temporalApiKey?: string | undefined;
 }
 
 export interface ConnectionFlags {
@@ -36,6 +63,15 @@ export interface ConnectionFlags {
   natsCreds?: string | undefined;
   temporalAddress?: string | undefined;
   namespace?: string | undefined;
+  natsCa?: string | undefined;
+  natsCert?: string | undefined;
+  natsKey?: string | undefined;
+  temporalTls?: boolean | undefined;
+  temporalCa?: string | undefined;
+  temporalCert?: string | undefined;
+  temporalKey?: string | undefined;
+  temporalServerName?: string | undefined;
+  temporalApiKeyFile?: string | undefined;
 }
 
 /**
@@ -85,13 +121,38 @@ export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.Proc
       `no running dev stack in ${dir}/: run \`ptctl dev\` first (or pass --dir), or set PTC_NATS_URL, PTC_NATS_CREDS and PTC_TEMPORAL_ADDRESS`,
     );
   }
+  const natsTls = dropEmpty({ caFile: flags.natsCa ?? fromEnvVar('PTC_NATS_CA'), certFile: flags.natsCert ?? fromEnvVar('PTC_NATS_CERT'), keyFile: flags.natsKey ?? fromEnvVar('PTC_NATS_KEY') });
+  const temporalTls = dropEmpty({
+    caFile: flags.temporalCa ?? fromEnvVar('PTC_TEMPORAL_CA'),
+    certFile: flags.temporalCert ?? fromEnvVar('PTC_TEMPORAL_CERT'),
+    keyFile: flags.temporalKey ?? fromEnvVar('PTC_TEMPORAL_KEY'),
+    serverName: flags.temporalServerName ?? fromEnvVar('PTC_TEMPORAL_SERVER_NAME'),
+  });
+  const temporalTlsOn = flags.temporalTls === true || fromEnvVar('PTC_TEMPORAL_TLS') === '1' || fromEnvVar('PTC_TEMPORAL_TLS') === 'true';
+  let temporalApiKey = fromEnvVar('PTC_TEMPORAL_API_KEY');
+  if (flags.temporalApiKeyFile) {
+    try {
+      temporalApiKey = (await readFile(flags.temporalApiKeyFile, 'utf8')).trim();
+    } catch (err) {
+      throw new PtcError(ErrorCode.INVALID_INPUT, `--temporal-api-key-file: cannot read ${flags.temporalApiKeyFile}: ${(err as Error).message}`, { cause: err });
+    }
+  }
   return {
+    natsTls: natsTls ?? file?.natsTls,
+    temporalTls: temporalTls ?? (temporalTlsOn || temporalApiKey ? {} : file?.temporalTls),
+    ...(temporalApiKey ? { temporalApiKey } : {}),
     natsUrl: fromEnv.natsUrl ?? file?.natsUrl ?? '',
     natsCreds: fromEnv.natsCreds ?? (file ? credsOfRole(file, role) : ''),
     temporalAddress: fromEnv.temporalAddress ?? file?.temporalAddress ?? '',
     temporalNamespace: fromEnv.temporalNamespace ?? file?.temporalNamespace ?? 'default',
     temporalUi: file?.temporalUi ?? null,
   };
+}
+
+/** An object of optional settings, or undefined when none is set. */
+function dropEmpty<T extends Record<string, string | undefined>>(o: T): T | undefined {
+  const set = Object.entries(o).filter(([, v]) => v !== undefined);
+  return set.length > 0 ? (Object.fromEntries(set) as T) : undefined;
 }
 
 function credsOfRole(file: ConnectionFile, role: NatsClientRole): string {
@@ -101,10 +162,28 @@ function credsOfRole(file: ConnectionFile, role: NatsClientRole): string {
 }
 
 export function connectionEnv(conn: Connection): NodeJS.ProcessEnv {
-  return {
+  const env: NodeJS.ProcessEnv = {
     PTC_NATS_URL: conn.natsUrl,
     PTC_NATS_CREDS: conn.natsCreds,
     PTC_TEMPORAL_ADDRESS: conn.temporalAddress,
     PTC_TEMPORAL_NAMESPACE: conn.temporalNamespace,
   };
+  const set = (name: string, value: string | undefined): void => {
+    if (value) env[name] = value;
+  };
+  set('PTC_NATS_CA', conn.natsTls?.caFile);
+  set('PTC_NATS_CERT', conn.natsTls?.certFile);
+  set('PTC_NATS_KEY', conn.natsTls?.keyFile);
+  if (conn.temporalTls) env.PTC_TEMPORAL_TLS = '1';
+  set('PTC_TEMPORAL_CA', conn.temporalTls?.caFile);
+  set('PTC_TEMPORAL_CERT', conn.temporalTls?.certFile);
+  set('PTC_TEMPORAL_KEY', conn.temporalTls?.keyFile);
+  set('PTC_TEMPORAL_SERVER_NAME', conn.temporalTls?.serverName);
+  // The API key is passed on by the environment the parent already had, never written anywhere.
+  return env;
+}
+
+/** NATS TLS settings of an agent, from its flags, then env. */
+export function natsTlsFromEnv(env: NodeJS.ProcessEnv = process.env): NatsTlsFiles | undefined {
+  return dropEmpty({ caFile: env.PTC_NATS_CA || undefined, certFile: env.PTC_NATS_CERT || undefined, keyFile: env.PTC_NATS_KEY || undefined });
 }

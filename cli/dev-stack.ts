@@ -14,6 +14,9 @@ import { ensureNatsResources } from '../transport/nats-resources.js';
 import { ManagedProcess } from './child-process.js';
 import { type Connection, type ConnectionFile, connectionEnv, connectionFilePath, processAlive, readConnectionFile } from './connection.js';
 import { CredsStore, credsFile } from './nats-creds.js';
+import { type DevCerts, generateDevCerts } from './dev-certs.js';
+import { startTlsProxy } from './tls-proxy.js';
+import { temporalConnectOptions } from './clients.js';
 import { type NatsRole, identityName } from '../transport/nats-permissions.js';
 import { PTCTL_ENTRY, serverBinary } from './tools.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
@@ -38,6 +41,11 @@ export interface DevStackOptions {
   temporal?: boolean;
   /** Start the simulated agents for `simHosts` (default). Off: NATS credentials for those hosts only, for agents run elsewhere (the real-Xen dom0). */
   agents?: boolean;
+  /**
+   * Mutual TLS on both servers: a throw-away CA in <dir>/tls, nats-server with `verify`, and the
+   * Temporal dev server (which has no TLS of its own) behind a mutual-TLS front.
+   */
+  tls?: boolean;
   /** Progress lines ("nats-server ready on …"). */
   onProgress?: (line: string) => void;
 }
@@ -49,6 +57,8 @@ interface Ports {
   temporalUi: number;
   temporalHttp: number;
   temporalMetrics: number;
+  /** The dev server's own plaintext port when a TLS front listens on `temporal`. */
+  temporalInternal: number;
 }
 
 /** The person the dev stack's operator and viewer identities are named after. */
@@ -133,7 +143,10 @@ export class DevStack {
     for (const [role, name] of identities) await creds.add(role, name);
     const seedOf = (role: NatsRole, name: string): string => credsFile(creds.dir, identityName(role, name));
     const orchestratorSeedFile = seedOf('worker', 'worker');
+    const certs = this.opts.tls ? await generateDevCerts(this.path('tls')) : null;
+    this.certs = certs;
     const natsConf = {
+      ...(certs ? { tls: { cert_file: certs.serverCert, key_file: certs.serverKey, ca_file: certs.caFile, verify: true, timeout: 5 } } : {}),
       listen: `127.0.0.1:${ports.nats}`,
       http: `127.0.0.1:${ports.natsMonitor}`,
       server_name: 'ptc-dev',
@@ -142,14 +155,15 @@ export class DevStack {
     };
     await writeFile(this.path('nats.conf'), JSON.stringify(natsConf, null, 2), { mode: 0o600 });
     this.processes.push(ManagedProcess.start('nats-server', serverBinary('nats-server'), ['-c', this.path('nats.conf')], { logFile: this.path('logs', 'nats.log') }));
-    const natsUrl = `nats://127.0.0.1:${ports.nats}`;
+    const natsUrl = `${certs ? 'tls' : 'nats'}://127.0.0.1:${ports.nats}`;
+    const natsTls = certs ? { caFile: certs.caFile, certFile: certs.clientCert, keyFile: certs.clientKey } : undefined;
     await waitFor('nats-server', 20_000, async () => ((await fetch(`http://127.0.0.1:${ports.natsMonitor}/healthz?js-enabled-only=true`)).ok ? true : null), () => this.deadProcess());
-    this.nc = await connectNats({ servers: natsUrl, seedFile: orchestratorSeedFile, name: 'ptc-dev' });
+    this.nc = await connectNats({ servers: natsUrl, seedFile: orchestratorSeedFile, name: 'ptc-dev', tls: natsTls });
     await ensureNatsResources(this.nc);
-    this.say(`nats-server ready on ${natsUrl} (JetStream, operator/account JWT auth)`);
+    this.say(`nats-server ready on ${natsUrl} (JetStream, operator/account JWT auth${certs ? ', mutual TLS' : ''})`);
 
     const namespace = 'default';
-    this.connection = { natsUrl, natsCreds: orchestratorSeedFile, temporalAddress: '', temporalNamespace: namespace, temporalUi: null };
+    this.connection = { natsUrl, natsCreds: orchestratorSeedFile, temporalAddress: '', temporalNamespace: namespace, temporalUi: null, ...(natsTls ? { natsTls } : {}) };
     this.roleCreds = { natsOperatorCreds: seedOf('operator', DEV_PERSON), natsViewerCreds: seedOf('viewer', DEV_PERSON) };
     if (this.opts.temporal ?? true) await this.startTemporalAndWorker(ports);
 
@@ -173,7 +187,7 @@ export class DevStack {
           'server', 'start-dev',
           '--db-filename', this.path('temporal.db'),
           '--ip', '127.0.0.1',
-          '--port', String(ports.temporal),
+          '--port', String(this.certs ? ports.temporalInternal : ports.temporal),
           '--http-port', String(ports.temporalHttp),
           '--metrics-port', String(ports.temporalMetrics),
           ...(ui ? ['--ui-port', String(ports.temporalUi)] : ['--headless']),
@@ -183,8 +197,14 @@ export class DevStack {
       ),
     );
     const namespace = this.connection.temporalNamespace;
+    const certs = this.certs;
+    if (certs) {
+      this.tlsProxy = await startTlsProxy({ listenPort: ports.temporal, backendPort: ports.temporalInternal, caFile: certs.caFile, certFile: certs.serverCert, keyFile: certs.serverKey });
+      this.connection = { ...this.connection, temporalTls: { caFile: certs.caFile, certFile: certs.clientCert, keyFile: certs.clientKey, serverName: 'localhost' } };
+    }
+    const probeOptions = await temporalConnectOptions({ ...this.connection, temporalAddress });
     const tc = await waitFor('Temporal dev server', 60_000, async () => {
-      const conn = await TemporalConnection.connect({ address: temporalAddress, connectTimeout: 2000 });
+      const conn = await TemporalConnection.connect({ ...probeOptions, connectTimeout: 2000 });
       try {
         await conn.workflowService.describeNamespace({ namespace });
         return conn;
@@ -194,7 +214,7 @@ export class DevStack {
       }
     }, () => this.deadProcess());
     const temporalUi = ui ? `http://127.0.0.1:${ports.temporalUi}` : null;
-    this.say(`Temporal dev server ready on ${temporalAddress}${temporalUi ? `, UI ${temporalUi}` : ''}`);
+    this.say(`Temporal dev server ready on ${temporalAddress}${certs ? ' (behind a mutual-TLS front)' : ''}${temporalUi ? `, UI ${temporalUi}` : ''}`);
 
     this.connection = { ...this.connection, temporalAddress, temporalUi };
     const childEnv = { ...process.env, ...connectionEnv(this.connection), ...(this.opts.agentTimeoutMs ? { PTC_AGENT_TIMEOUT_MS: String(this.opts.agentTimeoutMs) } : {}) };
@@ -217,6 +237,13 @@ export class DevStack {
   }
 
   private agentsProcess: ManagedProcess | null = null;
+  private certs: DevCerts | null = null;
+  private tlsProxy: { close: () => Promise<void> } | null = null;
+
+  /** The throw-away CA and certificates of a `tls` stack (tests make clients from them). */
+  get tlsFiles(): DevCerts | null {
+    return this.certs;
+  }
 
   /** Starts the simulated agents' process and waits until every host has reported a fresh inventory. */
   async startAgents(faults: Record<string, unknown> | undefined = this.opts.simFaults): Promise<void> {
@@ -309,6 +336,7 @@ export class DevStack {
       temporalUi: await pick(previous.temporalUi),
       temporalHttp: await pick(previous.temporalHttp),
       temporalMetrics: await pick(previous.temporalMetrics),
+      temporalInternal: await pick(previous.temporalInternal),
     };
   }
 
@@ -323,6 +351,7 @@ export class DevStack {
     this.stopping = true;
     await this.nc?.close().catch(() => undefined);
     for (const p of [...this.processes].reverse()) await p.stop();
+    await this.tlsProxy?.close();
     const file = await readConnectionFile(this.dir);
     if (file?.pid === process.pid) await rm(connectionFilePath(this.dir), { force: true });
   }

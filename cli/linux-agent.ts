@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { HostAgent } from '../agent/host-agent.js';
 import { ExecRunner } from '../agent/linux/command-runner.js';
 import { LinuxHost } from '../agent/linux/linux-host.js';
-import { connectNats, hostInboxPrefix } from '../transport/nats-connection.js';
+import { connectNats, hostInboxPrefix, type NatsTls } from '../transport/nats-connection.js';
 
 export interface LinuxAgentOptions {
   hostId: string;
@@ -16,6 +16,8 @@ export interface LinuxAgentOptions {
   heartbeatMs: number;
   /** Accepted clock skew of a request's issuedAt. */
   maxSkewMs?: number | undefined;
+  /** TLS to NATS (CA, and this host's certificate for mutual TLS). */
+  natsTls?: NatsTls | undefined;
 }
 
 /** The interface that carries traffic to the NATS server: hiding it would cut the agent off. */
@@ -33,7 +35,7 @@ export async function runLinuxAgent(opts: LinuxAgentOptions): Promise<void> {
   const runner = new ExecRunner();
   const uplinkInterfaces = await natsUplink(runner, opts.natsUrl).catch(() => []);
   const backend = new LinuxHost({ root: opts.root, runner, toolstack: opts.toolstack, uplinkInterfaces });
-  const nc = await connectNats({ servers: opts.natsUrl, seedFile: opts.natsCreds, name: `ptc-agent-${opts.hostId}`, inboxPrefix: hostInboxPrefix(opts.hostId), reconnectForever: true });
+  const nc = await connectNats({ servers: opts.natsUrl, seedFile: opts.natsCreds, name: `ptc-agent-${opts.hostId}`, inboxPrefix: hostInboxPrefix(opts.hostId), reconnectForever: true, tls: opts.natsTls });
   const agent = await HostAgent.start({ hostId: opts.hostId, backend, nc, stateDir: opts.stateDir, heartbeatMs: opts.heartbeatMs, ...(opts.maxSkewMs ? { maxSkewMs: opts.maxSkewMs } : {}), log: log.child({ hostId: opts.hostId }) });
   log.info({ uplinkInterfaces, root: opts.root }, 'agent ready (linux backend)');
   await new Promise<void>((resolve) => {

@@ -17,7 +17,7 @@ import { eventsCommand } from './commands/events.js';
 import { planCommand } from './commands/plan.js';
 import { applyCommand } from './commands/apply.js';
 import { windowCreateCommand, windowDeleteCommand, windowListCommand } from './commands/window.js';
-import { DEFAULT_STATE_DIR, resolveConnection } from './connection.js';
+import { type ConnectionFlags, DEFAULT_STATE_DIR, natsTlsFromEnv, resolveConnection } from './connection.js';
 import { reportError } from './output.js';
 import { durationFlag } from './flags.js';
 import { runWorker } from './worker.js';
@@ -39,6 +39,15 @@ function connectionOptions(cmd: Command): Command {
     .option('--nats-creds <file>', 'credentials file (.creds) of your NATS identity (env PTC_NATS_CREDS; default: the dev stack\'s operator or viewer)')
     .option('--temporal-address <host:port>', 'Temporal frontend (env PTC_TEMPORAL_ADDRESS)')
     .option('--namespace <ns>', 'Temporal namespace (env PTC_TEMPORAL_NAMESPACE)')
+    .option('--nats-ca <file>', 'CA of the NATS servers, for a tls:// URL (env PTC_NATS_CA)')
+    .option('--nats-cert <file>', 'client certificate for NATS mutual TLS (env PTC_NATS_CERT)')
+    .option('--nats-key <file>', 'client key for NATS mutual TLS (env PTC_NATS_KEY)')
+    .option('--temporal-tls', 'TLS to Temporal with the system roots (env PTC_TEMPORAL_TLS=1; implied by the options below)')
+    .option('--temporal-ca <file>', 'CA of the Temporal frontend (env PTC_TEMPORAL_CA)')
+    .option('--temporal-cert <file>', 'client certificate for Temporal mTLS (env PTC_TEMPORAL_CERT)')
+    .option('--temporal-key <file>', 'client key for Temporal mTLS (env PTC_TEMPORAL_KEY)')
+    .option('--temporal-server-name <name>', 'TLS server name of the Temporal frontend (env PTC_TEMPORAL_SERVER_NAME)')
+    .option('--temporal-api-key-file <file>', 'file holding a Temporal Cloud API key (or env PTC_TEMPORAL_API_KEY)')
     .option('--json', 'machine-readable output', false);
 }
 
@@ -61,7 +70,8 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--profile <name>', 'simulated host profile', 'rhel5-xen')
     .option('--heartbeat <ms>', 'agent inventory heartbeat', '5000')
     .option('--fleet <file>', 'per-host profiles and faults (YAML or JSON); its hosts are the simulated hosts')
-    .action(async (o: { dir: string; simHosts: string; profile: string; heartbeat: string; fleet?: string }) => {
+    .option('--tls', 'mutual TLS on NATS and Temporal, with a throw-away CA in <dir>/tls', false)
+    .action(async (o: { dir: string; simHosts: string; profile: string; heartbeat: string; fleet?: string; tls: boolean }) => {
       const fleet = o.fleet ? await readFleetFile(o.fleet) : undefined;
       const fleetHosts = fleet ? Object.keys(fleet.hosts) : [];
       await devCommand({
@@ -70,6 +80,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
         simHosts: fleetHosts.length > 0 ? fleetHosts : parseInput(count(2000), o.simHosts, '--sim-hosts'),
         profile: o.profile,
         heartbeatMs: parseInput(z.coerce.number().int().min(200).max(600_000), o.heartbeat, '--heartbeat'),
+        tls: o.tls,
       });
     });
 
@@ -78,8 +89,9 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .description('bring up the stack in a temp dir, attach a NIC to a guest on simulated hosts, check the result')
     .option('--hosts <n>', 'number of simulated hosts (at least 4 for every situation)', '12')
     .option('--keep', 'keep the temp dir for inspection', false)
-    .action(async (o: { hosts: string; keep: boolean }) => {
-      await demoCommand({ hosts: parseInput(count(50).min(1), o.hosts, '--hosts'), keep: o.keep });
+    .option('--tls', 'run both servers with mutual TLS', false)
+    .action(async (o: { hosts: string; keep: boolean; tls: boolean }) => {
+      await demoCommand({ hosts: parseInput(count(50).min(1), o.hosts, '--hosts'), keep: o.keep, tls: o.tls });
     });
 
   connectionOptions(program.command('hosts').description('list hosts and their PCI devices from the agents\' inventory'))
@@ -239,10 +251,18 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--heartbeat <ms>', 'inventory heartbeat', '10000')
     .option('--max-skew <dur>', 'refuse requests whose issuedAt is further than this from the host clock (env PTC_AGENT_MAX_SKEW; default 5m)')
     .option('--nats-creds <file>', 'linux: this host\'s .creds file (env PTC_NATS_CREDS)')
+    .option('--nats-ca <file>', 'CA of the NATS servers, for a tls:// URL (env PTC_NATS_CA)')
+    .option('--nats-cert <file>', 'this host\'s client certificate for NATS mutual TLS (env PTC_NATS_CERT)')
+    .option('--nats-key <file>', 'this host\'s client key for NATS mutual TLS (env PTC_NATS_KEY)')
     .option('--root <dir>', 'linux: root of /sys, /proc and /etc (a fixture tree in tests)', '/')
     .option('--state-dir <dir>', 'linux: where the journal and records live', '/var/lib/ptctl')
     .option('--toolstack <t>', 'linux: auto | xl | xm', 'auto')
-    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; natsCreds?: string; root: string; stateDir: string; toolstack: string; profile?: string; simFaults?: string; fleet?: string; heartbeat: string; maxSkew?: string }) => {
+    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; natsCreds?: string; root: string; stateDir: string; toolstack: string; profile?: string; simFaults?: string; fleet?: string; heartbeat: string; maxSkew?: string; natsCa?: string; natsCert?: string; natsKey?: string }) => {
+      const fromEnv = natsTlsFromEnv();
+      const tlsCa = o.natsCa ?? fromEnv?.caFile;
+      const tlsCert = o.natsCert ?? fromEnv?.certFile;
+      const tlsKey = o.natsKey ?? fromEnv?.keyFile;
+      const natsTls = tlsCa || tlsCert || tlsKey ? { caFile: tlsCa, certFile: tlsCert, keyFile: tlsKey } : undefined;
       const skewText = o.maxSkew ?? process.env.PTC_AGENT_MAX_SKEW;
       const maxSkewMs = skewText ? durationFlag(skewText, '--max-skew') : undefined;
       const hostIds = o.hostId.map((h) => parseInput(HostId, h, '--host-id'));
@@ -262,6 +282,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
           toolstack: parseInput(z.enum(['auto', 'xl', 'xm']), o.toolstack, '--toolstack'),
           heartbeatMs: parseInput(z.coerce.number().int().min(200), o.heartbeat, '--heartbeat'),
           maxSkewMs,
+          natsTls,
         });
         return;
       }
@@ -280,6 +301,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
         credsDir: o.credsDir ?? `${o.dir}/creds`,
         heartbeatMs: parseInput(z.coerce.number().int().min(200), o.heartbeat, '--heartbeat'),
         maxSkewMs,
+        natsTls,
         profile: o.profile,
         faults: parseInput(SimFaults.partial(), faults, '--sim-faults'),
         fleet: o.fleet ? await readFleetFile(o.fleet) : undefined,
@@ -289,9 +311,24 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
   return program;
 }
 
-function connectionFlags(o: Record<string, unknown>): { dir?: string; natsUrl?: string; natsCreds?: string; temporalAddress?: string; namespace?: string } {
+function connectionFlags(o: Record<string, unknown>): ConnectionFlags {
   const pick = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
-  return { dir: pick('dir'), natsUrl: pick('natsUrl'), natsCreds: pick('natsCreds'), temporalAddress: pick('temporalAddress'), namespace: pick('namespace') };
+  return {
+    dir: pick('dir'),
+    natsUrl: pick('natsUrl'),
+    natsCreds: pick('natsCreds'),
+    temporalAddress: pick('temporalAddress'),
+    namespace: pick('namespace'),
+    natsCa: pick('natsCa'),
+    natsCert: pick('natsCert'),
+    natsKey: pick('natsKey'),
+    temporalTls: o.temporalTls === true ? true : undefined,
+    temporalCa: pick('temporalCa'),
+    temporalCert: pick('temporalCert'),
+    temporalKey: pick('temporalKey'),
+    temporalServerName: pick('temporalServerName'),
+    temporalApiKeyFile: pick('temporalApiKeyFile'),
+  };
 }
 
 /** The one place that turns errors into exit codes; nothing below calls process.exit. */

@@ -8,6 +8,7 @@ import { requesterLookup } from '../activities/requester.js';
 import { connectNats } from '../transport/nats-connection.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
 import type { Connection } from './connection.js';
+import { temporalConnectOptions } from './clients.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
 
@@ -19,10 +20,11 @@ function agentTimeoutFromEnv(): number | undefined {
 
 /** Runs the ptctl worker until SIGINT/SIGTERM (the Temporal SDK's own shutdown signals). */
 export async function runWorker(conn: Connection, extra: Partial<WorkerOptions> = {}): Promise<void> {
-  const nc = await connectNats({ servers: conn.natsUrl, seedFile: conn.natsCreds, name: 'ptc-worker', reconnectForever: true });
-  const connection = await NativeConnection.connect({ address: conn.temporalAddress });
+  const nc = await connectNats({ servers: conn.natsUrl, seedFile: conn.natsCreds, name: 'ptc-worker', reconnectForever: true, tls: conn.natsTls });
+  const temporal = await temporalConnectOptions(conn);
+  const connection = await NativeConnection.connect(temporal);
   // Rollouts hand work to host entities through a client: a workflow cannot signal-with-start.
-  const clientConnection = await TemporalConnection.connect({ address: conn.temporalAddress });
+  const clientConnection = await TemporalConnection.connect(temporal);
   const client = new Client({ connection: clientConnection, namespace: conn.temporalNamespace });
   try {
     const worker = await Worker.create({
