@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { ErrorCode, PtcError } from '../schemas/errors.js';
+import { parse as parseYaml } from 'yaml';
+import { ErrorCode, PtcError, describeZodError } from '../schemas/errors.js';
 import { HostId } from '../schemas/ids.js';
 
 export const DEFAULT_STATE_DIR = '.ptc';
@@ -59,6 +60,8 @@ export interface Connection {
 
 export interface ConnectionFlags {
   dir?: string | undefined;
+  /** Connection settings file (YAML/JSON, schema `ClientConfig`). */
+  config?: string | undefined;
   natsUrl?: string | undefined;
   natsCreds?: string | undefined;
   temporalAddress?: string | undefined;
@@ -103,48 +106,104 @@ export function processAlive(pid: number): boolean {
 }
 
 /** Each setting from its flag, then its environment variable, then the dev stack's connection file. */
+/**
+ * The connection settings file (`--config FILE` or `PTC_CONFIG`, YAML or JSON), for a real fleet:
+ * what the flags and env give, in one reviewed place. Flags win over env, env over this file, and the
+ * file over a running dev stack's state dir. Secrets stay in their own files; this one only names them.
+ */
+export const ClientConfig = z
+  .object({
+    nats: z
+      .object({
+        url: z.string().optional().describe('comma-separated server URLs, e.g. tls://nats-1:4222,tls://nats-2:4222'),
+        creds: z.string().optional().describe('this identity\'s .creds file (from `ptctl creds`)'),
+        tls: NatsTlsFiles.optional().describe('TLS to the NATS servers'),
+      })
+      .strict()
+      .optional(),
+    temporal: z
+      .object({
+        address: z.string().optional().describe('Temporal frontend host:port'),
+        namespace: z.string().optional().describe('Temporal namespace'),
+        tls: z.union([z.boolean(), TemporalTlsFiles]).optional().describe('true: TLS with the system roots; or CA, client certificate and server name'),
+        apiKeyFile: z.string().optional().describe('file holding a Temporal Cloud API key'),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type ClientConfig = z.infer<typeof ClientConfig>;
+
+export async function readClientConfig(path: string): Promise<ClientConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new PtcError(ErrorCode.INVALID_INPUT, `cannot read the config file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new PtcError(ErrorCode.INVALID_INPUT, `${path} is not YAML or JSON: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+  }
+  const parsed = ClientConfig.safeParse(raw ?? {});
+  if (!parsed.success) throw new PtcError(ErrorCode.INVALID_INPUT, `${path}: ${describeZodError(parsed.error, 'config')}`);
+  return parsed.data;
+}
+
+/** Each setting from its flag, then its environment variable, then the config file, then the dev stack's connection file. */
 export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env, role: NatsClientRole = 'worker'): Promise<Connection> {
   const dir = flags.dir ?? DEFAULT_STATE_DIR;
   // An empty variable counts as unset, as in most shells' `${VAR:-default}`.
   const fromEnvVar = (name: string): string | undefined => (env[name] ? env[name] : undefined);
-  const fromEnv = {
-    natsUrl: flags.natsUrl ?? fromEnvVar('PTC_NATS_URL'),
-    natsCreds: flags.natsCreds ?? fromEnvVar('PTC_NATS_CREDS'),
-    temporalAddress: flags.temporalAddress ?? fromEnvVar('PTC_TEMPORAL_ADDRESS'),
-    temporalNamespace: flags.namespace ?? fromEnvVar('PTC_TEMPORAL_NAMESPACE'),
+  const configPath = flags.config ?? fromEnvVar('PTC_CONFIG');
+  const cfg: ClientConfig = configPath ? await readClientConfig(configPath) : {};
+  const cfgTemporalTls = typeof cfg.temporal?.tls === 'object' ? cfg.temporal.tls : undefined;
+  const given = {
+    natsUrl: flags.natsUrl ?? fromEnvVar('PTC_NATS_URL') ?? cfg.nats?.url,
+    natsCreds: flags.natsCreds ?? fromEnvVar('PTC_NATS_CREDS') ?? cfg.nats?.creds,
+    temporalAddress: flags.temporalAddress ?? fromEnvVar('PTC_TEMPORAL_ADDRESS') ?? cfg.temporal?.address,
+    temporalNamespace: flags.namespace ?? fromEnvVar('PTC_TEMPORAL_NAMESPACE') ?? cfg.temporal?.namespace,
   };
-  const needsFile = !fromEnv.natsUrl || !fromEnv.natsCreds || !fromEnv.temporalAddress;
+  const needsFile = !given.natsUrl || !given.natsCreds || !given.temporalAddress;
   const file = needsFile ? await readConnectionFile(dir) : null;
   if (needsFile && (file === null || !processAlive(file.pid))) {
     throw new PtcError(
       ErrorCode.NOT_CONNECTED,
-      `no running dev stack in ${dir}/: run \`ptctl dev\` first (or pass --dir), or set PTC_NATS_URL, PTC_NATS_CREDS and PTC_TEMPORAL_ADDRESS`,
+      `no running dev stack in ${dir}/: run \`ptctl dev\` first (or pass --dir), or set PTC_NATS_URL, PTC_NATS_CREDS and PTC_TEMPORAL_ADDRESS (or --config FILE)`,
     );
   }
-  const natsTls = dropEmpty({ caFile: flags.natsCa ?? fromEnvVar('PTC_NATS_CA'), certFile: flags.natsCert ?? fromEnvVar('PTC_NATS_CERT'), keyFile: flags.natsKey ?? fromEnvVar('PTC_NATS_KEY') });
-  const temporalTls = dropEmpty({
-    caFile: flags.temporalCa ?? fromEnvVar('PTC_TEMPORAL_CA'),
-    certFile: flags.temporalCert ?? fromEnvVar('PTC_TEMPORAL_CERT'),
-    keyFile: flags.temporalKey ?? fromEnvVar('PTC_TEMPORAL_KEY'),
-    serverName: flags.temporalServerName ?? fromEnvVar('PTC_TEMPORAL_SERVER_NAME'),
+  const natsTls = dropEmpty({
+    caFile: flags.natsCa ?? fromEnvVar('PTC_NATS_CA') ?? cfg.nats?.tls?.caFile,
+    certFile: flags.natsCert ?? fromEnvVar('PTC_NATS_CERT') ?? cfg.nats?.tls?.certFile,
+    keyFile: flags.natsKey ?? fromEnvVar('PTC_NATS_KEY') ?? cfg.nats?.tls?.keyFile,
   });
-  const temporalTlsOn = flags.temporalTls === true || fromEnvVar('PTC_TEMPORAL_TLS') === '1' || fromEnvVar('PTC_TEMPORAL_TLS') === 'true';
+  const temporalTls = dropEmpty({
+    caFile: flags.temporalCa ?? fromEnvVar('PTC_TEMPORAL_CA') ?? cfgTemporalTls?.caFile,
+    certFile: flags.temporalCert ?? fromEnvVar('PTC_TEMPORAL_CERT') ?? cfgTemporalTls?.certFile,
+    keyFile: flags.temporalKey ?? fromEnvVar('PTC_TEMPORAL_KEY') ?? cfgTemporalTls?.keyFile,
+    serverName: flags.temporalServerName ?? fromEnvVar('PTC_TEMPORAL_SERVER_NAME') ?? cfgTemporalTls?.serverName,
+  });
+  const envTls = fromEnvVar('PTC_TEMPORAL_TLS');
+  const temporalTlsOn = flags.temporalTls === true || envTls === '1' || envTls === 'true' || cfg.temporal?.tls === true || cfgTemporalTls !== undefined;
   let temporalApiKey = fromEnvVar('PTC_TEMPORAL_API_KEY');
-  if (flags.temporalApiKeyFile) {
+  const apiKeyFile = flags.temporalApiKeyFile ?? (temporalApiKey ? undefined : cfg.temporal?.apiKeyFile);
+  if (apiKeyFile) {
     try {
-      temporalApiKey = (await readFile(flags.temporalApiKeyFile, 'utf8')).trim();
+      temporalApiKey = (await readFile(apiKeyFile, 'utf8')).trim();
     } catch (err) {
-      throw new PtcError(ErrorCode.INVALID_INPUT, `--temporal-api-key-file: cannot read ${flags.temporalApiKeyFile}: ${(err as Error).message}`, { cause: err });
+      throw new PtcError(ErrorCode.INVALID_INPUT, `cannot read the Temporal API key file ${apiKeyFile}: ${(err as Error).message}`, { cause: err });
     }
   }
   return {
     natsTls: natsTls ?? file?.natsTls,
     temporalTls: temporalTls ?? (temporalTlsOn || temporalApiKey ? {} : file?.temporalTls),
     ...(temporalApiKey ? { temporalApiKey } : {}),
-    natsUrl: fromEnv.natsUrl ?? file?.natsUrl ?? '',
-    natsCreds: fromEnv.natsCreds ?? (file ? credsOfRole(file, role) : ''),
-    temporalAddress: fromEnv.temporalAddress ?? file?.temporalAddress ?? '',
-    temporalNamespace: fromEnv.temporalNamespace ?? file?.temporalNamespace ?? 'default',
+    natsUrl: given.natsUrl ?? file?.natsUrl ?? '',
+    natsCreds: given.natsCreds ?? (file ? credsOfRole(file, role) : ''),
+    temporalAddress: given.temporalAddress ?? file?.temporalAddress ?? '',
+    temporalNamespace: given.temporalNamespace ?? file?.temporalNamespace ?? 'default',
     temporalUi: file?.temporalUi ?? null,
   };
 }

@@ -35,6 +35,7 @@ const count = (max: number) => z.coerce.number().int().min(0).max(max);
 function connectionOptions(cmd: Command): Command {
   return cmd
     .option('--dir <dir>', `state dir of a running \`ptctl dev\` (default ${DEFAULT_STATE_DIR})`)
+    .option('--config <file>', 'connection settings file, YAML or JSON (env PTC_CONFIG; reference: docs/security.md)')
     .option('--nats-url <url>', 'NATS server URL (env PTC_NATS_URL)')
     .option('--nats-creds <file>', 'credentials file (.creds) of your NATS identity (env PTC_NATS_CREDS; default: the dev stack\'s operator or viewer)')
     .option('--temporal-address <host:port>', 'Temporal frontend (env PTC_TEMPORAL_ADDRESS)')
@@ -315,6 +316,7 @@ function connectionFlags(o: Record<string, unknown>): ConnectionFlags {
   const pick = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
   return {
     dir: pick('dir'),
+    config: pick('config'),
     natsUrl: pick('natsUrl'),
     natsCreds: pick('natsCreds'),
     temporalAddress: pick('temporalAddress'),
