@@ -23,6 +23,8 @@ export interface ActivityDeps {
   agentTimeoutMs?: number;
   /** Metrics of the steps (the worker's registry); none in tests that do not look. */
   observer?: StepObserver;
+  /** Who asked for the workflow an activity runs in (its input's `requestedBy`), for the agent's audit events. */
+  requesterOf?: (workflow: { workflowId: string; runId: string }) => Promise<string | undefined>;
 }
 
 /** The saga names its undo steps' op ids `…#undo-<step>` (saga-kit / the workflows). */
@@ -51,7 +53,9 @@ export function createActivities(deps: ActivityDeps) {
     const started = performance.now();
     let outcome = 'ok';
     try {
-      const { result, bootId } = await agents.call(hostId, command, args, { opId, timeoutMs });
+      const workflow = deps.requesterOf ? Context.current().info.workflowExecution : undefined;
+      const requestedBy = deps.requesterOf && workflow ? await deps.requesterOf(workflow) : undefined;
+      const { result, bootId } = await agents.call(hostId, command, args, { opId, timeoutMs, ...(requestedBy ? { requestedBy } : {}) });
       return { ...result, bootId };
     } catch (err) {
       outcome = err instanceof PtcError ? err.code : ErrorCode.INTERNAL;

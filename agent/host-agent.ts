@@ -35,6 +35,11 @@ export interface HostAgentOptions {
   stateDir: string;
   heartbeatMs: number;
   hotplugCap?: HotplugCap;
+  /**
+   * Largest accepted difference between a request's `issuedAt` and this host's clock (default 5 min):
+   * a request captured and replayed later, or one from a client with a wrong clock, is refused.
+   */
+  maxSkewMs?: number;
   /** Fault injection: the process dies (SIGKILL) the first time it reaches this checkpoint. */
   crashAt?: string | null;
   /** Fault injection: the host reboots the first time the agent reaches this checkpoint. */
@@ -52,8 +57,10 @@ const REFUSAL_CODES = new Set<string>([
   ErrorCode.DEVICE_IN_USE, ErrorCode.RELOAD_UNSAFE, ErrorCode.PV_UNSUPPORTED, ErrorCode.PV_INSECURE, ErrorCode.HVM_UNSUPPORTED,
   ErrorCode.IOMMU_REQUIRED, ErrorCode.IOMMU_GROUP_IN_USE, ErrorCode.DEVICE_ASSIGNED, ErrorCode.GUEST_PINNED, ErrorCode.HOTPLUG_BUDGET,
   ErrorCode.HOTPLUG_UNSUPPORTED, ErrorCode.STRATEGY_UNSUPPORTED, ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_COMMAND,
-  ErrorCode.HOST_MISMATCH, ErrorCode.OP_ID_REUSED, ErrorCode.GUEST_CONFIG_INVALID,
+  ErrorCode.HOST_MISMATCH, ErrorCode.OP_ID_REUSED, ErrorCode.GUEST_CONFIG_INVALID, ErrorCode.REQUEST_STALE,
 ]);
+
+export const DEFAULT_MAX_SKEW_MS = 5 * 60_000;
 
 /** Commands that only read: no inventory refresh is owed after them. */
 const READ_ONLY = new Set<AgentCommand>(['inspect', 'verify', 'guest-status']);
@@ -225,7 +232,7 @@ export class HostAgent {
     }
   }
 
-  private async emit(kind: EventKind, opId: string | null, command: string | null, detail: Record<string, unknown>): Promise<void> {
+  private async emit(kind: EventKind, opId: string | null, command: string | null, detail: Record<string, unknown>, requestedBy: string | null = null): Promise<void> {
     const event: AuditEvent = {
       hostId: this.opts.hostId,
       kind,
@@ -233,6 +240,7 @@ export class HostAgent {
       at: new Date().toISOString(),
       opId,
       command,
+      requestedBy,
       detail,
     };
     this.outbox.enqueue(eventSubject(this.opts.hostId, kind), event);
@@ -269,8 +277,19 @@ export class HostAgent {
       return fail({ code: ErrorCode.INVALID_REQUEST, message: `malformed request: ${describeZodError(envelope.error, 'request')}` }, null, command);
     }
     const { opId, hostId } = envelope.data;
+    const requestedBy = envelope.data.requestedBy ?? null;
+    const audit = (kind: EventKind, detail: Record<string, unknown>): Promise<void> => this.emit(kind, opId, command, detail, requestedBy);
     if (hostId !== this.opts.hostId) {
       return fail({ code: ErrorCode.HOST_MISMATCH, message: `request for host ${hostId} reached the agent of ${this.opts.hostId}` }, opId, command);
+    }
+    const skewMs = Date.now() - Date.parse(envelope.data.issuedAt);
+    const maxSkewMs = this.opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
+    if (Math.abs(skewMs) > maxSkewMs) {
+      return fail(
+        { code: ErrorCode.REQUEST_STALE, message: `request issued at ${envelope.data.issuedAt} is ${Math.round(skewMs / 1000)} s off this host's clock (limit ${maxSkewMs / 1000} s); check both clocks (NTP)` },
+        opId,
+        command,
+      );
     }
     const args = CommandArgs[command].safeParse(envelope.data.args);
     if (!args.success) {
@@ -285,18 +304,18 @@ export class HostAgent {
       return fail((err as PtcError).toInfo(), opId, command);
     }
     if (recorded) {
-      await this.emit('replayed', opId, command, { ok: recorded.ok });
+      await audit('replayed', { ok: recorded.ok });
       return this.reply(msg, recorded);
     }
 
-    await this.emit('received', opId, command, { args: args.data });
-    const reply = await this.run(command, args.data, opId);
+    await audit('received', { args: args.data });
+    const reply = await this.run(command, args.data, opId, requestedBy);
     const permanent = reply.ok || isPermanent(reply.error.code);
     // Transient failures are not journaled, so the caller's retry with the same opId runs again; nor are
     // read-only commands, whose repeat changes nothing (and would only grow the journal).
     if (permanent && !READ_ONLY.has(command)) await this.journal.record(opId, command, argsKey, reply);
-    if (reply.ok) await this.emit('applied', opId, command, { result: READ_ONLY.has(command) ? null : reply.result });
-    else await this.emit(REFUSAL_CODES.has(reply.error.code) ? 'refused' : 'failed', opId, command, { error: reply.error });
+    if (reply.ok) await audit('applied', { result: READ_ONLY.has(command) ? null : reply.result });
+    else await audit(REFUSAL_CODES.has(reply.error.code) ? 'refused' : 'failed', { error: reply.error });
     await this.reply(msg, reply);
     if (!READ_ONLY.has(command) && this.opts.backend.responsive()) await this.publishInventory();
   }
@@ -322,21 +341,21 @@ export class HostAgent {
     return true;
   }
 
-  private context(opId: string, command: string): HandlerContext {
+  private context(opId: string, command: string, requestedBy: string | null = null): HandlerContext {
     return {
       hostId: this.opts.hostId,
       backend: this.opts.backend,
       records: this.records,
       hotplugCap: this.opts.hotplugCap ?? DEFAULT_HOTPLUG_CAP,
       now: Date.now,
-      emit: (kind, detail) => this.emit(kind, opId, command, detail),
+      emit: (kind, detail) => this.emit(kind, opId, command, detail, requestedBy),
       checkpoint: (step) => this.checkpoint(step),
       opId,
     };
   }
 
-  private async run(command: AgentCommand, args: unknown, opId: string): Promise<AgentReply> {
-    const ctx = this.context(opId, command);
+  private async run(command: AgentCommand, args: unknown, opId: string, requestedBy: string | null): Promise<AgentReply> {
+    const ctx = this.context(opId, command, requestedBy);
     const bootIdBefore = await this.opts.backend.bootId();
     try {
       // The args were parsed by this command's own schema just above.

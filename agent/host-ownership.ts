@@ -2,9 +2,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { HOSTS_BUCKET } from '../schemas/agent-protocol.js';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
+// The subject a host's agent may read its own KV entry on (DESIGN §2: it may touch its own key only).
+import { ownKeyDirectGetSubject } from '../transport/nats-permissions.js';
 
-/** The subject a host's agent may read its own KV entry on (DESIGN §2: it may touch its own key only). */
-export const ownKeyDirectGetSubject = (hostId: string): string => `$JS.API.DIRECT.GET.KV_${HOSTS_BUCKET}.$KV.${HOSTS_BUCKET}.${hostId}`;
 const keySubject = (hostId: string): string => `$KV.${HOSTS_BUCKET}.${hostId}`;
 
 /** JetStream's "wrong last sequence": someone else wrote the key since this agent's last write. */

@@ -4,8 +4,8 @@ import { StateDirLock } from '../agent/agent-lock.js';
 import { HostAgent } from '../agent/host-agent.js';
 import { SimHost, type SimFaultsInput } from '../agent/sim/sim-host.js';
 import { type FleetFile, hostSettings } from '../agent/sim/fleet-file.js';
-import { connectNats, hostInboxPrefix } from '../transport/nats-connection.js';
-import { hostSeedFile } from './nats-auth.js';
+import { connectNats, hostInboxPrefix, type NatsTls } from '../transport/nats-connection.js';
+import { hostCredsFile } from './nats-creds.js';
 import { AgentTelemetry } from '../observability/agent-telemetry.js';
 import { createLogger } from '../observability/logger.js';
 import { serveMetrics } from '../observability/metrics-server.js';
@@ -14,9 +14,13 @@ export interface SimAgentsOptions {
   dir: string;
   hostIds: readonly string[];
   natsUrl: string;
-  /** Folder with one `host-<id>.nk` seed per host: each simulated host has its own NATS identity. */
+  /** Folder with one `host-<id>.creds` per host: each simulated host has its own NATS identity. */
   credsDir: string;
   heartbeatMs: number;
+  /** Accepted clock skew of a request's issuedAt. */
+  maxSkewMs?: number | undefined;
+  /** TLS to NATS (CA, and this host's certificate for mutual TLS). */
+  natsTls?: NatsTls | undefined;
   profile?: string | undefined;
   faults?: SimFaultsInput | undefined;
   /** Per-host profiles and faults. */
@@ -45,10 +49,11 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
     const backend = await SimHost.open({ hostDir: root, hostId, profile, faults });
     const nc = await connectNats({
       servers: opts.natsUrl,
-      seedFile: hostSeedFile(opts.credsDir, hostId),
+      seedFile: hostCredsFile(opts.credsDir, hostId),
       name: `ptc-agent-${hostId}`,
       inboxPrefix: hostInboxPrefix(hostId),
       reconnectForever: true,
+      tls: opts.natsTls,
     });
     telemetry.watchNats(hostId, nc);
     const agent = await HostAgent.start({
@@ -58,6 +63,7 @@ export async function runSimAgents(opts: SimAgentsOptions): Promise<void> {
       stateDir: agentStateDir(root),
       lock,
       heartbeatMs: opts.heartbeatMs,
+      ...(opts.maxSkewMs ? { maxSkewMs: opts.maxSkewMs } : {}),
       crashAt: backend.faults.crashAtStep,
       rebootAt: backend.faults.rebootAtStep,
       log: log.child({ hostId }),

@@ -14,7 +14,11 @@ import { ensureNatsResources } from '../transport/nats-resources.js';
 import { devServerSearchAttributeArgs } from '../transport/search-attributes.js';
 import { ManagedProcess } from './child-process.js';
 import { type Connection, type ConnectionFile, connectionEnv, connectionFilePath, processAlive, readConnectionFile } from './connection.js';
-import { natsAuthorization } from './nats-auth.js';
+import { CredsStore, credsFile } from './nats-creds.js';
+import { type DevCerts, generateDevCerts } from './dev-certs.js';
+import { startTlsProxy } from './tls-proxy.js';
+import { temporalConnectOptions } from './clients.js';
+import { type NatsRole, identityName } from '../transport/nats-permissions.js';
 import { PTCTL_ENTRY, serverBinary } from './tools.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
 import type { FleetFileInput } from '../agent/sim/fleet-file.js';
@@ -43,6 +47,11 @@ export interface DevStackOptions {
   workerArgs?: readonly string[];
   /** How long to wait for every simulated host's first inventory (default 60 s; a 1,000-host bench on a busy machine needs more). */
   agentsReadyMs?: number;
+  /**
+   * Mutual TLS on both servers: a throw-away CA in <dir>/tls, nats-server with `verify`, and the
+   * Temporal dev server (which has no TLS of its own) behind a mutual-TLS front.
+   */
+  tls?: boolean;
   /** Progress lines ("nats-server ready on …"). */
   onProgress?: (line: string) => void;
 }
@@ -56,6 +65,8 @@ interface Ports {
   temporalMetrics: number;
   workerMetrics: number;
   agentsMetrics: number;
+  /** The dev server's own plaintext port when a TLS front listens on `temporal`. */
+  temporalInternal: number;
 }
 
 /** Where the stack's processes serve Prometheus metrics (null: that process is not running). */
@@ -65,6 +76,9 @@ export interface StackMetrics {
   /** The Temporal dev server's own metrics. */
   temporalServer: string | null;
 }
+
+/** The person the dev stack's operator and viewer identities are named after. */
+export const DEV_PERSON = 'dev';
 
 export const simHostIds = (spec: number | readonly string[]): string[] =>
   typeof spec === 'number' ? Array.from({ length: spec }, (_, i) => `sim-${i + 1}`) : [...spec];
@@ -96,6 +110,8 @@ export class DevStack {
   private nc: NatsConnection | null = null;
   private stopping = false;
   connection!: Connection;
+  /** Credentials of the dev stack's operator and viewer identities (the CLI's commands use them). */
+  roleCreds: { natsOperatorCreds: string; natsViewerCreds: string } = { natsOperatorCreds: '', natsViewerCreds: '' };
   hosts: string[] = [];
   readonly metrics: StackMetrics = { worker: null, agents: null, temporalServer: null };
   private ports: Ports | null = null;
@@ -140,30 +156,40 @@ export class DevStack {
     this.ports = ports;
 
     // NATS
-    const { config: authConfig, orchestratorSeedFile } = await natsAuthorization(this.path('creds'), this.hosts);
+    // Decentralized auth: the stack issues its identities like `ptctl creds` does, in <dir>/creds.
+    const creds = await CredsStore.init(this.path('creds'));
+    const identities: Array<[NatsRole, string]> = [['worker', 'worker'], ['operator', DEV_PERSON], ['viewer', DEV_PERSON], ...this.hosts.map((h): [NatsRole, string] => ['host', h])];
+    for (const [role, name] of identities) await creds.add(role, name);
+    const seedOf = (role: NatsRole, name: string): string => credsFile(creds.dir, identityName(role, name));
+    const orchestratorSeedFile = seedOf('worker', 'worker');
+    const certs = this.opts.tls ? await generateDevCerts(this.path('tls')) : null;
+    this.certs = certs;
     const natsConf = {
+      ...(certs ? { tls: { cert_file: certs.serverCert, key_file: certs.serverKey, ca_file: certs.caFile, verify: true, timeout: 5 } } : {}),
       listen: `127.0.0.1:${ports.nats}`,
       http: `127.0.0.1:${ports.natsMonitor}`,
       server_name: 'ptc-dev',
       jetstream: { store_dir: this.path('nats') },
-      ...(JSON.parse(authConfig) as object),
+      ...creds.serverConfig(this.path('nats', 'resolver')),
     };
     await writeFile(this.path('nats.conf'), JSON.stringify(natsConf, null, 2), { mode: 0o600 });
     this.processes.push(ManagedProcess.start('nats-server', serverBinary('nats-server'), ['-c', this.path('nats.conf')], { logFile: this.path('logs', 'nats.log') }));
-    const natsUrl = `nats://127.0.0.1:${ports.nats}`;
+    const natsUrl = `${certs ? 'tls' : 'nats'}://127.0.0.1:${ports.nats}`;
+    const natsTls = certs ? { caFile: certs.caFile, certFile: certs.clientCert, keyFile: certs.clientKey } : undefined;
     await waitFor('nats-server', 20_000, async () => ((await fetch(`http://127.0.0.1:${ports.natsMonitor}/healthz?js-enabled-only=true`)).ok ? true : null), () => this.deadProcess());
-    this.nc = await connectNats({ servers: natsUrl, seedFile: orchestratorSeedFile, name: 'ptc-dev' });
+    this.nc = await connectNats({ servers: natsUrl, seedFile: orchestratorSeedFile, name: 'ptc-dev', tls: natsTls });
     await ensureNatsResources(this.nc);
-    this.say(`nats-server ready on ${natsUrl} (JetStream, nkey auth)`);
+    this.say(`nats-server ready on ${natsUrl} (JetStream, operator/account JWT auth${certs ? ', mutual TLS' : ''})`);
 
     const namespace = 'default';
-    this.connection = { natsUrl, natsCreds: orchestratorSeedFile, temporalAddress: '', temporalNamespace: namespace, temporalUi: null };
+    this.connection = { natsUrl, natsCreds: orchestratorSeedFile, temporalAddress: '', temporalNamespace: namespace, temporalUi: null, ...(natsTls ? { natsTls } : {}) };
+    this.roleCreds = { natsOperatorCreds: seedOf('operator', DEV_PERSON), natsViewerCreds: seedOf('viewer', DEV_PERSON) };
     if (this.opts.temporal ?? true) await this.startTemporalAndWorker(ports);
 
     // Agents: one process runs every simulated host, each with its own NATS identity.
     if (this.hosts.length > 0 && (this.opts.agents ?? true)) await this.startAgents();
 
-    const file: ConnectionFile = { ...this.connection, pid: process.pid, hosts: this.hosts, startedAt: new Date().toISOString(), metrics: { worker: this.metrics.worker, agents: this.metrics.agents } };
+    const file: ConnectionFile = { ...this.connection, ...this.roleCreds, pid: process.pid, hosts: this.hosts, startedAt: new Date().toISOString(), metrics: { worker: this.metrics.worker, agents: this.metrics.agents } };
     await writeFile(connectionFilePath(this.dir), JSON.stringify(file, null, 2) + '\n');
     await writeFile(this.path('ports.json'), JSON.stringify(ports, null, 2) + '\n');
   }
@@ -180,7 +206,7 @@ export class DevStack {
           'server', 'start-dev',
           '--db-filename', this.path('temporal.db'),
           '--ip', '127.0.0.1',
-          '--port', String(ports.temporal),
+          '--port', String(this.certs ? ports.temporalInternal : ports.temporal),
           '--http-port', String(ports.temporalHttp),
           '--metrics-port', String(ports.temporalMetrics),
           ...(ui ? ['--ui-port', String(ports.temporalUi)] : ['--headless']),
@@ -196,8 +222,14 @@ export class DevStack {
       ),
     );
     const namespace = this.connection.temporalNamespace;
+    const certs = this.certs;
+    if (certs) {
+      this.tlsProxy = await startTlsProxy({ listenPort: ports.temporal, backendPort: ports.temporalInternal, caFile: certs.caFile, certFile: certs.serverCert, keyFile: certs.serverKey });
+      this.connection = { ...this.connection, temporalTls: { caFile: certs.caFile, certFile: certs.clientCert, keyFile: certs.clientKey, serverName: 'localhost' } };
+    }
+    const probeOptions = await temporalConnectOptions({ ...this.connection, temporalAddress });
     const tc = await waitFor('Temporal dev server', 60_000, async () => {
-      const conn = await TemporalConnection.connect({ address: temporalAddress, connectTimeout: 2000 });
+      const conn = await TemporalConnection.connect({ ...probeOptions, connectTimeout: 2000 });
       try {
         await conn.workflowService.describeNamespace({ namespace });
         return conn;
@@ -207,7 +239,7 @@ export class DevStack {
       }
     }, () => this.deadProcess());
     const temporalUi = ui ? `http://127.0.0.1:${ports.temporalUi}` : null;
-    this.say(`Temporal dev server ready on ${temporalAddress}${temporalUi ? `, UI ${temporalUi}` : ''}`);
+    this.say(`Temporal dev server ready on ${temporalAddress}${certs ? ' (behind a mutual-TLS front)' : ''}${temporalUi ? `, UI ${temporalUi}` : ''}`);
 
     this.connection = { ...this.connection, temporalAddress, temporalUi };
     this.childEnv = { ...process.env, ...connectionEnv(this.connection), ...(this.opts.agentTimeoutMs ? { PTC_AGENT_TIMEOUT_MS: String(this.opts.agentTimeoutMs) } : {}) };
@@ -260,6 +292,13 @@ export class DevStack {
   }
 
   private agentsProcess: ManagedProcess | null = null;
+  private certs: DevCerts | null = null;
+  private tlsProxy: { close: () => Promise<void> } | null = null;
+
+  /** The throw-away CA and certificates of a `tls` stack (tests make clients from them). */
+  get tlsFiles(): DevCerts | null {
+    return this.certs;
+  }
 
   /** Starts the simulated agents' process and waits until every host has reported a fresh inventory. */
   async startAgents(faults: Record<string, unknown> | undefined = this.opts.simFaults): Promise<void> {
@@ -370,6 +409,7 @@ export class DevStack {
       temporalMetrics: await pick(previous.temporalMetrics),
       workerMetrics: await pick(previous.workerMetrics),
       agentsMetrics: await pick(previous.agentsMetrics),
+      temporalInternal: await pick(previous.temporalInternal),
     };
   }
 
@@ -384,6 +424,7 @@ export class DevStack {
     this.stopping = true;
     await this.nc?.close().catch(() => undefined);
     for (const p of [...this.processes].reverse()) await p.stop();
+    await this.tlsProxy?.close();
     const file = await readConnectionFile(this.dir);
     if (file?.pid === process.pid) await rm(connectionFilePath(this.dir), { force: true });
   }

@@ -2,7 +2,7 @@ import { StateDirLock } from '../agent/agent-lock.js';
 import { HostAgent } from '../agent/host-agent.js';
 import { ExecRunner } from '../agent/linux/command-runner.js';
 import { LinuxHost } from '../agent/linux/linux-host.js';
-import { connectNats, hostInboxPrefix } from '../transport/nats-connection.js';
+import { connectNats, hostInboxPrefix, type NatsTls } from '../transport/nats-connection.js';
 import { AgentTelemetry } from '../observability/agent-telemetry.js';
 import { createLogger } from '../observability/logger.js';
 import { serveMetrics } from '../observability/metrics-server.js';
@@ -19,6 +19,10 @@ export interface LinuxAgentOptions {
   heartbeatMs: number;
   /** Serve the agent's metrics at http://ADDR/metrics; off when unset. */
   metrics?: string | undefined;
+  /** Accepted clock skew of a request's issuedAt. */
+  maxSkewMs?: number | undefined;
+  /** TLS to NATS (CA, and this host's certificate for mutual TLS). */
+  natsTls?: NatsTls | undefined;
 }
 
 /** The interface that carries traffic to the NATS server: hiding it would cut the agent off. */
@@ -39,9 +43,9 @@ export async function runLinuxAgent(opts: LinuxAgentOptions): Promise<void> {
   const runner = new ExecRunner();
   const uplinkInterfaces = await natsUplink(runner, opts.natsUrl).catch(() => []);
   const backend = new LinuxHost({ root: opts.root, runner, toolstack: opts.toolstack, uplinkInterfaces });
-  const nc = await connectNats({ servers: opts.natsUrl, seedFile: opts.natsCreds, name: `ptc-agent-${opts.hostId}`, inboxPrefix: hostInboxPrefix(opts.hostId), reconnectForever: true });
+  const nc = await connectNats({ servers: opts.natsUrl, seedFile: opts.natsCreds, name: `ptc-agent-${opts.hostId}`, inboxPrefix: hostInboxPrefix(opts.hostId), reconnectForever: true, tls: opts.natsTls });
   telemetry.watchNats(opts.hostId, nc);
-  const agent = await HostAgent.start({ hostId: opts.hostId, backend, nc, stateDir: opts.stateDir, lock, heartbeatMs: opts.heartbeatMs, log: log.child({ hostId: opts.hostId }), observer: telemetry });
+  const agent = await HostAgent.start({ hostId: opts.hostId, backend, nc, stateDir: opts.stateDir, lock, heartbeatMs: opts.heartbeatMs, ...(opts.maxSkewMs ? { maxSkewMs: opts.maxSkewMs } : {}), log: log.child({ hostId: opts.hostId }), observer: telemetry });
   const endpoint = opts.metrics ? await serveMetrics(opts.metrics, [() => telemetry.registry.metrics()]) : null;
   if (endpoint) log.info({ metrics: endpoint.url }, 'serving metrics');
   log.info({ uplinkInterfaces, root: opts.root }, 'agent ready (linux backend)');

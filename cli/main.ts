@@ -8,6 +8,9 @@ import { DEFAULT_STATE_DIR } from './connection.js';
 // command's modules up front (the Temporal worker, the simulator, the plan engine) made a one-line
 // `ptctl hosts` cost over a second before it did anything.
 import { tracingRequested } from '../observability/tracing-state.js';
+import { EventKind } from '../schemas/agent-protocol.js';
+import { type ConnectionFlags, DEFAULT_CREDS_DIR, natsTlsFromEnv } from './connection.js';
+import { durationFlag } from './flags.js';
 
 /** Parses CLI input with a schema; every problem is reported at once, before anything is contacted. */
 function parseInput<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
@@ -21,10 +24,20 @@ const count = (max: number) => z.coerce.number().int().min(0).max(max);
 function connectionOptions(cmd: Command): Command {
   return cmd
     .option('--dir <dir>', `state dir of a running \`ptctl dev\` (default ${DEFAULT_STATE_DIR})`)
+    .option('--config <file>', 'connection settings file, YAML or JSON (env PTC_CONFIG; reference: docs/security.md)')
     .option('--nats-url <url>', 'NATS server URL (env PTC_NATS_URL)')
-    .option('--nats-creds <file>', 'nkey seed file of the orchestrator identity (env PTC_NATS_CREDS)')
+    .option('--nats-creds <file>', 'credentials file (.creds) of your NATS identity (env PTC_NATS_CREDS; default: the dev stack\'s operator or viewer)')
     .option('--temporal-address <host:port>', 'Temporal frontend (env PTC_TEMPORAL_ADDRESS)')
     .option('--namespace <ns>', 'Temporal namespace (env PTC_TEMPORAL_NAMESPACE)')
+    .option('--nats-ca <file>', 'CA of the NATS servers, for a tls:// URL (env PTC_NATS_CA)')
+    .option('--nats-cert <file>', 'client certificate for NATS mutual TLS (env PTC_NATS_CERT)')
+    .option('--nats-key <file>', 'client key for NATS mutual TLS (env PTC_NATS_KEY)')
+    .option('--temporal-tls', 'TLS to Temporal with the system roots (env PTC_TEMPORAL_TLS=1; implied by the options below)')
+    .option('--temporal-ca <file>', 'CA of the Temporal frontend (env PTC_TEMPORAL_CA)')
+    .option('--temporal-cert <file>', 'client certificate for Temporal mTLS (env PTC_TEMPORAL_CERT)')
+    .option('--temporal-key <file>', 'client key for Temporal mTLS (env PTC_TEMPORAL_KEY)')
+    .option('--temporal-server-name <name>', 'TLS server name of the Temporal frontend (env PTC_TEMPORAL_SERVER_NAME)')
+    .option('--temporal-api-key-file <file>', 'file holding a Temporal Cloud API key (or env PTC_TEMPORAL_API_KEY)')
     .option('--json', 'machine-readable output', false);
 }
 
@@ -47,7 +60,8 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--profile <name>', 'simulated host profile', 'rhel5-xen')
     .option('--heartbeat <ms>', 'agent inventory heartbeat', '5000')
     .option('--fleet <file>', 'per-host profiles and faults (YAML or JSON); its hosts are the simulated hosts')
-    .action(async (o: { dir: string; simHosts: string; profile: string; heartbeat: string; fleet?: string }) => {
+    .option('--tls', 'mutual TLS on NATS and Temporal, with a throw-away CA in <dir>/tls', false)
+    .action(async (o: { dir: string; simHosts: string; profile: string; heartbeat: string; fleet?: string; tls: boolean }) => {
       const [{ readFleetFile }, { devCommand }] = await Promise.all([import('../agent/sim/fleet-file.js'), import('./commands/dev.js')]);
       const fleet = o.fleet ? await readFleetFile(o.fleet) : undefined;
       const fleetHosts = fleet ? Object.keys(fleet.hosts) : [];
@@ -57,6 +71,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
         simHosts: fleetHosts.length > 0 ? fleetHosts : parseInput(count(2000), o.simHosts, '--sim-hosts'),
         profile: o.profile,
         heartbeatMs: parseInput(z.coerce.number().int().min(200).max(600_000), o.heartbeat, '--heartbeat'),
+        tls: o.tls,
       });
     });
 
@@ -65,9 +80,10 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .description('bring up the stack in a temp dir, attach a NIC to a guest on simulated hosts, check the result')
     .option('--hosts <n>', 'number of simulated hosts (at least 4 for every situation)', '12')
     .option('--keep', 'keep the temp dir for inspection', false)
-    .action(async (o: { hosts: string; keep: boolean }) => {
+    .option('--tls', 'run both servers with mutual TLS', false)
+    .action(async (o: { hosts: string; keep: boolean; tls: boolean }) => {
       const { demoCommand } = await import('./commands/demo.js');
-      await demoCommand({ hosts: parseInput(count(50).min(1), o.hosts, '--hosts'), keep: o.keep });
+      await demoCommand({ hosts: parseInput(count(50).min(1), o.hosts, '--hosts'), keep: o.keep, tls: o.tls });
     });
 
   connectionOptions(program.command('hosts').description('list hosts and their PCI devices from the agents\' inventory'))
@@ -75,6 +91,17 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .action(async (o: Record<string, unknown>) => {
       const { hostsCommand } = await import('./commands/hosts.js');
       await hostsCommand({ ...connectionFlags(o), host: o.host as string | undefined, json: o.json === true });
+    });
+
+  connectionOptions(program.command('events').description('the audit stream: every command an agent received, applied, refused or failed, boots and hotplugs'))
+    .option('--host <id>', 'only this host')
+    .addOption(new Option('--kind <kind>', 'only this kind').choices(EventKind.options))
+    .option('--since <time|dur>', 'from this ISO time, or this long ago (e.g. 10m)')
+    .option('--follow', 'keep printing new events until Ctrl-C', false)
+    .action(async (o: Record<string, unknown>) => {
+      const str = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+      const { eventsCommand } = await import('./commands/events.js');
+      await eventsCommand({ ...connectionFlags(o), host: str('host'), kind: str('kind'), since: str('since'), follow: o.follow === true, json: o.json === true });
     });
 
   // `ptctl plan FILE`: planCommand returns the exit code (0, or 2 when the plan has refusals or unknown hosts).
@@ -193,6 +220,36 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     await windowDeleteCommand({ ...connectionFlags(o), name, json: o.json === true });
   });
 
+  const creds = program.command('creds').description('NATS identities (operator/account/user JWTs): create, enroll hosts, revoke, list');
+  const credsOpts = (cmd: Command): Command => cmd.option('--creds-dir <dir>', 'where the operator, accounts and identities live', DEFAULT_CREDS_DIR).option('--json', 'machine-readable output', false);
+  const co = (o: Record<string, unknown>): { credsDir: string; json: boolean } => ({ credsDir: typeof o.credsDir === 'string' ? o.credsDir : DEFAULT_CREDS_DIR, json: o.json === true });
+  const optStr = (o: Record<string, unknown>, k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+  credsOpts(creds.command('init').description('create the operator, the system and PTC accounts, the worker identity and the nats-server auth config'))
+    .option('--resolver-dir <dir>', 'where nats-server keeps account JWTs (in the emitted config)')
+    .option('--server-config <file>', 'where to write the nats-server auth config (default <creds-dir>/nats-auth.conf)')
+    .action(async (o: Record<string, unknown>) => (await import('./commands/creds.js')).credsInitCommand({ ...co(o), resolverDir: optStr(o, 'resolverDir'), serverConfig: optStr(o, 'serverConfig') }));
+  credsOpts(creds.command('server-config').description('write the nats-server auth config (operator, system account, full resolver with preload)'))
+    .option('--resolver-dir <dir>', 'where nats-server keeps account JWTs')
+    .option('--out <file>', 'output file (default <creds-dir>/nats-auth.conf)')
+    .action(async (o: Record<string, unknown>) => (await import('./commands/creds.js')).credsServerConfigCommand({ ...co(o), resolverDir: optStr(o, 'resolverDir'), out: optStr(o, 'out') }));
+  credsOpts(creds.command('add-host').description('enroll a host: its own identity; running servers accept it at once').argument('<hostId>', 'host id'))
+    .action(async (hostId: string, o: Record<string, unknown>) => (await import('./commands/creds.js')).credsAddCommand({ ...co(o), role: 'host', name: parseInput(HostId, hostId, 'host id') }));
+  credsOpts(creds.command('add-user').description('an operator (acts through Temporal) or a viewer (read-only) identity').argument('<name>', 'person or team name'))
+    .addOption(new Option('--role <role>', 'identity role').choices(['operator', 'viewer']).makeOptionMandatory())
+    .action(async (name: string, o: Record<string, unknown>) => (await import('./commands/creds.js')).credsAddCommand({ ...co(o), role: o.role === 'operator' ? 'operator' : 'viewer', name }));
+  credsOpts(creds.command('revoke-host').description('revoke a host\'s identity; with --nats-url its connections are closed now').argument('<hostId>', 'host id'))
+    .option('--nats-url <url>', 'running NATS server(s) to tell (uses the system account\'s sys.creds)')
+    .option('--resolver-dir <dir>', 'resolver dir written into the refreshed server config')
+    .action(async (hostId: string, o: Record<string, unknown>) => (await import('./commands/creds.js')).credsRevokeCommand({ ...co(o), identity: (await import('./commands/creds.js')).hostIdentity(parseInput(HostId, hostId, 'host id')), natsUrl: optStr(o, 'natsUrl'), resolverDir: optStr(o, 'resolverDir') }));
+  credsOpts(creds.command('revoke').description('revoke any identity by name (see `ptctl creds list`)').argument('<identity>', 'e.g. operator-alice'))
+    .option('--nats-url <url>', 'running NATS server(s) to tell (uses the system account\'s sys.creds)')
+    .option('--resolver-dir <dir>', 'resolver dir written into the refreshed server config')
+    .action(async (identity: string, o: Record<string, unknown>) => (await import('./commands/creds.js')).credsRevokeCommand({ ...co(o), identity, natsUrl: optStr(o, 'natsUrl'), resolverDir: optStr(o, 'resolverDir') }));
+  credsOpts(creds.command('push').description('send the account JWT (with its revocations) to running servers'))
+    .requiredOption('--nats-url <url>', 'NATS server(s)')
+    .action(async (o: Record<string, unknown>) => (await import('./commands/creds.js')).credsPushCommand({ ...co(o), natsUrl: optStr(o, 'natsUrl') ?? '' }));
+  credsOpts(creds.command('list').description('identities, their public keys and whether they are revoked')).action(async (o: Record<string, unknown>) => (await import('./commands/creds.js')).credsListCommand(co(o)));
+
   connectionOptions(program.command('worker').description('run the Temporal worker (workflows + activities) as one build of a Worker Deployment'))
     .option('--deployment <name>', 'Worker Deployment name (env PTC_DEPLOYMENT_NAME, default ptctl)')
     .option('--build-id <id>', 'build id (env PTC_BUILD_ID; default derived from the workflow code)')
@@ -229,18 +286,29 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .addOption(new Option('--backend <b>', 'host backend').choices(['linux', 'sim']).makeOptionMandatory())
     .option('--host-id <id>', 'host id (repeat for several simulated hosts in one process)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--dir <dir>', 'sim: folder holding hosts/<hostId>/', DEFAULT_STATE_DIR)
-    .option('--creds-dir <dir>', 'sim: folder with one host-<id>.nk nkey seed per host')
+    .option('--creds-dir <dir>', 'sim: folder with one host-<id>.creds per host (ptctl creds add-host)')
     .option('--nats-url <url>', 'NATS server URL (env PTC_NATS_URL)')
     .option('--profile <name>', 'sim: host profile for hosts created now')
     .option('--sim-faults <json>', 'sim: fault injection, e.g. {"attachFailureProbability":0.5}')
     .option('--fleet <file>', 'sim: per-host profiles and faults (YAML or JSON)')
     .option('--heartbeat <ms>', 'inventory heartbeat', '10000')
-    .option('--nats-creds <file>', 'linux: this host\'s nkey seed file (env PTC_NATS_CREDS)')
+    .option('--max-skew <dur>', 'refuse requests whose issuedAt is further than this from the host clock (env PTC_AGENT_MAX_SKEW; default 5m)')
+    .option('--nats-creds <file>', 'linux: this host\'s .creds file (env PTC_NATS_CREDS)')
+    .option('--nats-ca <file>', 'CA of the NATS servers, for a tls:// URL (env PTC_NATS_CA)')
+    .option('--nats-cert <file>', 'this host\'s client certificate for NATS mutual TLS (env PTC_NATS_CERT)')
+    .option('--nats-key <file>', 'this host\'s client key for NATS mutual TLS (env PTC_NATS_KEY)')
     .option('--root <dir>', 'linux: root of /sys, /proc and /etc (a fixture tree in tests)', '/')
     .option('--state-dir <dir>', 'linux: where the journal and records live', '/var/lib/ptctl')
     .option('--toolstack <t>', 'linux: auto | xl | xm', 'auto')
     .option('--metrics <addr>', 'serve Prometheus metrics at http://ADDR/metrics (off by default; a bare port means 127.0.0.1)')
-    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; natsCreds?: string; root: string; stateDir: string; toolstack: string; profile?: string; simFaults?: string; fleet?: string; heartbeat: string; metrics?: string }) => {
+    .action(async (o: { backend: string; hostId: string[]; dir: string; credsDir?: string; natsUrl?: string; natsCreds?: string; root: string; stateDir: string; toolstack: string; profile?: string; simFaults?: string; fleet?: string; heartbeat: string; maxSkew?: string; natsCa?: string; natsCert?: string; natsKey?: string; metrics?: string }) => {
+      const fromEnv = natsTlsFromEnv();
+      const tlsCa = o.natsCa ?? fromEnv?.caFile;
+      const tlsCert = o.natsCert ?? fromEnv?.certFile;
+      const tlsKey = o.natsKey ?? fromEnv?.keyFile;
+      const natsTls = tlsCa || tlsCert || tlsKey ? { caFile: tlsCa, certFile: tlsCert, keyFile: tlsKey } : undefined;
+      const skewText = o.maxSkew ?? process.env.PTC_AGENT_MAX_SKEW;
+      const maxSkewMs = skewText ? durationFlag(skewText, '--max-skew') : undefined;
       const hostIds = o.hostId.map((h) => parseInput(HostId, h, '--host-id'));
       const natsUrl = o.natsUrl ?? process.env.PTC_NATS_URL;
       if (!natsUrl) throw new PtcError(ErrorCode.INVALID_INPUT, '--nats-url (or PTC_NATS_URL) is required');
@@ -249,7 +317,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
         const [hostId, ...more] = hostIds;
         if (!hostId || more.length > 0) throw new PtcError(ErrorCode.INVALID_INPUT, 'the linux backend runs exactly one --host-id (this host)');
         const natsCreds = o.natsCreds ?? process.env.PTC_NATS_CREDS;
-        if (!natsCreds) throw new PtcError(ErrorCode.INVALID_INPUT, '--nats-creds (or PTC_NATS_CREDS): this host\'s nkey seed file is required');
+        if (!natsCreds) throw new PtcError(ErrorCode.INVALID_INPUT, '--nats-creds (or PTC_NATS_CREDS): this host\'s .creds file is required (ptctl creds add-host)');
         await runLinuxAgent({
           hostId,
           natsUrl,
@@ -259,6 +327,8 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
           toolstack: parseInput(z.enum(['auto', 'xl', 'xm']), o.toolstack, '--toolstack'),
           heartbeatMs: parseInput(z.coerce.number().int().min(200), o.heartbeat, '--heartbeat'),
           metrics: o.metrics,
+          maxSkewMs,
+          natsTls,
         });
         return;
       }
@@ -277,6 +347,8 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
         natsUrl,
         credsDir: o.credsDir ?? `${o.dir}/creds`,
         heartbeatMs: parseInput(z.coerce.number().int().min(200), o.heartbeat, '--heartbeat'),
+        maxSkewMs,
+        natsTls,
         profile: o.profile,
         faults: parseInput(SimFaults.partial(), faults, '--sim-faults'),
         fleet: o.fleet ? await readFleetFile(o.fleet) : undefined,
@@ -287,9 +359,25 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
   return program;
 }
 
-function connectionFlags(o: Record<string, unknown>): { dir?: string; natsUrl?: string; natsCreds?: string; temporalAddress?: string; namespace?: string } {
+function connectionFlags(o: Record<string, unknown>): ConnectionFlags {
   const pick = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
-  return { dir: pick('dir'), natsUrl: pick('natsUrl'), natsCreds: pick('natsCreds'), temporalAddress: pick('temporalAddress'), namespace: pick('namespace') };
+  return {
+    dir: pick('dir'),
+    config: pick('config'),
+    natsUrl: pick('natsUrl'),
+    natsCreds: pick('natsCreds'),
+    temporalAddress: pick('temporalAddress'),
+    namespace: pick('namespace'),
+    natsCa: pick('natsCa'),
+    natsCert: pick('natsCert'),
+    natsKey: pick('natsKey'),
+    temporalTls: o.temporalTls === true ? true : undefined,
+    temporalCa: pick('temporalCa'),
+    temporalCert: pick('temporalCert'),
+    temporalKey: pick('temporalKey'),
+    temporalServerName: pick('temporalServerName'),
+    temporalApiKeyFile: pick('temporalApiKeyFile'),
+  };
 }
 
 const SERVICE_NAMES: Record<string, string> = { worker: 'ptc-worker', agent: 'ptc-agent' };

@@ -8,6 +8,7 @@ import { OpenTelemetryPlugin, OpenTelemetryWorkflowClientInterceptor } from '@te
 import { createActivities } from '../activities/passthrough-activities.js';
 import { createOperationActivities } from '../activities/operation-activities.js';
 import { createWindowActivities } from '../activities/window-activities.js';
+import { requesterLookup } from '../activities/requester.js';
 import { connectNats } from '../transport/nats-connection.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
 import { DEFAULT_DEPLOYMENT_NAME } from '../transport/worker-deployment.js';
@@ -17,6 +18,7 @@ import { WorkerMetrics } from '../observability/worker-metrics.js';
 import { remoteSource, serveMetrics } from '../observability/metrics-server.js';
 import { PinoTemporalLogger, createLogger } from '../observability/logger.js';
 import { currentTracing, type Tracing } from '../observability/tracing.js';
+import { temporalConnectOptions } from './clients.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
 /** Operation and rollout metrics from inside the workflows, bundled with them (no workflow file changes). */
@@ -98,10 +100,11 @@ export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): 
   const deploymentName = opts.deploymentName ?? process.env.PTC_DEPLOYMENT_NAME ?? DEFAULT_DEPLOYMENT_NAME;
   const buildId = opts.buildId ?? process.env.PTC_BUILD_ID ?? build.buildId;
   const version = opts.unversioned ? null : { deploymentName, buildId };
-  const nc = await connectNats({ servers: conn.natsUrl, seedFile: conn.natsCreds, name: 'ptc-worker', reconnectForever: true });
-  const connection = await NativeConnection.connect({ address: conn.temporalAddress });
+  const nc = await connectNats({ servers: conn.natsUrl, seedFile: conn.natsCreds, name: 'ptc-worker', reconnectForever: true, tls: conn.natsTls });
+  const temporal = await temporalConnectOptions(conn);
+  const connection = await NativeConnection.connect(temporal);
   // Rollouts hand work to host entities through a client: a workflow cannot signal-with-start.
-  const clientConnection = await TemporalConnection.connect({ address: conn.temporalAddress });
+  const clientConnection = await TemporalConnection.connect(temporal);
   const client = new Client({
     connection: clientConnection,
     namespace: conn.temporalNamespace,
@@ -123,7 +126,7 @@ export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): 
       // Each workflow declares PINNED or AUTO_UPGRADE (workflows/index.ts); PINNED is the safe default for one that forgets.
       ...(version ? { workerDeploymentOptions: { useWorkerVersioning: true, version, defaultVersioningBehavior: 'PINNED' } } : {}),
       activities: {
-        ...createActivities({ nc, agentTimeoutMs: agentTimeoutFromEnv(), observer: metrics }),
+        ...createActivities({ nc, agentTimeoutMs: agentTimeoutFromEnv(), observer: metrics, requesterOf: requesterLookup(client) }),
         ...createOperationActivities({ client }),
         ...createWindowActivities({ nc }),
       },

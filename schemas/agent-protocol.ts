@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ErrorInfo } from './errors.js';
-import { DriverName, GuestName, HostId, OpId } from './ids.js';
+import { DriverName, GuestName, HostId, OpId, Requester } from './ids.js';
 import { HostInventory } from './inventory.js';
 import { PciAddress } from './pci-address.js';
 import { AttachMode } from './passthrough.js';
@@ -108,6 +108,8 @@ export const AgentRequest = z
     hostId: HostId,
     issuedAt: z.iso.datetime(),
     args: z.unknown(),
+    /** Optional (older clients omit it): the identity that asked for the operation, copied into the audit events. */
+    requestedBy: Requester.optional(),
   })
   .strict();
 export type AgentRequest = z.infer<typeof AgentRequest>;
@@ -129,6 +131,9 @@ export const AuditEvent = z.object({
   at: z.iso.datetime(),
   opId: OpId.nullable(),
   command: z.string().max(40).nullable(),
+  /** Who asked for the command (from the request), null when unknown or not a command event. */
+  requestedBy: Requester.nullable().default(null),
   detail: z.record(z.string(), z.unknown()),
 });
 export type AuditEvent = z.infer<typeof AuditEvent>;
+export type AuditEventInput = z.input<typeof AuditEvent>;

@@ -12,6 +12,8 @@ export const ErrorCode = {
   UNKNOWN_COMMAND: 'UNKNOWN_COMMAND',
   HOST_MISMATCH: 'HOST_MISMATCH',
   OP_ID_REUSED: 'OP_ID_REUSED',
+  /** The request's issuedAt is outside the agent's clock skew: a replayed or delayed request, or a wrong clock. Retryable (a retry is a fresh request). */
+  REQUEST_STALE: 'REQUEST_STALE',
   // host facts
   HOST_NOT_FOUND: 'HOST_NOT_FOUND',
   DEVICE_NOT_FOUND: 'DEVICE_NOT_FOUND',

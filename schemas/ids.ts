@@ -22,3 +22,10 @@ export type OpId = z.infer<typeof OpId>;
 /** Kernel module / driver names as the kernel spells them. */
 export const DriverName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a driver name is 1-64 characters of letters, digits, "_" and "-"');
 export type DriverName = z.infer<typeof DriverName>;
+
+/**
+ * Who asked for an operation: the NATS/Temporal identity of the CLI user (e.g. `operator-alice`),
+ * optionally `@` the OS user that ran it. Recorded in workflow inputs and the agent's audit events.
+ */
+export const Requester = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$/, 'a requester is 1-128 characters of letters, digits and _.@-');
+export type Requester = z.infer<typeof Requester>;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ErrorInfo } from './errors.js';
-import { GuestName, HostId } from './ids.js';
+import { GuestName, HostId, Requester } from './ids.js';
 import { PciAddress } from './pci-address.js';
 
 /**
@@ -38,6 +38,7 @@ const operationFields = {
     .default(30 * 60_000)
     .describe('how long the operation may wait for a throttle slot or a reboot before it ends throttled or timed out'),
   throttle: ThrottleSettings.default({ budget: 32, windowMs: 10 * 60_000 }),
+  requestedBy: Requester.optional().describe('the identity that asked for the operation (recorded in the workflow input and the agent audit events)'),
 };
 
 export const PassthroughRequest = z

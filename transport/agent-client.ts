@@ -16,6 +16,8 @@ export interface AgentCallOptions {
   /** Idempotency key: the agent replays its recorded reply for a repeated id. */
   opId: string;
   timeoutMs: number;
+  /** The identity that asked for the operation; the agent copies it into its audit events. */
+  requestedBy?: string;
 }
 
 export interface AgentCallResult<C extends AgentCommand> {
@@ -66,7 +68,7 @@ export class AgentClient {
   private async request<C extends AgentCommand>(hostId: string, command: C, args: CommandArgsInput<C>, opts: AgentCallOptions): Promise<AgentCallResult<C>> {
     const parsedArgs = CommandArgs[command].safeParse(args);
     if (!parsedArgs.success) throw new PtcError(ErrorCode.INVALID_INPUT, `invalid ${command} arguments: ${describeZodError(parsedArgs.error, 'args')}`);
-    const request = { opId: opts.opId, hostId, issuedAt: new Date().toISOString(), args: parsedArgs.data };
+    const request = { opId: opts.opId, hostId, issuedAt: new Date().toISOString(), args: parsedArgs.data, ...(opts.requestedBy ? { requestedBy: opts.requestedBy } : {}) };
     let raw: unknown;
     try {
       const headers = traceHeaders(context.active());

@@ -1,36 +1,69 @@
 import { readFile } from 'node:fs/promises';
-import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
+import { identityOfCredsFile, inboxPrefixOf } from './nats-permissions.js';
 
 export interface NatsSettings {
   /** Comma-separated server URLs. */
   servers: string;
-  /** File holding the identity's nkey seed (`SU…`). There is no anonymous access in any mode. */
+  /**
+   * The identity's credentials: a `.creds` file (user JWT + seed, decentralized auth) or a bare nkey
+   * seed (`SU…`). There is no anonymous access in any mode.
+   */
   seedFile: string;
+  /** TLS to nats-server: its CA, and this client's certificate and key for mutual TLS. */
+  tls?: NatsTls | undefined;
   /** Client name shown in the server's monitoring. */
   name: string;
   /**
-   * Prefix for reply inboxes. A host identity may only subscribe to its own inboxes, so each agent
-   * uses `_INBOX_<hostId>` and the server can enforce that it never reads another host's replies.
+   * Prefix for reply inboxes. Every identity may only subscribe to its own inboxes (agents use
+   * `_INBOX_<hostId>`), so the server can enforce that nobody reads another's replies. Default: the
+   * prefix of the identity the credentials file is named after.
    */
   inboxPrefix?: string;
   /** Keep reconnecting forever (agents, workers) or give up quickly (one-shot CLI commands). */
   reconnectForever?: boolean;
 }
 
+export interface NatsTls {
+  caFile?: string | undefined;
+  certFile?: string | undefined;
+  keyFile?: string | undefined;
+}
+
+const CREDS_MARKER = '-----BEGIN NATS USER JWT-----';
+
+/** The user name inside a `.creds` file's JWT (ptctl names users after their identity). */
+export function credsIdentityName(text: string): string | null {
+  const jwt = text.split(CREDS_MARKER)[1]?.trim().split(/\s/)[0];
+  const payload = jwt?.split('.')[1];
+  if (!payload) return null;
+  try {
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { name?: unknown };
+    return typeof claims.name === 'string' ? claims.name : null;
+  } catch {
+    return null;
+  }
+}
+
 export async function connectNats(settings: NatsSettings): Promise<NatsConnection> {
   let seed: string;
   try {
-    seed = (await readFile(settings.seedFile, 'utf8')).trim();
+    // Not trimmed: the .creds parser needs the newline after the last END line.
+    seed = await readFile(settings.seedFile, 'utf8');
   } catch (err) {
     throw new PtcError(ErrorCode.NOT_CONNECTED, `cannot read the NATS credentials file ${settings.seedFile}: ${(err as Error).message}`, { cause: err });
   }
+  const isCreds = seed.includes(CREDS_MARKER);
+  const who = identityOfCredsFile(isCreds ? `${credsIdentityName(seed) ?? ''}.creds` : settings.seedFile);
+  const inboxPrefix = settings.inboxPrefix ?? (who ? inboxPrefixOf(who.role, who.name) : undefined);
   try {
     return await connect({
       servers: settings.servers.split(',').map((s) => s.trim()),
       name: settings.name,
-      authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)),
-      ...(settings.inboxPrefix ? { inboxPrefix: settings.inboxPrefix } : {}),
+      authenticator: isCreds ? credsAuthenticator(new TextEncoder().encode(seed)) : nkeyAuthenticator(new TextEncoder().encode(seed.trim())),
+      ...(settings.tls ? { tls: { ...settings.tls } } : {}),
+      ...(inboxPrefix ? { inboxPrefix } : {}),
       maxReconnectAttempts: settings.reconnectForever ? -1 : 10,
       // A daemon keeps trying its first connection too (a slow host can overrun the server's auth timeout).
       waitOnFirstConnect: settings.reconnectForever === true,

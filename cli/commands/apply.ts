@@ -6,7 +6,7 @@ import { planHasRefusals, resolvePlan, toRolloutInput } from '../../policy/plan-
 import { TASK_QUEUE, rolloutWorkflowId } from '../../workflows/definitions.js';
 import type { rolloutWorkflow } from '../../workflows/rollout-workflow.js';
 import { PtcRollout } from '../../workflows/visibility.js';
-import { openNats, openTemporal, readHostInventories, workflowUiLink } from '../clients.js';
+import { openNats, openTemporal, readHostInventories, requesterOf, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { printJson } from '../output.js';
 import { readPlanFile, renderPlan } from './plan.js';
@@ -55,7 +55,7 @@ export async function applyCommand(opts: ApplyOptions): Promise<number> {
   });
   if (!options.success) throw new PtcError(ErrorCode.INVALID_INPUT, options.error.issues.map((i) => `--${String(i.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${i.message}`).join('; '));
 
-  const conn = await resolveConnection(opts);
+  const conn = await resolveConnection(opts, process.env, 'operator');
   const nc = await openNats(conn);
   let resolution;
   try {
@@ -66,7 +66,9 @@ export async function applyCommand(opts: ApplyOptions): Promise<number> {
   const all = toRolloutInput(plan, resolution);
   // Reboot-needing hosts can be reserved for maintenance windows: apply (run any time) leaves them.
   const rebootHosts = new Set(plan.rebootsOnlyInWindows ? resolution.hosts.filter((h) => h.rebootNeeded).map((h) => h.hostId) : []);
-  const input = { ...all, hosts: all.hosts.filter((h) => !rebootHosts.has(h.hostId)), name: name.data, options: options.data, run: newRunId() };
+  const requestedBy = await requesterOf(conn);
+  const hosts = all.hosts.filter((h) => !rebootHosts.has(h.hostId)).map((h) => ({ ...h, requests: h.requests.map((r) => ({ ...r, requestedBy })) }));
+  const input = { ...all, hosts, name: name.data, options: options.data, run: newRunId() };
   if (!opts.json) process.stdout.write(`${renderPlan(resolution)}\n`);
   if (!opts.json && rebootHosts.size > 0) process.stdout.write(`left for a maintenance window (they need a reboot): ${[...rebootHosts].join(', ')}\n`);
   if (input.hosts.length === 0) {
@@ -79,7 +81,7 @@ export async function applyCommand(opts: ApplyOptions): Promise<number> {
   try {
     const workflowId = rolloutWorkflowId(name.data);
     try {
-      await client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue: TASK_QUEUE, workflowId, args: [input], typedSearchAttributes: [{ key: PtcRollout, value: name.data }] });
+      await client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue: TASK_QUEUE, workflowId, args: [input], memo: { requestedBy }, typedSearchAttributes: [{ key: PtcRollout, value: name.data }] });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new PtcError(ErrorCode.INVALID_INPUT, `rollout ${name.data} is already running: follow it with \`ptctl status ${workflowId}\`, or give this one another --name`);
       throw err;

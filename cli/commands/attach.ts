@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import { HostOperation, type OperationKind, type PassthroughResult } from '../../schemas/passthrough.js';
 import { passthroughWorkflowId } from '../../workflows/definitions.js';
-import { openTemporal, workflowUiLink } from '../clients.js';
+import { openTemporal, requesterOf, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { waitForOperation } from '../operations.js';
 import { submitOperation } from '../../transport/host-operations.js';
@@ -68,7 +68,8 @@ export function describeResult(r: PassthroughResult): string {
 /** `ptctl attach` / `ptctl detach`: queues the operation on the host's entity and, with --wait, follows it. */
 export async function operationCommand(kind: OperationKind, opts: OperationOptions): Promise<void> {
   const op = parseOperationInput(kind, opts);
-  const conn = await resolveConnection(opts);
+  const conn = await resolveConnection(opts, process.env, 'operator');
+  op.request.requestedBy = await requesterOf(conn);
   const { client, close } = await openTemporal(conn);
   try {
     await submitOperation(client, op);

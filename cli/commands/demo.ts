@@ -23,6 +23,8 @@ import { describeRolloutReport, followRollout } from './rollout.js';
 export interface DemoOptions {
   hosts: number;
   keep: boolean;
+  /** Both servers with mutual TLS (`ptctl demo --tls`). */
+  tls?: boolean;
 }
 
 const DEVICE = '0000:09:00.0';
@@ -88,7 +90,7 @@ export async function demoCommand(opts: DemoOptions): Promise<void> {
   const ids = [...roles.keys()];
   say(`ptctl demo: ${ids.length} simulated Xen hosts, state in ${dir}`);
   const started = Date.now();
-  const stack = await DevStack.start({ dir, simHosts: ids, fleet, heartbeatMs: 2000, agentTimeoutMs: 3000, onProgress: (l) => say(`  ✓ ${l}`) });
+  const stack = await DevStack.start({ dir, simHosts: ids, fleet, heartbeatMs: 2000, agentTimeoutMs: 3000, tls: opts.tls === true, onProgress: (l) => say(`  ✓ ${l}`) });
   let failed = false;
   try {
     const { client, close } = await openTemporal(stack.connection);

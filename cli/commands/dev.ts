@@ -8,6 +8,7 @@ export interface DevOptions {
   fleet?: FleetFileInput | undefined;
   profile?: string | undefined;
   heartbeatMs: number;
+  tls?: boolean;
 }
 
 /** `ptctl dev`: the embedded stack in the foreground until Ctrl-C. */
@@ -15,11 +16,13 @@ export async function devCommand(opts: DevOptions): Promise<void> {
   const dir = opts.dir ?? DEFAULT_STATE_DIR;
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
   say(`starting the ptctl dev stack in ${dir}/ …`);
-  const stack = await DevStack.start({ dir, simHosts: opts.simHosts, fleet: opts.fleet, profile: opts.profile, heartbeatMs: opts.heartbeatMs, ui: true, onProgress: (l) => say(`  ✓ ${l}`) });
+  const stack = await DevStack.start({ dir, simHosts: opts.simHosts, fleet: opts.fleet, profile: opts.profile, heartbeatMs: opts.heartbeatMs, tls: opts.tls === true, ui: true, onProgress: (l) => say(`  ✓ ${l}`) });
   say('');
-  say(`NATS      ${stack.connection.natsUrl}  (credentials: ${stack.connection.natsCreds})`);
+  say(`NATS      ${stack.connection.natsUrl}`);
+  say(`          worker ${stack.connection.natsCreds}, operator ${stack.roleCreds.natsOperatorCreds}, viewer ${stack.roleCreds.natsViewerCreds}`);
   say(`Temporal  ${stack.connection.temporalAddress}  namespace ${stack.connection.temporalNamespace}`);
   if (stack.connection.temporalUi) say(`UI        ${stack.connection.temporalUi}`);
+  if (stack.tlsFiles) say(`TLS       CA ${stack.tlsFiles.caFile}, client ${stack.tlsFiles.clientCert} (the CLI finds them through ${stack.dir}/connection.json)`);
   if (stack.metrics.worker) say(`metrics   worker ${stack.metrics.worker}  (ptctl + Temporal SDK)`);
   if (stack.metrics.agents) say(`          agents ${stack.metrics.agents}  (every simulated host, label host)`);
   if (stack.metrics.temporalServer) say(`          Temporal server ${stack.metrics.temporalServer}`);

@@ -27,7 +27,7 @@ export function renderHostsTable(hosts: readonly HostInventory[]): string {
 
 /** `ptctl hosts`: the inventory every agent keeps in KV, as a table or as the raw records. */
 export async function hostsCommand(opts: HostsOptions): Promise<void> {
-  const conn = await resolveConnection(opts);
+  const conn = await resolveConnection(opts, process.env, 'viewer');
   const nc = await openNats(conn);
   try {
     let hosts = await readHostInventories(nc);

@@ -113,7 +113,7 @@ export interface PlanOptions extends ConnectionFlags {
  */
 export async function planCommand(opts: PlanOptions): Promise<number> {
   const plan = await readPlanFile(opts.file);
-  const conn = await resolveConnection(opts);
+  const conn = await resolveConnection(opts, process.env, 'viewer');
   const nc = await openNats(conn);
   let resolution: PlanResolution;
   try {

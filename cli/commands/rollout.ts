@@ -61,7 +61,7 @@ export interface ControlOptions extends ConnectionFlags {
 
 /** `ptctl pause|resume|cancel ID`: rollouts take all three; a single operation can only be cancelled. */
 export async function controlCommand(action: 'pause' | 'resume' | 'cancel', opts: ControlOptions): Promise<void> {
-  const conn = await resolveConnection(opts);
+  const conn = await resolveConnection(opts, process.env, 'operator');
   const { client, close } = await openTemporal(conn);
   try {
     const handle = client.workflow.getHandle(opts.id);

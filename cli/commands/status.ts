@@ -20,7 +20,7 @@ const versionLine = (v: WorkflowVersionView): string => (v.buildId ? `\n  build:
 
 /** `ptctl status <op-id>`: where an operation is (step, waits) or how it ended (outcome, residue). */
 export async function statusCommand(opts: StatusOptions): Promise<void> {
-  const conn = await resolveConnection(opts);
+  const conn = await resolveConnection(opts, process.env, 'viewer');
   const { client, close } = await openTemporal(conn);
   try {
     const handle = client.workflow.getHandle(opts.id);

@@ -56,7 +56,7 @@ export async function windowCreateCommand(opts: WindowCreateOptions): Promise<vo
     ...(opts.expectedHost !== undefined ? { expectedHostMs: durationFlag(opts.expectedHost, '--expected-host') } : {}),
     plan,
   };
-  const conn = await resolveConnection(opts);
+  const conn = await resolveConnection(opts, process.env, 'operator');
   const { client, close } = await openTemporal(conn);
   try {
     await client.schedule.create({
@@ -79,7 +79,7 @@ export async function windowCreateCommand(opts: WindowCreateOptions): Promise<vo
 }
 
 export async function windowListCommand(opts: ConnectionFlags & { json: boolean }): Promise<void> {
-  const conn = await resolveConnection(opts);
+  const conn = await resolveConnection(opts, process.env, 'viewer');
   const { client, close } = await openTemporal(conn);
   try {
     const windows: Array<{ name: string; cron: string[]; timezone: string | undefined; next: string | null; paused: boolean }> = [];
@@ -103,7 +103,7 @@ export async function windowListCommand(opts: ConnectionFlags & { json: boolean 
 }
 
 export async function windowDeleteCommand(opts: ConnectionFlags & { name: string; json: boolean }): Promise<void> {
-  const conn = await resolveConnection(opts);
+  const conn = await resolveConnection(opts, process.env, 'operator');
   const { client, close } = await openTemporal(conn);
   try {
     await client.schedule.getHandle(windowScheduleId(opts.name)).delete();

@@ -12,6 +12,7 @@ import { AgentClient } from '../../transport/agent-client.js';
 import { simHostDir } from '../../cli/agent-runner.js';
 import { PTCTL_ENTRY } from '../../cli/tools.js';
 import { exportHistoriesIfAsked } from './history-export.js';
+import { temporalConnectOptions } from '../../cli/clients.js';
 
 /** A real stack (nats-server, Temporal dev server, worker, simulated agents) in a temp dir. */
 export interface TestStack {
@@ -30,8 +31,8 @@ export async function startTestStack(opts: Partial<DevStackOptions> = {}): Promi
   let connection: Connection | null = null;
   let nc: NatsConnection | null = null;
   try {
-    connection = stack.connection.temporalAddress ? await Connection.connect({ address: stack.connection.temporalAddress }) : null;
-    nc = await connectNats({ servers: stack.connection.natsUrl, seedFile: stack.connection.natsCreds, name: 'ptc-test' });
+    connection = stack.connection.temporalAddress ? await Connection.connect(await temporalConnectOptions(stack.connection)) : null;
+    nc = await connectNats({ servers: stack.connection.natsUrl, seedFile: stack.connection.natsCreds, name: 'ptc-test', tls: stack.connection.natsTls });
   } catch (err) {
     await connection?.close();
     await stack.stop();

@@ -9,7 +9,7 @@ import { HOSTS_BUCKET } from '../../schemas/agent-protocol.js';
 import { HostInventory } from '../../schemas/inventory.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
 import { agentStateDir } from '../../cli/agent-runner.js';
-import { hostSeedFile } from '../../cli/nats-auth.js';
+import { hostCredsFile } from '../../cli/nats-creds.js';
 import { connectionEnv } from '../../cli/connection.js';
 import { PTCTL_ENTRY } from '../../cli/tools.js';
 import { connectNats, hostInboxPrefix } from '../../transport/nats-connection.js';
@@ -110,7 +110,7 @@ void describe('one agent per host (rule 16), over real NATS', () => {
   void it('two agents that start at once: the one whose heartbeat write finds the other’s stops (KV sequence check)', async () => {
     // Two racers with sim-1's own identity and permissions (its agent is stopped for this last test).
     await t.stack.stopAgents('SIGTERM');
-    const host = await connectNats({ servers: t.stack.connection.natsUrl, seedFile: hostSeedFile(join(t.dir, 'creds'), HOST), name: 'race', inboxPrefix: hostInboxPrefix(HOST) });
+    const host = await connectNats({ servers: t.stack.connection.natsUrl, seedFile: hostCredsFile(join(t.dir, 'creds'), HOST), name: 'race', inboxPrefix: hostInboxPrefix(HOST) });
     try {
       const js = jetstream(host);
       const common = { nc: host, js, hostId: HOST, machineId: null, freshMs: 60_000 };

@@ -9,7 +9,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { HostBackend } from '../../agent/backend.js';
 import { HostAgent } from '../../agent/host-agent.js';
 import { SimHost } from '../../agent/sim/sim-host.js';
-import { hostSeedFile } from '../../cli/nats-auth.js';
+import { hostCredsFile } from '../../cli/nats-creds.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
 import { connectNats, hostInboxPrefix } from '../../transport/nats-connection.js';
 import { type TestStack, startTestStack } from '../helpers/stack.js';
@@ -51,7 +51,7 @@ void describe('agent lifecycle over real NATS: coalesced rescans, read-only comm
   before(async () => {
     t = await startTestStack({ simHosts: [HOST], temporal: false, agents: false });
     root = await mkdtemp(join(tmpdir(), 'ptctl-lifecycle-'));
-    nc = await connectNats({ servers: t.stack.connection.natsUrl, seedFile: hostSeedFile(join(t.dir, 'creds'), HOST), name: 'lifecycle', inboxPrefix: hostInboxPrefix(HOST) });
+    nc = await connectNats({ servers: t.stack.connection.natsUrl, seedFile: hostCredsFile(join(t.dir, 'creds'), HOST), name: 'lifecycle', inboxPrefix: hostInboxPrefix(HOST) });
     const sim = instrumented(await SimHost.open({ hostDir: root, hostId: HOST }));
     scans = sim.scans;
     agent = await HostAgent.start({ hostId: HOST, backend: sim.backend, nc, stateDir: join(root, 'state'), heartbeatMs: HEARTBEAT_MS, log: pino({ level: 'silent' }) });

@@ -7,7 +7,7 @@ import { connect } from '@nats-io/transport-node';
 import { AGENT_COMMANDS, type AgentCommand, AgentReply, type CommandArgsInput, MAX_REQUEST_BYTES } from '../../schemas/agent-protocol.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
 import { connectNats, hostInboxPrefix } from '../../transport/nats-connection.js';
-import { hostSeedFile } from '../../cli/nats-auth.js';
+import { hostCredsFile } from '../../cli/nats-creds.js';
 import { parseModprobeConf, RHEL5_DIALECT } from '../../agent/modprobe-conf.js';
 import { type TestStack, auditEvents, snapshotFiles, startTestStack } from '../helpers/stack.js';
 
@@ -135,7 +135,7 @@ void describe('host agent over real NATS (simulated host)', () => {
 
   void it('enforces per-host NATS permissions and refuses anonymous clients', async () => {
     await assert.rejects(connect({ servers: t.stack.connection.natsUrl, reconnect: false, timeout: 3000 }), /Authorization|authorization/);
-    const host = await connectNats({ servers: t.stack.connection.natsUrl, seedFile: hostSeedFile(join(t.dir, 'creds'), 'sim-1'), name: 'probe', inboxPrefix: hostInboxPrefix('sim-1') });
+    const host = await connectNats({ servers: t.stack.connection.natsUrl, seedFile: hostCredsFile(join(t.dir, 'creds'), 'sim-1'), name: 'probe', inboxPrefix: hostInboxPrefix('sim-1') });
     try {
       const denied = new Promise<string>((resolve) => {
         void (async () => {

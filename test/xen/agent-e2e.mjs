@@ -106,7 +106,7 @@ for (const f of ['xen', 'vmlinuz', 'dom0.img']) {
 // The project's own modules (from dist/, built above).
 const dist = (p) => import(pathToFileURL(path.join(repo, 'dist', p)).href);
 const { DevStack } = await dist('cli/dev-stack.js');
-const { hostSeedFile } = await dist('cli/nats-auth.js');
+const { hostCredsFile } = await dist('cli/nats-creds.js');
 const { connectNats } = await dist('transport/nats-connection.js');
 const { AgentClient } = await dist('transport/agent-client.js');
 const { HOSTS_BUCKET } = await dist('schemas/agent-protocol.js');
@@ -152,8 +152,8 @@ const stepPort = stepServer.address().port;
 const overlay = path.join(cache, 'run', 'agent-overlay');
 rmSync(overlay, { recursive: true, force: true });
 for (const d of ['etc/ptctl', 'etc/xen', 'opt/ptctl-test']) mkdirSync(path.join(overlay, d), { recursive: true });
-copyFileSync(hostSeedFile(path.join(stackDir, 'creds'), HOST_ID), path.join(overlay, 'etc/ptctl/host.nk'));
-chmodSync(path.join(overlay, 'etc/ptctl/host.nk'), 0o600);
+copyFileSync(hostCredsFile(path.join(stackDir, 'creds'), HOST_ID), path.join(overlay, 'etc/ptctl/host.creds'));
+chmodSync(path.join(overlay, 'etc/ptctl/host.creds'), 0o600);
 writeFileSync(path.join(overlay, 'etc/ptctl/agent.env'),
   `HOST_ID=${HOST_ID}\nNATS_URL=nats://${NATS_FWD}\nSTEP_ADDR=${STEP_FWD}\nHEARTBEAT_MS=5000\n`);
 copyFileSync(path.join(here, 'rootfs', 'agent-scenario.sh'), path.join(overlay, 'opt/ptctl-test/scenario.sh'));

@@ -40,7 +40,7 @@ mkdir -p /var/lib/ptctl
   while [ $n -lt 5 ]; do
     n=$((n + 1))
     node /opt/ptctl/ptctl-agent.mjs --backend linux --host-id "$HOST_ID" --nats-url "$NATS_URL" \
-      --nats-creds /etc/ptctl/host.nk --root / --state-dir /var/lib/ptctl --toolstack auto \
+      --nats-creds /etc/ptctl/host.creds --root / --state-dir /var/lib/ptctl --toolstack auto \
       --heartbeat "$HEARTBEAT_MS" >>/run/agent.log 2>&1 &
     echo $! >/run/agent.pid
     wait $!
