@@ -8,11 +8,11 @@ import type { ModprobeDialect } from '../modprobe-conf.js';
 import type { CommandRunner } from './command-runner.js';
 import { type HostRelease, readHostRelease, readHypervisor } from './host-release.js';
 import { HostTree, type SysfsWriteObserver } from './host-tree.js';
-import { readNetworkUse, readStorageUse } from './host-usage.js';
+import { type GuestDisk, guestPhyDisks, readNetworkUse, readStorageUse } from './host-usage.js';
 import { LinuxKernelModules } from './kernel-modules.js';
 import { LinuxPciDrivers } from './pci-drivers.js';
 import { PciNames } from './pci-names.js';
-import { PciSysfs } from './pci-sysfs.js';
+import { PCIBACK_DIR, PciSysfs } from './pci-sysfs.js';
 import { LinuxPower } from './power.js';
 import { SysfsScanner } from './sysfs-scan.js';
 import { guestOsFromConfig, guestVirtFromConfig, isGuestName, type ToolstackName, XenToolstack } from './xen-toolstack.js';
@@ -99,19 +99,24 @@ export class LinuxHost implements HostBackend {
   async scan(): Promise<HostScan> {
     const hypervisor = await readHypervisor(this.tree);
     const xen = hypervisor === 'xen';
-    const net = await readNetworkUse(this.tree, this.runner, this.uplinks);
-    const storage = await readStorageUse(this.tree);
+    // Guests first: their interfaces (vifD.N) and phy: disks make devices in use.
+    const guests = xen ? await this.guests() : [];
+    const domains = new Map((xen ? await this.toolstack.domains() : []).flatMap((d) => (d.id === null ? [] : [[d.id, d.name] as const])));
+    const guestDisks: GuestDisk[] = [];
+    for (const g of guests) guestDisks.push(...guestPhyDisks(g.name, (await this.files.read(this.guestConfigPath(g.name))) ?? ''));
+    const net = await readNetworkUse(this.tree, this.runner, this.uplinks, domains);
+    const storage = await readStorageUse(this.tree, guestDisks);
     const slots = new Set(await this.pci.pcibackSlots());
     // An unreadable assignable list counts as empty: verification then fails rather than passes.
     const assignable = new Set(xen ? ((await this.toolstack.assignable()) ?? []) : []);
-    const devices = await this.scanner.devices({ net, storage, slots, assignable });
+    const devices = await this.scanner.devices({ net, storage: storage.byController, unmappedStorage: storage.unmapped, slots, assignable, xen });
     return {
       os: this.release().os,
       hypervisor,
       iommu: await this.iommu(hypervisor),
       capabilities: await this.capabilities(hypervisor),
       devices,
-      guests: xen ? await this.guests() : [],
+      guests,
     };
   }
 
@@ -129,11 +134,17 @@ export class LinuxHost implements HostBackend {
     return this.xenIommuCache;
   }
 
-  /** On Xen: reload, reboot, hotplug, and dynamic-bind when pciback is loaded or its module exists. [] elsewhere: this backend binds pciback only. */
+  /**
+   * On Xen: reboot and hotplug always; dynamic-bind and reload when pciback can take a device at run
+   * time: loaded with a `new_slot` file, or not loaded yet and its module exists (it reads hide= as
+   * it loads). An old pciback loaded at boot without `new_slot` takes devices only at the next boot.
+   * [] elsewhere: this backend binds pciback only.
+   */
   private async capabilities(hypervisor: Hypervisor): Promise<HostCapability[]> {
     if (hypervisor !== 'xen') return [];
-    const dynamic = (await this.pci.pcibackLoaded()) || (await this.modules.moduleAvailable(this.modprobe().dialect.module));
-    return [...(dynamic ? (['dynamic-bind'] as const) : []), 'reload', 'reboot', 'hotplug'];
+    const loaded = await this.pci.pcibackLoaded();
+    const runtime = loaded ? await this.tree.exists(`${PCIBACK_DIR}/new_slot`) : await this.modules.moduleAvailable(this.modprobe().dialect.module);
+    return [...(runtime ? (['dynamic-bind', 'reload'] as const) : []), 'reboot', 'hotplug'];
   }
 
   private async guests(): Promise<HostScan['guests']> {

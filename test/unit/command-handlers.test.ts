@@ -236,13 +236,13 @@ void describe('attach / detach', () => {
     assert.ok(config.split('\n').includes("pci = [ '0000:09:00.0' ]"), config);
     assert.ok(config.startsWith(before.replace(/\n$/, '')), 'the rest of the config is kept');
     assert.deepEqual(f.hotplugEvents(), [{ action: 'attach', bdf: BDF, guest: 'vm-hvm' }]);
-    assert.equal(f.host.kernel.hotplugs[BDF]?.length, 1);
+    assert.equal(f.host.kernel.facts.hotplugs[BDF]?.length, 1);
 
     const again = await commandHandlers.attach(f.ctx, attachArgs(BDF, 'vm-hvm', 'both'));
     assert.deepEqual(again, { bdf: BDF, guest: 'vm-hvm', hot: true, cold: true, changed: false, hotplugged: false, guestRebootNeeded: false });
     assert.equal(await f.guestConfig('vm-hvm'), config);
     assert.equal(f.hotplugEvents().length, 1, 'no second hotplug');
-    assert.equal(f.host.kernel.hotplugs[BDF]?.length, 1, 'the kernel saw one hotplug');
+    assert.equal(f.host.kernel.facts.hotplugs[BDF]?.length, 1, 'the kernel saw one hotplug');
   });
 
   void it('attach to vm-pv6 is refused with PV_UNSUPPORTED, even with allowInsecurePV', async () => {
@@ -302,7 +302,7 @@ void describe('attach / detach', () => {
     f.clock.t += 1000;
     await assert.rejects(commandHandlers.detach(f.ctx, attachArgs(BDF, 'vm-hvm', 'hot')), ptcError(ErrorCode.HOTPLUG_BUDGET, BDF));
     // The refused hotplug never reached the kernel and the device stays where it was.
-    assert.equal(f.host.kernel.hotplugs[BDF]?.length, 3);
+    assert.equal(f.host.kernel.facts.hotplugs[BDF]?.length, 3);
     assert.equal(f.hotplugEvents().length, 3);
     assert.deepEqual((await commandHandlers['guest-status'](f.ctx, { guest: 'vm-hvm' })).liveDevices, [BDF]);
     // Once the first hotplug has left the 60 s window (at +60 s), one more is allowed.

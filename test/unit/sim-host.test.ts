@@ -75,7 +75,7 @@ async function hideInFile(host: SimHost, bdf: string, driver: string, install = 
 
 /** Read through a function: TypeScript would otherwise keep the narrowing of an earlier assert. */
 function kernelFailure(host: SimHost): string | null {
-  return host.kernel.failure;
+  return host.kernel.facts.failure;
 }
 
 function commandFailed(pattern: RegExp, code: ErrorCode = ErrorCode.COMMAND_FAILED): (err: unknown) => boolean {
@@ -128,9 +128,9 @@ void describe('SimHost: files and first boot', () => {
     assert.ok(scan.devices.find((d) => d.bdf === UPLINK)?.inUse, 'the uplink is in use');
     assert.ok(scan.devices.find((d) => d.bdf === ROOT_DISK)?.inUse, 'the root disk controller is in use');
     assert.equal(scan.devices.find((d) => d.bdf === BDF)?.inUse, null);
-    assert.equal(host.kernel.pcibackLoaded, false);
-    assert.equal(host.kernel.bootCount, 1);
-    assert.equal(host.kernel.failure, null);
+    assert.equal(host.kernel.facts.pcibackLoaded, false);
+    assert.equal(host.kernel.facts.bootCount, 1);
+    assert.equal(host.kernel.facts.failure, null);
     assert.equal(host.responsive(), true);
   });
 });
@@ -142,8 +142,8 @@ void describe('SimHost: hide= and driver reload', () => {
     const text = await hideInFile(host, BDF, 'bnx2');
     assert.ok(text.includes('options pciback hide=(0000:09:00.0)'), text);
     assert.equal(await driverOf(host, BDF), 'bnx2');
-    assert.equal(host.kernel.pcibackLoaded, false);
-    assert.deepEqual(host.kernel.pcibackSlots, []);
+    assert.equal(host.kernel.facts.pcibackLoaded, false);
+    assert.deepEqual(host.kernel.facts.pcibackSlots, []);
     assert.equal(await host.bootId(), bootId);
   });
 
@@ -153,8 +153,8 @@ void describe('SimHost: hide= and driver reload', () => {
     assert.equal(host.responsive(), true);
     await host.reloadDriver('bnx2');
     assert.equal(await driverOf(host, BDF), 'pciback');
-    assert.ok(host.kernel.pcibackLoaded);
-    assert.deepEqual(host.kernel.pcibackSlots, [BDF]);
+    assert.ok(host.kernel.facts.pcibackLoaded);
+    assert.deepEqual(host.kernel.facts.pcibackSlots, [BDF]);
     // The uplink came back on bnx2, but the host lost its connection for a while.
     assert.equal(await driverOf(host, UPLINK), 'bnx2');
     assert.equal(host.responsive(), false);
@@ -172,7 +172,7 @@ void describe('SimHost: hide= and driver reload', () => {
     await hideInFile(host, BDF, 'bnx2', false);
     await host.reloadDriver('bnx2');
     assert.equal(await driverOf(host, BDF), 'bnx2');
-    assert.equal(host.kernel.pcibackLoaded, false);
+    assert.equal(host.kernel.facts.pcibackLoaded, false);
     assert.equal(host.responsive(), false, 'the reload still dropped the uplink');
   });
 
@@ -193,7 +193,7 @@ void describe('SimHost: reboots', () => {
     await host.reboot();
     await host.powerCycle();
     assert.equal(await driverOf(host, BDF), 'bnx2');
-    assert.equal(host.kernel.pcibackLoaded, false);
+    assert.equal(host.kernel.facts.pcibackLoaded, false);
   });
 
   void it('a hidden device with the install line goes to pciback at boot; the others stay on their drivers', async () => {
@@ -202,7 +202,7 @@ void describe('SimHost: reboots', () => {
     await host.reboot();
     await host.powerCycle();
     assert.equal(await driverOf(host, BDF), 'pciback');
-    assert.deepEqual(host.kernel.pcibackSlots, [BDF]);
+    assert.deepEqual(host.kernel.facts.pcibackSlots, [BDF]);
     assert.equal(await driverOf(host, UPLINK), 'bnx2');
     assert.equal(await driverOf(host, E1000E), 'e1000e');
     assert.equal(host.responsive(), true);
@@ -220,12 +220,12 @@ void describe('SimHost: reboots', () => {
     await host.powerCycle();
     const after1 = await host.bootId();
     assert.notEqual(after1, before);
-    assert.equal(host.kernel.bootCount, 2);
+    assert.equal(host.kernel.facts.bootCount, 2);
     assert.equal(host.responsive(), true);
     assert.equal(boots, 1);
     // The reboot's own timer must not boot the host a second time after the power cycle finished it.
     await sleep(80);
-    assert.equal(host.kernel.bootCount, 2, 'a pending reboot timer booted the host again');
+    assert.equal(host.kernel.facts.bootCount, 2, 'a pending reboot timer booted the host again');
     assert.equal(await host.bootId(), after1);
     assert.equal(boots, 1);
   });
@@ -240,7 +240,7 @@ void describe('SimHost: reboots', () => {
     await sleep(40);
     assert.equal(boots, 1);
     assert.notEqual(await host.bootId(), before);
-    assert.equal(host.kernel.bootCount, 2);
+    assert.equal(host.kernel.facts.bootCount, 2);
     assert.equal(host.responsive(), true);
   });
 
@@ -252,11 +252,11 @@ void describe('SimHost: reboots', () => {
     await sleep(30);
     assert.equal(host.responsive(), false);
     assert.equal(await host.bootId(), before);
-    assert.equal(host.kernel.bootCount, 1);
+    assert.equal(host.kernel.facts.bootCount, 1);
     await host.powerCycle();
     assert.equal(host.responsive(), true);
     assert.notEqual(await host.bootId(), before);
-    assert.equal(host.kernel.bootCount, 2);
+    assert.equal(host.kernel.facts.bootCount, 2);
   });
 });
 
@@ -273,7 +273,7 @@ void describe('SimHost: dynamic bind', () => {
     assert.equal(await driverOf(host, UPLINK), 'bnx2');
     await host.powerCycle();
     assert.equal(await driverOf(host, BDF), 'bnx2');
-    assert.deepEqual(host.kernel.pcibackSlots, []);
+    assert.deepEqual(host.kernel.facts.pcibackSlots, []);
   });
 
   void it('bindHostDriver gives the device back and leaves pciback slots', async () => {
@@ -281,7 +281,7 @@ void describe('SimHost: dynamic bind', () => {
     await host.bindPciback(BDF);
     await host.bindHostDriver(BDF, 'bnx2');
     assert.equal(await driverOf(host, BDF), 'bnx2');
-    assert.ok(!host.kernel.pcibackSlots.includes(BDF));
+    assert.ok(!host.kernel.facts.pcibackSlots.includes(BDF));
   });
 });
 
@@ -300,7 +300,7 @@ void describe('SimHost: hotplug', () => {
     assert.deepEqual(await liveDevices(host, 'vm-hvm'), [BDF]);
     await host.hotunplug('vm-hvm', BDF);
     assert.deepEqual(await liveDevices(host, 'vm-hvm'), []);
-    assert.equal(host.kernel.hotplugs[BDF]?.length, 2);
+    assert.equal(host.kernel.facts.hotplugs[BDF]?.length, 2);
   });
 
   void it(`more than ${KERNEL_HOTPLUG_LIMIT} hotplugs of a device within 60 s fail the kernel until a power cycle`, async () => {
@@ -313,7 +313,7 @@ void describe('SimHost: hotplug', () => {
       if (i % 2 === 0) await host.hotplug('vm-hvm', BDF);
       else await host.hotunplug('vm-hvm', BDF);
     }
-    assert.equal(host.kernel.failure, null, `${KERNEL_HOTPLUG_LIMIT} calls are still within the limit`);
+    assert.equal(host.kernel.facts.failure, null, `${KERNEL_HOTPLUG_LIMIT} calls are still within the limit`);
     assert.equal(host.responsive(), true);
     clock.advance(1);
     await assert.rejects(host.hotplug('vm-hvm', BDF), commandFailed(/stopped answering/));
@@ -323,9 +323,9 @@ void describe('SimHost: hotplug', () => {
     clock.advance(10 * 60_000);
     assert.equal(host.responsive(), false, 'a failed kernel does not recover with time');
     await host.powerCycle();
-    assert.equal(host.kernel.failure, null);
+    assert.equal(host.kernel.facts.failure, null);
     assert.equal(host.responsive(), true);
-    assert.deepEqual(host.kernel.hotplugs, {});
+    assert.deepEqual(host.kernel.facts.hotplugs, {});
   });
 
   void it('the same number of hotplugs spread over more than 60 s does not fail the kernel', async () => {
@@ -338,9 +338,9 @@ void describe('SimHost: hotplug', () => {
       if (i % 2 === 0) await host.hotplug('vm-hvm', BDF);
       else await host.hotunplug('vm-hvm', BDF);
     }
-    assert.equal(host.kernel.failure, null);
+    assert.equal(host.kernel.facts.failure, null);
     assert.equal(host.responsive(), true);
-    const inWindow = host.kernel.hotplugs[BDF]?.length ?? 0;
+    const inWindow = host.kernel.facts.hotplugs[BDF]?.length ?? 0;
     assert.ok(inWindow > 500 && inWindow <= KERNEL_HOTPLUG_LIMIT, `old entries leave the window: ${inWindow} left`);
   });
 
@@ -351,7 +351,7 @@ void describe('SimHost: hotplug', () => {
     await assert.rejects(host.hotplug('vm-hvm', BDF), commandFailed(/injected fault/, ErrorCode.ATTACH_FAILED));
     assert.deepEqual(await liveDevices(host, 'vm-hvm'), []);
     // A failed attempt still touched the kernel's interrupt tracking.
-    assert.equal(host.kernel.hotplugs[BDF]?.length, 2);
+    assert.equal(host.kernel.facts.hotplugs[BDF]?.length, 2);
     assert.equal(await driverOf(host, BDF), 'pciback');
   });
 });
@@ -369,8 +369,8 @@ void describe('SimHost: persistence', () => {
     assert.equal(await driverOf(reopened, BDF), 'pciback');
     assert.equal(await driverOf(reopened, E1000E), 'pciback');
     assert.deepEqual(await liveDevices(reopened, 'vm-hvm'), [BDF]);
-    assert.deepEqual(reopened.kernel.pcibackSlots, host.kernel.pcibackSlots);
-    assert.equal(reopened.kernel.bootCount, 1);
+    assert.deepEqual(reopened.kernel.facts.pcibackSlots, host.kernel.facts.pcibackSlots);
+    assert.equal(reopened.kernel.facts.bootCount, 1);
     // The files are not recreated over the edited ones.
     assert.ok((await reopened.files.read('/etc/modprobe.conf'))?.includes('hide=(0000:0b:00.0)'));
   });
@@ -382,6 +382,6 @@ void describe('SimHost: persistence', () => {
     assert.equal(reopened.responsive(), false);
     await reopened.powerCycle();
     assert.equal(reopened.responsive(), true);
-    assert.equal(reopened.kernel.bootCount, 2);
+    assert.equal(reopened.kernel.facts.bootCount, 2);
   });
 });
