@@ -100,8 +100,7 @@ export class LinuxHost implements HostBackend {
     const hypervisor = await readHypervisor(this.tree);
     const xen = hypervisor === 'xen';
     // Guests first: their interfaces (vifD.N) and phy: disks make devices in use.
-    const guests = xen ? await this.guests() : [];
-    const domains = new Map((xen ? await this.toolstack.domains() : []).flatMap((d) => (d.id === null ? [] : [[d.id, d.name] as const])));
+    const { guests, domains } = xen ? await this.guests() : { guests: [], domains: new Map<number, string>() };
     const guestDisks: GuestDisk[] = [];
     for (const g of guests) guestDisks.push(...guestPhyDisks(g.name, (await this.files.read(this.guestConfigPath(g.name))) ?? ''));
     const net = await readNetworkUse(this.tree, this.runner, this.uplinks, domains);
@@ -147,11 +146,13 @@ export class LinuxHost implements HostBackend {
     return [...(runtime ? (['dynamic-bind', 'reload'] as const) : []), 'reboot', 'hotplug'];
   }
 
-  private async guests(): Promise<HostScan['guests']> {
+  /** The guests, and the running domains' ids (a `vifD.N` interface belongs to domain D). */
+  private async guests(): Promise<{ guests: HostScan['guests']; domains: Map<number, string> }> {
     const toolstack = this.toolstack;
     const out: HostScan['guests'] = [];
     // A domain whose name the schema cannot carry is one ptctl cannot address either.
     const domains = (await toolstack.domains()).filter((d) => isGuestName(d.name));
+    const ids = new Map(domains.flatMap((d) => (d.id === null ? [] : [[d.id, d.name] as const])));
     for (const d of domains) {
       const { name } = d;
       const config = await this.files.read(this.guestConfigPath(name));
@@ -180,7 +181,7 @@ export class LinuxHost implements HostBackend {
       if (config === null || !new RegExp(`^\\s*name\\s*=\\s*["']${escapeRe(entry)}["']\\s*$`, 'm').test(config)) continue;
       out.push({ name: entry, virt: guestVirtFromConfig(config), os: guestOsFromConfig(config), state: 'stopped', acpiphp: true, liveDevices: [] });
     }
-    return out;
+    return { guests: out, domains: ids };
   }
 
   // --- KernelModules -------------------------------------------------------------------------

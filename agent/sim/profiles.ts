@@ -25,8 +25,9 @@ export interface SimProfile {
   pcibackAtBoot?: boolean;
   guests: SimGuestSpec[];
   /**
-   * Why the host needs each device it needs, as a reader of this profile should expect the linux
-   * backend to find it. Not read by the simulated kernel: a test checks that detection finds exactly these.
+   * Which devices the host needs, and what for (uplink, root-disk, guests-network, guests-storage,
+   * console). Not read by the simulated kernel, which only has the facts above: a test checks that the
+   * linux backend's detection finds exactly these, and fixtures without I/O use them.
    */
   inUse: Readonly<Record<string, string>>;
 }
@@ -123,11 +124,11 @@ const RHEL5_SPEC: HostSpec = {
 };
 
 const RHEL5_IN_USE: Record<string, string> = {
-  '0000:00:02.0': 'the boot VGA (console)',
-  '0000:01:00.0': 'eth0, the default route',
-  '0000:03:00.0': 'sda, mounted on / and /boot',
-  '0000:04:00.0': 'sdb, the PV of VG guests whose LVs are the guests’ phy: disks',
-  '0000:0c:00.0': 'eth6, a port of bridge xenbr1 that carries vif2.0 of vm-pv',
+  '0000:00:02.0': 'console',
+  '0000:01:00.0': 'uplink',
+  '0000:03:00.0': 'root-disk',
+  '0000:04:00.0': 'guests-storage',
+  '0000:0c:00.0': 'guests-network',
 };
 
 const rhel5Xen: SimProfile = { name: 'rhel5-xen', spec: RHEL5_SPEC, pcibackModule: 'pciback', iommu: true, guests: XEN_GUESTS, inUse: RHEL5_IN_USE };

@@ -31,7 +31,7 @@ export function rhel5XenInventory(hostId = 'h1', overrides: Partial<HostInventor
       hostDriver: d.driver ?? null,
       iommuGroup: groups.get(d.bdf as PciAddress) ?? null,
       netdev: d.net?.[0] ?? null,
-      inUse: profile.inUse[d.bdf] ?? null,
+      inUse: profile.inUse[d.bdf] === undefined ? null : `${profile.inUse[d.bdf]} in use`,
       hidden: false,
       assignedTo: null,
     })),

@@ -13,6 +13,7 @@ const UPLINK = '0000:01:00.0';
 const ROOT_DISK = '0000:03:00.0';
 const BDF = '0000:09:00.0';
 const E1000E = '0000:0b:00.0';
+const E1000_A = '0000:0a:04.0';
 const MODPROBE = '/etc/modprobe.conf';
 
 const dirs: string[] = [];
@@ -174,15 +175,17 @@ void describe('bind / unbind', () => {
     assert.equal(f.records.originalDriver(BDF), undefined, 'nothing recorded for a refused bind');
   });
 
-  void it('bind reload of 0b:00.0: NOT_HIDDEN before hide, pciback after', async () => {
+  void it('bind reload of 0a:04.0: NOT_HIDDEN before hide, pciback after', async () => {
+    // e1000's other device is 0a:04.0's idle companion, so a reload is safe (e1000e's 0c:00.0 serves the guests' bridge).
     const f = await setup();
-    await assert.rejects(commandHandlers.bind(f.ctx, { bdf: E1000E, strategy: 'reload' }), ptcError(ErrorCode.NOT_HIDDEN, E1000E));
-    assert.equal(await f.driverOf(E1000E), 'e1000e');
-    await commandHandlers.hide(f.ctx, { bdf: E1000E });
-    const r = await commandHandlers.bind(f.ctx, { bdf: E1000E, strategy: 'reload' });
-    assert.deepEqual(r, { bdf: E1000E, changed: true, driver: 'pciback', originalDriver: 'e1000e' });
-    assert.equal(await f.driverOf(E1000E), 'pciback');
-    assert.equal(f.host.responsive(), true, 'e1000e does not carry the uplink');
+    await assert.rejects(commandHandlers.bind(f.ctx, { bdf: E1000_A, strategy: 'reload' }), ptcError(ErrorCode.NOT_HIDDEN, E1000_A));
+    assert.equal(await f.driverOf(E1000_A), 'e1000');
+    await commandHandlers.hide(f.ctx, { bdf: E1000_A });
+    const r = await commandHandlers.bind(f.ctx, { bdf: E1000_A, strategy: 'reload' });
+    assert.deepEqual(r, { bdf: E1000_A, changed: true, driver: 'pciback', originalDriver: 'e1000' });
+    assert.equal(await f.driverOf(E1000_A), 'pciback');
+    assert.equal(await f.driverOf('0000:0a:04.1'), 'e1000', 'the function that is not hidden goes back to e1000');
+    assert.equal(f.host.responsive(), true, 'e1000 does not carry the uplink');
   });
 
   void it('bind refuses the uplink with DEVICE_IN_USE whatever the strategy', async () => {
@@ -221,7 +224,7 @@ void describe('verify', () => {
 
   void it('refuses an unknown device', async () => {
     const f = await setup();
-    await assert.rejects(commandHandlers.verify(f.ctx, { bdf: '0000:0c:00.0', expect: 'pciback' }), ptcError(ErrorCode.DEVICE_NOT_FOUND, '0000:0c:00.0'));
+    await assert.rejects(commandHandlers.verify(f.ctx, { bdf: '0000:0e:00.0', expect: 'pciback' }), ptcError(ErrorCode.DEVICE_NOT_FOUND, '0000:0e:00.0'));
   });
 });
 
