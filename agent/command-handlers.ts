@@ -171,7 +171,10 @@ export const commandHandlers: CommandHandlers = {
 
   unbind: async (ctx, { bdf, driver }) => {
     const { device: dev } = await device(ctx, bdf);
-    if (dev.driver !== 'pciback') return { bdf, changed: false, driver: dev.driver };
+    const recordedDriver = ctx.records.originalDriver(bdf);
+    // A device a failed bind left on no driver is given back too (rule 14), not reported as done.
+    const stranded = dev.driver === null && typeof recordedDriver === 'string';
+    if (dev.driver !== 'pciback' && !stranded) return { bdf, changed: false, driver: dev.driver };
     const attachedLive = (await inventory(ctx)).guests.find((g) => g.liveDevices.includes(bdf));
     if (attachedLive) throw new PtcError(ErrorCode.DEVICE_ASSIGNED, `${bdf} is live in guest ${attachedLive.name}; detach it first`);
     const recorded = ctx.records.originalDriver(bdf);

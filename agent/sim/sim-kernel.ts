@@ -220,6 +220,8 @@ export class SimKernel implements CommandRunner {
     });
     if (early || claimed.some((bdf) => installModules.has(normalizeModule(this.moduleOfDevice(bdf))))) {
       for (const bdf of claimed) k.setDriver(bdf, null);
+      // A pciback that is there from the start read hide= as it started.
+      if (early) this.tree.addPciback(hidden, this.opts.profile.spec.pciback?.removeSlot ?? true, this.opts.profile.spec.pciback?.newSlot ?? true);
       k.loadPciback(hidden, this.opts.profile.spec.pciback?.newSlot ?? true);
     }
     // Guests come back from their configs; only devices on pciback can be given to them.
@@ -277,6 +279,8 @@ export class SimKernel implements CommandRunner {
     const [file = '', ...args] = argv;
     const program = file.split('/').pop() ?? '';
     if (this.state.failure !== null) return fail(`${program}: host is not answering: ${this.state.failure}`, 255);
+    // Queries (every scan runs several) change nothing: only a changed state costs a durable write.
+    const before = JSON.stringify(this.state);
     let result: CommandResult;
     if (program === 'modprobe') result = this.modprobe(args);
     else if (program === 'ip') result = this.ip(args);
@@ -285,7 +289,7 @@ export class SimKernel implements CommandRunner {
       await this.startReboot();
       return ok();
     } else return fail(`${file}: No such file or directory`, 127);
-    await this.save();
+    if (JSON.stringify(this.state) !== before || program === 'modprobe') await this.save();
     return result;
   }
 
