@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseModprobeConf, renderModprobeConf, withHidden } from '../../agent/modprobe-conf.js';
 import { KERNEL_HOTPLUG_LIMIT, KERNEL_HOTPLUG_WINDOW_MS, SimHost, type SimFaultsInput } from '../../agent/sim/sim-host.js';
+import { SIM_PROFILES } from '../../agent/sim/profiles.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
 
 const UPLINK = '0000:01:00.0';
@@ -40,10 +41,10 @@ class Clock {
   }
 }
 
-async function openHost(faults: SimFaultsInput = {}, clock = new Clock(), hostDir?: string): Promise<{ host: SimHost; clock: Clock; dir: string }> {
+async function openHost(faults: SimFaultsInput = {}, clock = new Clock(), hostDir?: string, profile?: string): Promise<{ host: SimHost; clock: Clock; dir: string }> {
   const dir = hostDir ?? mkdtempSync(join(TMP, 'ptctl-sim-'));
   if (hostDir === undefined) dirs.push(dir);
-  const host = await SimHost.open({ hostDir: dir, hostId: 'h1', faults, now: clock.now });
+  const host = await SimHost.open({ hostDir: dir, hostId: 'h1', faults, now: clock.now, ...(profile === undefined ? {} : { profile }) });
   hosts.push(host);
   return { host, clock, dir };
 }
@@ -391,5 +392,40 @@ void describe('SimHost: persistence', () => {
     await reopened.powerCycle();
     assert.equal(reopened.responsive(), true);
     assert.equal(reopened.kernel.facts.bootCount, 2);
+  });
+});
+
+void describe('SimHost: one model, detected by the linux backend', () => {
+  void it('the linux backend finds exactly the devices the profile says the host needs, and the 0a:04 functions as one group', async () => {
+    const { host } = await openHost();
+    const profile = SIM_PROFILES['rhel5-xen'];
+    assert.ok(profile);
+    const scan = await host.scan();
+    assert.deepEqual(scan.devices.filter((d) => d.inUse !== null).map((d) => d.bdf), Object.keys(profile.inUse).sort());
+    const groups = scan.devices.filter((d) => d.iommuGroup !== null).map((d) => [d.bdf, d.iommuGroup]);
+    assert.deepEqual(groups, [
+      ['0000:0a:04.0', 0x0a20],
+      ['0000:0a:04.1', 0x0a20],
+    ]);
+    assert.deepEqual(scan.capabilities, ['dynamic-bind', 'reload', 'reboot', 'hotplug']);
+  });
+
+  void it('unbinding the uplink NIC through sysfs silences the host (no policy in the way at this level)', async () => {
+    const { host, clock } = await openHost({ uplinkDropMs: 1000 });
+    await host.bindPciback(UPLINK);
+    assert.equal(host.responsive(), false);
+    clock.advance(1000);
+    assert.equal(host.responsive(), true);
+  });
+
+  void it('a reboot-only host (early pciback without new_slot) offers only reboot, and binds a hidden device at boot', async () => {
+    const { host } = await openHost({}, new Clock(), undefined, 'rhel5-xen-rebootonly');
+    assert.deepEqual((await host.scan()).capabilities, ['reboot', 'hotplug']);
+    await hideInFile(host, BDF, 'bnx2');
+    await host.reboot();
+    await host.powerCycle();
+    assert.equal(await driverOf(host, BDF), 'pciback');
+    assert.equal(await driverOf(host, UPLINK), 'bnx2');
+    assert.deepEqual(host.kernel.facts.pcibackSlots, [BDF]);
   });
 });
