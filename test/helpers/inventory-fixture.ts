@@ -1,5 +1,4 @@
 import type { HostInventory } from '../../schemas/inventory.js';
-import type { PciAddress } from '../../schemas/pci-address.js';
 import { SIM_PROFILES } from '../../agent/sim/profiles.js';
 import { xenCoAssignmentGroups } from '../../agent/linux/sysfs-scan.js';
 
@@ -12,7 +11,7 @@ export function rhel5XenInventory(hostId = 'h1', overrides: Partial<HostInventor
   const profile = SIM_PROFILES['rhel5-xen'];
   if (!profile) throw new Error('rhel5-xen profile missing');
   const devices = profile.spec.devices;
-  const groups = xenCoAssignmentGroups(devices.map((d) => ({ bdf: d.bdf as PciAddress, class: d.class.slice(0, 4), resetMethod: d.resetMethod ?? null })));
+  const groups = xenCoAssignmentGroups(devices.map((d) => ({ bdf: d.bdf, class: d.class.slice(0, 4), resetMethod: d.resetMethod ?? null })));
   return {
     hostId,
     bootId: 'boot-1',
@@ -22,14 +21,14 @@ export function rhel5XenInventory(hostId = 'h1', overrides: Partial<HostInventor
     iommu: profile.iommu,
     capabilities: ['dynamic-bind', 'reload', 'reboot', 'hotplug'],
     devices: devices.map((d) => ({
-      bdf: d.bdf as PciAddress,
+      bdf: d.bdf,
       vendor: d.vendor,
       device: d.device,
       class: d.class.slice(0, 4),
       description: `PCI device ${d.vendor}:${d.device}${d.net?.[0] ? ` (${d.net[0]})` : ''}`,
       driver: d.driver ?? null,
       hostDriver: d.driver ?? null,
-      iommuGroup: groups.get(d.bdf as PciAddress) ?? null,
+      iommuGroup: groups.get(d.bdf) ?? null,
       netdev: d.net?.[0] ?? null,
       inUse: profile.inUse[d.bdf] === undefined ? null : `${profile.inUse[d.bdf]} in use`,
       hidden: false,

@@ -183,15 +183,15 @@ void describe('transactional bind (rule 14)', () => {
     const ctx: HandlerContext = { hostId: 'h1', backend: host, records, hotplugCap: { max: 10, windowMs: 60_000 }, now: Date.now, emit: async () => {}, checkpoint: () => {} };
     // A bind that failed and could not roll back (a kernel that refuses the rebind too) leaves the device driverless.
     fx.kernel.refusals.push({ path: '/sys/bus/pci/drivers/pciback/bind', code: 'EBUSY' }, { path: '/sys/bus/pci/drivers/e1000/bind', code: 'EIO' }, { path: '/sys/bus/pci/drivers_probe', code: 'EIO' });
-    await assert.rejects(commandHandlers.bind(ctx, { bdf: NIC as PciAddress, strategy: 'dynamic' }), /rolling back failed: 0000:00:06\.0 is on no driver, was on e1000/);
+    await assert.rejects(commandHandlers.bind(ctx, { bdf: NIC, strategy: 'dynamic' }), /rolling back failed: 0000:00:06\.0 is on no driver, was on e1000/);
     assert.equal(fx.kernel.driverOf(NIC), null);
     assert.equal(records.originalDriver(NIC), 'e1000');
     // The retry sees no driver: the record keeps e1000.
     fx.kernel.refusals.push({ path: '/sys/bus/pci/drivers/pciback/bind', code: 'EBUSY' });
-    await assert.rejects(commandHandlers.bind(ctx, { bdf: NIC as PciAddress, strategy: 'dynamic' }));
+    await assert.rejects(commandHandlers.bind(ctx, { bdf: NIC, strategy: 'dynamic' }));
     assert.equal(records.originalDriver(NIC), 'e1000', 'the retry did not record "no driver"');
     // The saga's undo: unbind gives the stranded device back to the recorded driver.
-    const r = await commandHandlers.unbind(ctx, { bdf: NIC as PciAddress, driver: null });
+    const r = await commandHandlers.unbind(ctx, { bdf: NIC, driver: null });
     assert.deepEqual(r, { bdf: NIC, changed: true, driver: 'e1000' });
     assert.equal(fx.kernel.driverOf(NIC), 'e1000');
   });
@@ -217,7 +217,7 @@ void describe('devices no host driver holds', () => {
 });
 
 void describe('Xen co-assignment from topology', () => {
-  const fn = (bdf: string, resetMethod: string | null = null, cls = '0200'): { bdf: PciAddress; class: string; resetMethod: string | null } => ({ bdf: bdf as PciAddress, class: cls, resetMethod });
+  const fn = (bdf: string, resetMethod: string | null = null, cls = '0200'): { bdf: PciAddress; class: string; resetMethod: string | null } => ({ bdf: bdf, class: cls, resetMethod });
 
   void it('groups the functions of a multi-function endpoint without FLR; with FLR, single functions and bridges stay alone', () => {
     const groups = xenCoAssignmentGroups([
