@@ -129,7 +129,15 @@ export const commandHandlers: CommandHandlers = {
     // already) is hidden with no install line: no driver load has to be redirected through pciback.
     const candidate = dev.hostDriver ?? dev.driver;
     const driver = candidate === 'pciback' ? null : candidate;
-    const { dialect } = ctx.backend.modprobe();
+    const { dialect, file: ours } = ctx.backend.modprobe();
+    // Rule 15: a hide= list read after ours wins; writing ours would "succeed" and hide nothing.
+    const winner = (await ctx.backend.winningHideSources()).find((s) => !s.hidden.includes(bdf));
+    if (winner) {
+      throw new PtcError(
+        ErrorCode.NOT_HIDDEN,
+        `${winner.source} sets pciback's hide= list (${winner.hidden.join(', ') || 'empty'}) and is read after ${ours}, so it wins and ${bdf} would not be hidden on host ${ctx.hostId}; add ${bdf} there or remove that hide=`,
+      );
+    }
     const { changed, file } = await editModprobe(ctx, (text) => renderModprobeConf(withHidden(parseModprobeConf(text, dialect), bdf, driver), dialect));
     ctx.checkpoint('hide:after-write');
     return { bdf, changed, file, driver };

@@ -200,6 +200,11 @@ export class LinuxHost implements HostBackend {
     await this.modules.reloadDriver(driver);
   }
 
+  /** /etc/modprobe.d files sorting after ptctl's (kmod hosts) and /proc/cmdline, when they set hide=. */
+  async winningHideSources(): Promise<{ source: string; hidden: PciAddress[] }[]> {
+    return this.modules.winningHideSources();
+  }
+
   // --- PciDrivers ----------------------------------------------------------------------------
 
   /**

@@ -59,6 +59,10 @@ export class SimHost implements HostBackend {
     return this.linux.reloadDriver(driver);
   }
 
+  winningHideSources(): Promise<{ source: string; hidden: PciAddress[] }[]> {
+    return this.linux.winningHideSources();
+  }
+
   bindPciback(bdf: PciAddress): Promise<void> {
     return this.linux.bindPciback(bdf);
   }

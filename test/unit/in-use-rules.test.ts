@@ -246,3 +246,36 @@ void describe('Xen co-assignment from topology', () => {
     ]);
   });
 });
+
+void describe('the effective hide list (rule 15): another source that wins is refused', () => {
+  const NIC = '0000:00:06.0';
+  const hideCtx = async (spec: FixtureHostSpec): Promise<{ fx: FixtureHost; ctx: HandlerContext }> => {
+    const { fx, host } = xenHost(spec);
+    const dir = mkdtempSync(join(tmpdir(), 'ptctl-records-'));
+    dirs.push(dir);
+    return { fx, ctx: { hostId: 'h1', backend: host, records: await DeviceRecords.open(dir), hotplugCap: { max: 10, windowMs: 60_000 }, now: Date.now, emit: async () => {}, checkpoint: () => {} } };
+  };
+
+  void it('a modprobe.d file sorting after ptctl’s with its own hide= makes hide NOT_HIDDEN, and ptctl writes nothing', async () => {
+    const spec = XEN_HOST();
+    spec.files = { ...spec.files, '/etc/modprobe.d/zz-local.conf': 'options xen-pciback hide=(0000:00:0b.0)\n', '/etc/modprobe.d/aa-early.conf': 'options xen-pciback hide=(0000:00:0a.0)\n' };
+    const { fx, ctx } = await hideCtx(spec);
+    await assert.rejects(commandHandlers.hide(ctx, { bdf: NIC }), (err: unknown) => {
+      assert.ok(isPtcError(err) && err.code === ErrorCode.NOT_HIDDEN, String(err));
+      assert.match(err.message, /^\/etc\/modprobe\.d\/zz-local\.conf sets pciback's hide= list \(0000:00:0b\.0\) and is read after \/etc\/modprobe\.d\/ptctl-pciback\.conf, so it wins/);
+      return true;
+    });
+    assert.equal(fx.read('/etc/modprobe.d/ptctl-pciback.conf'), null);
+  });
+
+  void it('the kernel command line’s xen-pciback.hide= wins too; one that already lists the device does not block', async () => {
+    const spec = XEN_HOST();
+    spec.cmdline = 'root=/dev/sda1 xen-pciback.hide=(0000:00:0b.0)';
+    const { ctx } = await hideCtx(spec);
+    await assert.rejects(commandHandlers.hide(ctx, { bdf: NIC }), /\/proc\/cmdline sets pciback's hide= list/);
+    const listed = XEN_HOST();
+    listed.cmdline = `root=/dev/sda1 xen-pciback.hide=(0000:00:0b.0)(${NIC})`;
+    const ok = await hideCtx(listed);
+    assert.equal((await commandHandlers.hide(ok.ctx, { bdf: NIC })).changed, true);
+  });
+});
