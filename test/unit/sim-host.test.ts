@@ -429,3 +429,14 @@ void describe('SimHost: one model, detected by the linux backend', () => {
     assert.deepEqual(host.kernel.facts.pcibackSlots, [BDF]);
   });
 });
+
+void describe('SimHost: refused writes (fleet-file fault)', () => {
+  void it('refuseWrites makes the kernel refuse a sysfs write once; the linux backend rolls the bind back, the retry binds', async () => {
+    const { host } = await openHost({ refuseWrites: [{ path: '/pciback/bind', code: 'EBUSY' }] });
+    await assert.rejects(host.bindPciback(BDF), commandFailed(/EBUSY.*rolled back: 0000:09:00\.0 is on bnx2 again/));
+    assert.equal(await driverOf(host, BDF), 'bnx2');
+    assert.deepEqual(host.kernel.facts.pcibackSlots, []);
+    await host.bindPciback(BDF);
+    assert.equal(await driverOf(host, BDF), 'pciback');
+  });
+});
