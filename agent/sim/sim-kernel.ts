@@ -117,11 +117,14 @@ export class SimKernel implements CommandRunner {
         savedGuests: [],
         refusals: opts.faults.refuseWrites,
       };
+      kernel.tree.kernel.refusals.push(...kernel.state.refusals);
       kernel.tree.rebuildKernel(bootId);
       kernel.tree.buildFiles(false);
       await kernel.save();
+      kernel.scheduleBootCompletion();
+      return kernel;
     }
-    kernel.tree.kernel.refusals.splice(0, Infinity, ...kernel.state.refusals);
+    kernel.tree.kernel.refusals.push(...kernel.state.refusals);
     kernel.scheduleBootCompletion();
     return kernel;
   }
