@@ -49,6 +49,8 @@ export interface KernelModules {
    * install line when pciback loads now, through `new_slot` when pciback was loaded before.
    */
   reloadDriver(driver: DriverName): Promise<void>;
+  /** Other hide= sources read after `modprobe().file`, whose list wins over ptctl's (rule 15); [] when none. */
+  winningHideSources(): Promise<{ source: string; hidden: PciAddress[] }[]>;
 }
 
 /** PCI driver binding through sysfs. */

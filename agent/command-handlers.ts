@@ -180,9 +180,19 @@ export const commandHandlers: CommandHandlers = {
   hide: async (ctx, { bdf }) => {
     const { inv, device: dev } = await device(ctx, bdf);
     must(checkHideable(inv, dev));
-    const driver = dev.hostDriver ?? dev.driver;
-    if (driver === null || driver === 'pciback') throw new PtcError(ErrorCode.COMMAND_FAILED, `${bdf} has no host driver to redirect through pciback`);
-    const { dialect } = ctx.backend.modprobe();
+    // A device no host driver holds (a GPU without a dom0 driver, or one hidden at boot and on pciback
+    // already) is hidden with no install line: no driver load has to be redirected through pciback.
+    const candidate = dev.hostDriver ?? dev.driver;
+    const driver = candidate === 'pciback' ? null : candidate;
+    const { dialect, file: ours } = ctx.backend.modprobe();
+    // Rule 15: a hide= list read after ours wins; writing ours would "succeed" and hide nothing.
+    const winner = (await ctx.backend.winningHideSources()).find((s) => !s.hidden.includes(bdf));
+    if (winner) {
+      throw new PtcError(
+        ErrorCode.NOT_HIDDEN,
+        `${winner.source} sets pciback's hide= list (${winner.hidden.join(', ') || 'empty'}) and is read after ${ours}, so it wins and ${bdf} would not be hidden on host ${ctx.hostId}; add ${bdf} there or remove that hide=`,
+      );
+    }
     const { changed, file } = await editModprobe(ctx, (text) => renderModprobeConf(withHidden(parseModprobeConf(text, dialect), bdf, driver), dialect));
     ctx.checkpoint('hide:after-write');
     return { bdf, changed, file, driver };
@@ -192,7 +202,7 @@ export const commandHandlers: CommandHandlers = {
     const { inv, device: dev } = await device(ctx, bdf);
     if (dev.assignedTo !== null) throw new PtcError(ErrorCode.DEVICE_ASSIGNED, `${bdf} is still assigned to ${dev.assignedTo}; detach it before giving it back to the host`);
     const { dialect } = ctx.backend.modprobe();
-    const driver = dev.hostDriver ?? '';
+    const driver = dev.hostDriver ?? null;
     const { changed, file } = await editModprobe(ctx, (text) => {
       const conf = parseModprobeConf(text, dialect);
       const stillNeeded = inv.devices.filter((d) => d.bdf !== bdf && conf.managed.hidden.includes(d.bdf)).flatMap((d) => (d.hostDriver ? [d.hostDriver] : []));
@@ -209,15 +219,16 @@ export const commandHandlers: CommandHandlers = {
       must(checkReloadSafe(inv, dev));
       if (!dev.hidden) throw new PtcError(ErrorCode.NOT_HIDDEN, `${bdf} is not in the pciback hide= list, so reloading ${dev.hostDriver ?? 'its driver'} would not move it; hide it first`);
     }
-    const originalDriver = dev.driver;
-    // Rule 11: the original driver is on disk before the device leaves it.
-    await ctx.records.setOriginalDriver(bdf, originalDriver);
+    // Rule 11: the original driver is on disk before the device leaves it. A retry that finds the
+    // device driverless keeps the driver recorded the first time (DeviceRecords never stores null over it).
+    await ctx.records.setOriginalDriver(bdf, dev.driver);
+    const originalDriver = ctx.records.originalDriver(bdf) ?? dev.driver;
     // The intent goes to disk before the first of several writes (unbind, new_slot, bind; or modprobe -r,
     // modprobe): a crash in between leaves devices on no driver, and the next start rebinds them.
     const reloaded = dev.hostDriver ?? originalDriver;
     const touched = strategy === 'dynamic' ? [dev] : inv.devices.filter((d) => d.bdf === bdf || (d.driver !== null && d.driver === reloaded));
     const at = new Date(ctx.now()).toISOString();
-    await ctx.records.setIntents(Object.fromEntries(touched.map((d) => [d.bdf, { op: strategy === 'dynamic' ? 'bind' : 'reload', opId: ctx.opId ?? '', originalDriver: d.driver, at }] as const)));
+    await ctx.records.setIntents(Object.fromEntries(touched.map((d) => [d.bdf, { op: strategy === 'dynamic' ? 'bind' : 'reload', opId: ctx.opId ?? '', originalDriver: d.bdf === bdf ? originalDriver : d.driver, at }] as const)));
     ctx.checkpoint('bind:after-record');
     if (strategy === 'dynamic') await ctx.backend.bindPciback(bdf);
     else await ctx.backend.reloadDriver(reloaded ?? '');
@@ -230,15 +241,22 @@ export const commandHandlers: CommandHandlers = {
 
   unbind: async (ctx, { bdf, driver }) => {
     const { device: dev } = await device(ctx, bdf);
-    if (dev.driver !== 'pciback') return { bdf, changed: false, driver: dev.driver };
+    const recordedDriver = ctx.records.originalDriver(bdf);
+    // A device a failed bind left on no driver is given back too (rule 14), not reported as done.
+    const stranded = dev.driver === null && typeof recordedDriver === 'string';
+    if (dev.driver !== 'pciback' && !stranded) return { bdf, changed: false, driver: dev.driver };
     const attachedLive = (await inventory(ctx)).guests.find((g) => g.liveDevices.includes(bdf));
     if (attachedLive) throw new PtcError(ErrorCode.DEVICE_ASSIGNED, `${bdf} is live in guest ${attachedLive.name}; detach it first`);
-    const target = driver ?? ctx.records.originalDriver(bdf) ?? dev.hostDriver;
+    const recorded = ctx.records.originalDriver(bdf);
+    const target = driver ?? recorded ?? dev.hostDriver;
     await ctx.backend.bindHostDriver(bdf, target);
     const after = (await device(ctx, bdf)).device;
+    // A device that had no driver before ptctl took it (recorded null) is given back to no driver.
+    const wasDriverless = recorded === null && driver === null;
     if (target !== null) expectDriver(after, target, 'unbind');
-    else if (after.driver === null || after.driver === 'pciback') throw new PtcError(ErrorCode.VERIFY_FAILED, `no host driver took ${bdf} back after unbinding it from pciback`);
-    await ctx.records.forgetOriginalDriver(bdf);
+    else if (after.driver === 'pciback' || (after.driver === null && !wasDriverless)) throw new PtcError(ErrorCode.VERIFY_FAILED, `no host driver took ${bdf} back after unbinding it from pciback`);
+    // The record of a driverless device stays: verify (expect host) reads it to accept "no driver".
+    if (!wasDriverless) await ctx.records.forgetOriginalDriver(bdf);
     return { bdf, changed: true, driver: after.driver };
   },
 
@@ -253,7 +271,8 @@ export const commandHandlers: CommandHandlers = {
     const scanned = (await ctx.backend.scan()).devices.find((d) => d.bdf === bdf);
     if (!scanned) throw new PtcError(ErrorCode.DEVICE_NOT_FOUND, `${bdf} disappeared from host ${ctx.hostId}`);
     const observed = { bdf, driver: scanned.driver, inPcibackSlots: scanned.inPcibackSlots, assignable: scanned.assignable };
-    const good = expect === 'pciback' ? scanned.driver === 'pciback' && scanned.inPcibackSlots && scanned.assignable : scanned.driver !== null && scanned.driver !== 'pciback';
+    const backOnHost = scanned.driver !== 'pciback' && (scanned.driver !== null || (ctx.records.originalDriver(bdf) === null && !scanned.inPcibackSlots));
+    const good = expect === 'pciback' ? scanned.driver === 'pciback' && scanned.inPcibackSlots && scanned.assignable : backOnHost;
     if (!good) {
       throw new PtcError(
         ErrorCode.VERIFY_FAILED,

@@ -36,7 +36,14 @@ export class DeviceRecords {
     return this.data.originalDrivers[bdf];
   }
 
+  /**
+   * Records the driver a device had before ptctl moves it. A known driver is never overwritten with
+   * "no driver": a retry after a bind that failed half-way finds the device driverless, and giving it
+   * back must still bind the driver it had at first (rule 14).
+   */
   async setOriginalDriver(bdf: string, driver: string | null): Promise<void> {
+    const known = this.data.originalDrivers[bdf];
+    if (driver === null && typeof known === 'string') return;
     this.data.originalDrivers[bdf] = driver;
     await this.flush();
   }

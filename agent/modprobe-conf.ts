@@ -144,17 +144,18 @@ export function effectiveHidden(conf: ModprobeConf): PciAddress[] {
 }
 
 /** Returns the config with `bdf` hidden and its driver redirected through pciback. */
-export function withHidden(conf: ModprobeConf, bdf: PciAddress, driver: string): ModprobeConf {
+/** Adds a device to the hide= list and its driver to the install lines; a null driver (no host driver holds the device) needs no install line. */
+export function withHidden(conf: ModprobeConf, bdf: PciAddress, driver: string | null): ModprobeConf {
   // The driver lands in an install line that modprobe runs with /bin/sh, the address in the hide= list:
   // refuse anything the parser would not read back.
   const addr = PciAddressSchema.safeParse(bdf);
   if (!addr.success) throw new PtcError(ErrorCode.INVALID_INPUT, `${JSON.stringify(bdf)} is not a PCI address`);
-  if (!DriverName.safeParse(driver).success) throw new PtcError(ErrorCode.INVALID_INPUT, `${JSON.stringify(driver)} is not a driver name`);
+  if (driver !== null && !DriverName.safeParse(driver).success) throw new PtcError(ErrorCode.INVALID_INPUT, `${JSON.stringify(driver)} is not a driver name`);
   return {
     ...conf,
     managed: {
       hidden: conf.foreignHidden.includes(addr.data) ? conf.managed.hidden : sortedUnique([...conf.managed.hidden, addr.data], compareBdf),
-      drivers: sortedUnique([...conf.managed.drivers, driver]),
+      drivers: driver === null ? conf.managed.drivers : sortedUnique([...conf.managed.drivers, driver]),
     },
   };
 }

@@ -48,7 +48,7 @@ export function isAgentCommand(value: string): value is AgentCommand {
 }
 
 /** Replies of each command. `changed` says whether this call altered the host (false on a repeat). */
-export const HideResult = z.object({ bdf: PciAddress, changed: z.boolean(), file: z.string(), driver: DriverName });
+export const HideResult = z.object({ bdf: PciAddress, changed: z.boolean(), file: z.string(), driver: DriverName.nullable().describe('driver whose loading goes through pciback (install line); null for a device no host driver holds') });
 export const BindResult = z.object({
   bdf: PciAddress,
   changed: z.boolean(),

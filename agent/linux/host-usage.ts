@@ -127,7 +127,16 @@ export interface NetworkUse {
  * global address or a route (rule 1). When `ip` fails, every up interface counts as in use: a device
  * is never called idle on facts that could not be read.
  */
-export async function readNetworkUse(tree: HostTree, runner: CommandRunner, uplinks: readonly string[]): Promise<NetworkUse> {
+/** Interfaces the toolstack or a hypervisor makes for guests: Xen's `vifD.N` and `tapD.N`, KVM's `vnetN` and `macvtapN`. */
+const GUEST_INTERFACE = /^(?:vif\d+\.\d+|tap\d+\.\d+|vnet\d+|macvtap\d+)$/;
+
+/** The guest behind a Xen backend interface (`vif2.0` → domain 2), when the domain list says. */
+function guestOf(iface: string, domains: ReadonlyMap<number, string>): string | null {
+  const m = /^(?:vif|tap)(\d+)\./.exec(iface);
+  return m ? (domains.get(Number(m[1])) ?? null) : null;
+}
+
+export async function readNetworkUse(tree: HostTree, runner: CommandRunner, uplinks: readonly string[], domains: ReadonlyMap<number, string> = new Map()): Promise<NetworkUse> {
   const routes = [...parseProcNetRoute((await tree.text('/proc/net/route')) ?? ''), ...parseIpv6Route((await tree.text('/proc/net/ipv6_route')) ?? '')];
   const ip = await runner.run(['ip', '-o', 'addr', 'show']);
   const addresses = ip.code === 0 ? parseIpAddr(ip.stdout) : null;
@@ -163,14 +172,28 @@ export async function readNetworkUse(tree: HostTree, runner: CommandRunner, upli
     return null;
   };
 
+  // A bridge's ports that are guests' interfaces: hiding a NIC under it cuts those guests off, even
+  // when neither the NIC nor the bridge has a dom0 address.
+  const guestPorts = async (name: string): Promise<string[]> => (await tree.list(`/sys/class/net/${name}/brif`)).filter((p) => GUEST_INTERFACE.test(p));
+  const named = (ports: readonly string[]): string =>
+    ports
+      .map((p) => {
+        const guest = guestOf(p, domains);
+        return guest === null ? p : `${p} (${guest})`;
+      })
+      .join(', ');
+
   return {
     async reason(iface) {
       const seen = new Set<string>();
       const walk = async (name: string, depth: number): Promise<string | null> => {
         if (seen.has(name) || depth > 4) return null;
         seen.add(name);
+        if (name !== iface && GUEST_INTERFACE.test(name)) return `${iface} carries ${named([name])}, a guest's interface`;
         const why = await direct(name);
         if (why !== null) return name === iface ? `${iface} ${why}` : `${iface} is part of ${name}, which ${why}`;
+        const ports = await guestPorts(name);
+        if (ports.length > 0) return name === iface ? `${iface} is a bridge carrying guests' interfaces ${named(ports)}` : `${iface} is a port of bridge ${name}, which carries guests' interfaces ${named(ports)}`;
         for (const upper of await uppers(name)) {
           const upperWhy = await walk(upper, depth + 1);
           if (upperWhy !== null) return upperWhy;
@@ -196,7 +219,34 @@ interface DiskUse {
  * saying so ("it controls sda, mounted on /"). Partitions map to their disk, device-mapper and md
  * devices to the disks under them. An empty map when nothing mounted sits on a PCI controller.
  */
-export async function readStorageUse(tree: HostTree): Promise<Map<PciAddress, string>> {
+/** A guest's block device as its config names it (`phy:/dev/guests/vm-hvm`). */
+export interface GuestDisk {
+  guest: string;
+  path: string;
+}
+
+/** The `phy:` disks of an xm/xl guest config (`phy:sdb1` means /dev/sdb1); [] when it has none. */
+export function guestPhyDisks(guest: string, config: string): GuestDisk[] {
+  return [...config.matchAll(/["'\s,[]phy:([^,"'\s\]]+)/g)].flatMap((m) => {
+    const raw = m[1] ?? '';
+    return raw === '' ? [] : [{ guest, path: raw.startsWith('/') ? raw : `/dev/${raw}` }];
+  });
+}
+
+/** LVM's device-mapper name `vg-lv` (a '-' inside either is doubled) → [vg, lv]; null for another name. */
+export function splitLvmName(dmName: string): [vg: string, lv: string] | null {
+  const m = /^((?:[^-]|--)+)-((?:[^-]|--)+)$/.exec(dmName);
+  return m ? [(m[1] ?? '').replace(/--/g, '-'), (m[2] ?? '').replace(/--/g, '-')] : null;
+}
+
+export interface StorageUse {
+  /** Why the host or its guests need each storage controller. */
+  byController: Map<PciAddress, string>;
+  /** Guests' disks that could not be traced to a controller: then every storage controller counts as in use. */
+  unmapped: string[];
+}
+
+export async function readStorageUse(tree: HostTree, guestDisks: readonly GuestDisk[] = []): Promise<StorageUse> {
   const blocks = await tree.list('/sys/block');
 
   const parentDisk = async (name: string): Promise<string | null> => {
@@ -263,12 +313,60 @@ export async function readStorageUse(tree: HostTree): Promise<Map<PciAddress, st
     });
   }
 
-  const byController = new Map<PciAddress, string[]>();
-  for (const [disk, u] of use) {
+  const byController = new Map<PciAddress, Map<string, string[]>>();
+  const add = async (disk: string, what: string): Promise<void> => {
     const bdf = lastBdf(await tree.realHostPath(`/sys/block/${disk}/device`));
-    if (!bdf) continue;
-    const what = [...(u.mounts.length > 0 ? [`mounted on ${u.mounts.join(' and ')}`] : []), ...(u.swap ? ['used as swap'] : [])].join(' and ');
-    byController.set(bdf, [...(byController.get(bdf) ?? []), `${disk}, ${what}`]);
+    if (!bdf) return;
+    const disks = byController.get(bdf) ?? new Map<string, string[]>();
+    disks.set(disk, [...(disks.get(disk) ?? []), what]);
+    byController.set(bdf, disks);
+  };
+  for (const [disk, u] of use) {
+    await add(disk, [...(u.mounts.length > 0 ? [`mounted on ${u.mounts.join(' and ')}`] : []), ...(u.swap ? ['used as swap'] : [])].join(' and '));
   }
-  return new Map([...byController].map(([bdf, entries]) => [bdf, `it controls ${entries.join('; ')}`]));
+
+  // What holds a disk or its partitions (LVM, md, multipath, dm-crypt): the data is in use by whatever
+  // sits on top, mounted in dom0 or not.
+  const describeHolder = async (holder: string): Promise<{ kind: string; name: string }> => {
+    const dmName = (await tree.text(`/sys/block/${holder}/dm/name`))?.trim();
+    const uuid = (await tree.text(`/sys/block/${holder}/dm/uuid`))?.trim() ?? '';
+    if (dmName !== undefined && uuid.startsWith('LVM-')) {
+      const split = splitLvmName(dmName);
+      if (split) return { kind: `a physical volume of LVM volume group ${split[0]}`, name: split[1] };
+    }
+    if (dmName !== undefined && uuid.startsWith('mpath-')) return { kind: 'a path of multipath device', name: dmName };
+    if (dmName !== undefined) return { kind: 'held by device-mapper device', name: dmName };
+    if (/^md\d+/.test(holder)) return { kind: 'a member of RAID array', name: holder };
+    return { kind: 'held by', name: holder };
+  };
+  for (const disk of blocks) {
+    if (!lastBdf(await tree.realHostPath(`/sys/block/${disk}/device`))) continue;
+    const holders = [...(await tree.list(`/sys/block/${disk}/holders`))];
+    for (const part of await tree.list(`/sys/block/${disk}`)) {
+      if (part.startsWith(disk)) holders.push(...(await tree.list(`/sys/block/${disk}/${part}/holders`)));
+    }
+    const kinds = new Map<string, string[]>();
+    for (const h of [...new Set(holders)]) {
+      const { kind, name } = await describeHolder(h);
+      kinds.set(kind, [...(kinds.get(kind) ?? []), name]);
+    }
+    for (const [kind, names] of kinds) {
+      const what = kind.startsWith('a physical volume') ? `${kind} (logical volumes ${names.join(', ')})` : `${kind} ${names.join(', ')}`;
+      await add(disk, what);
+    }
+  }
+
+  // Guests' phy: disks: a controller under one serves a running or startable guest. One that cannot
+  // be traced to a disk makes every storage controller count as in use (fail closed).
+  const unmapped: string[] = [];
+  const guestsByDisk = new Map<string, Set<string>>();
+  for (const { guest, path } of guestDisks) {
+    const name = await blockName(path, null);
+    const disks = name === null ? [] : await disksUnder(name, 0);
+    if (disks.length === 0) unmapped.push(`guest ${guest}'s phy: disk ${path}`);
+    for (const disk of disks) guestsByDisk.set(disk, new Set([...(guestsByDisk.get(disk) ?? []), guest]));
+  }
+  for (const [disk, guests] of guestsByDisk) await add(disk, `backing phy: disks of guest${guests.size > 1 ? 's' : ''} ${[...guests].join(', ')}`);
+  const sentence = (disks: Map<string, string[]>): string => `it controls ${[...disks].map(([disk, whats]) => `${disk}, ${whats.join(', ')}`).join('; ')}`;
+  return { byController: new Map([...byController].map(([bdf, disks]) => [bdf, sentence(disks)])), unmapped };
 }

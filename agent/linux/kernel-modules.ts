@@ -6,7 +6,8 @@ import { effectiveHidden, KMOD_DIALECT, type ModprobeDialect, parseModprobeConf,
 import { type CommandRunner, mustRun } from './command-runner.js';
 import type { HostRelease } from './host-release.js';
 import type { HostTree } from './host-tree.js';
-import { PCI_DRIVERS, PCIBACK_DIR, type PciSysfs } from './pci-sysfs.js';
+import { basename } from 'node:path';
+import { bdfsIn, PCI_DRIVERS, PCIBACK_DIR, type PciSysfs } from './pci-sysfs.js';
 
 /** RHEL 5's module-init-tools reads this file. */
 export const RHEL5_MODPROBE_FILE = '/etc/modprobe.conf';
@@ -49,6 +50,36 @@ export class LinuxKernelModules implements KernelModules {
   async hidden(): Promise<PciAddress[]> {
     const { file, dialect } = this.modprobe();
     return effectiveHidden(parseModprobeConf((await this.tree.files.read(file)) ?? '', dialect));
+  }
+
+  /**
+   * Every other source of pciback's hide= list that is read after ptctl's modprobe file, so its list
+   * wins (rule 15): on kmod hosts the /etc/modprobe.d/*.conf files that sort after ptctl's (kmod reads
+   * them in name order and the last value of an option wins), and on every host the kernel command
+   * line (`xen-pciback.hide=`, which a built-in pciback reads and kmod applies after the files). []
+   * when ptctl's file is the one that counts.
+   */
+  async winningHideSources(): Promise<{ source: string; hidden: PciAddress[] }[]> {
+    const { file } = this.modprobe();
+    const out: { source: string; hidden: PciAddress[] }[] = [];
+    const hideOf = (text: string): PciAddress[] | null => {
+      let last: PciAddress[] | null = null;
+      for (const line of text.split('\n')) {
+        const m = /^\s*options\s+(?:xen[-_]pciback|pciback)\s+(?:.*\s)?hide=(\S+)/.exec(line);
+        if (m) last = bdfsIn(m[1] ?? '');
+      }
+      return last;
+    };
+    if (file.startsWith('/etc/modprobe.d/')) {
+      const mine = basename(file);
+      for (const name of (await this.tree.list('/etc/modprobe.d')).filter((n) => n.endsWith('.conf') && n > mine)) {
+        const hidden = hideOf((await this.tree.text(`/etc/modprobe.d/${name}`)) ?? '');
+        if (hidden !== null) out.push({ source: `/etc/modprobe.d/${name}`, hidden });
+      }
+    }
+    const cmdline = /(?:^|\s)(?:xen[-_]pciback|pciback)\.hide=(\S+)/.exec((await this.tree.text('/proc/cmdline')) ?? '');
+    if (cmdline) out.push({ source: '/proc/cmdline', hidden: bdfsIn(cmdline[1] ?? '') });
+    return out;
   }
 
   /**

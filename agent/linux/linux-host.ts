@@ -8,11 +8,11 @@ import type { ModprobeDialect } from '../modprobe-conf.js';
 import type { CommandRunner } from './command-runner.js';
 import { type HostRelease, readHostRelease, readHypervisor } from './host-release.js';
 import { HostTree, type SysfsWriteObserver } from './host-tree.js';
-import { readNetworkUse, readStorageUse } from './host-usage.js';
+import { type GuestDisk, guestPhyDisks, readNetworkUse, readStorageUse } from './host-usage.js';
 import { LinuxKernelModules } from './kernel-modules.js';
 import { LinuxPciDrivers } from './pci-drivers.js';
 import { PciNames } from './pci-names.js';
-import { PciSysfs } from './pci-sysfs.js';
+import { PCIBACK_DIR, PciSysfs } from './pci-sysfs.js';
 import { LinuxPower } from './power.js';
 import { SysfsScanner } from './sysfs-scan.js';
 import { guestConfigCandidates, guestNameFromFile, guestNameOf, XEN_AUTO_DIR, XEN_CONFIG_DIR } from '../xen-guest-config.js';
@@ -101,19 +101,23 @@ export class LinuxHost implements HostBackend {
   async scan(): Promise<HostScan> {
     const hypervisor = await readHypervisor(this.tree);
     const xen = hypervisor === 'xen';
-    const net = await readNetworkUse(this.tree, this.runner, this.uplinks);
-    const storage = await readStorageUse(this.tree);
+    // Guests first: their interfaces (vifD.N) and phy: disks make devices in use.
+    const { guests, domains } = xen ? await this.guests() : { guests: [], domains: new Map<number, string>() };
+    const guestDisks: GuestDisk[] = [];
+    for (const g of guests) guestDisks.push(...guestPhyDisks(g.name, (await this.files.read(this.guestConfigPath(g.name))) ?? ''));
+    const net = await readNetworkUse(this.tree, this.runner, this.uplinks, domains);
+    const storage = await readStorageUse(this.tree, guestDisks);
     const slots = new Set(await this.pci.pcibackSlots());
     // An unreadable assignable list counts as empty: verification then fails rather than passes.
     const assignable = new Set(xen ? ((await this.toolstack.assignable()) ?? []) : []);
-    const devices = await this.scanner.devices({ net, storage, slots, assignable });
+    const devices = await this.scanner.devices({ net, storage: storage.byController, unmappedStorage: storage.unmapped, slots, assignable, xen });
     return {
       os: this.release().os,
       hypervisor,
       iommu: await this.iommu(hypervisor),
       capabilities: await this.capabilities(hypervisor),
       devices,
-      guests: xen ? await this.guests() : [],
+      guests,
     };
   }
 
@@ -131,18 +135,26 @@ export class LinuxHost implements HostBackend {
     return this.xenIommuCache;
   }
 
-  /** On Xen: reload, reboot, hotplug, and dynamic-bind when pciback is loaded or its module exists. [] elsewhere: this backend binds pciback only. */
+  /**
+   * On Xen: reboot and hotplug always; dynamic-bind and reload when pciback can take a device at run
+   * time: loaded with a `new_slot` file, or not loaded yet and its module exists (it reads hide= as
+   * it loads). An old pciback loaded at boot without `new_slot` takes devices only at the next boot.
+   * [] elsewhere: this backend binds pciback only.
+   */
   private async capabilities(hypervisor: Hypervisor): Promise<HostCapability[]> {
     if (hypervisor !== 'xen') return [];
-    const dynamic = (await this.pci.pcibackLoaded()) || (await this.modules.moduleAvailable(this.modprobe().dialect.module));
-    return [...(dynamic ? (['dynamic-bind'] as const) : []), 'reload', 'reboot', 'hotplug'];
+    const loaded = await this.pci.pcibackLoaded();
+    const runtime = loaded ? await this.tree.exists(`${PCIBACK_DIR}/new_slot`) : await this.modules.moduleAvailable(this.modprobe().dialect.module);
+    return [...(runtime ? (['dynamic-bind', 'reload'] as const) : []), 'reboot', 'hotplug'];
   }
 
-  private async guests(): Promise<HostScan['guests']> {
+  /** The guests, and the running domains' ids (a `vifD.N` interface belongs to domain D). */
+  private async guests(): Promise<{ guests: HostScan['guests']; domains: Map<number, string> }> {
     const toolstack = this.toolstack;
     const out: HostScan['guests'] = [];
     // A domain whose name the schema cannot carry is one ptctl cannot address either.
     const domains = (await toolstack.domains()).filter((d) => isGuestName(d.name));
+    const ids = new Map(domains.flatMap((d) => (d.id === null ? [] : [[d.id, d.name] as const])));
     for (const d of domains) {
       const { name } = d;
       const config = await this.files.read(this.guestConfigPath(name));
@@ -176,7 +188,7 @@ export class LinuxHost implements HostBackend {
         out.push({ name: entry, virt: guestVirtFromConfig(config), os: guestOsFromConfig(config), state: 'stopped', acpiphp: true, liveDevices: [] });
       }
     }
-    return out;
+    return { guests: out, domains: ids };
   }
 
   // --- KernelModules -------------------------------------------------------------------------
@@ -193,6 +205,11 @@ export class LinuxHost implements HostBackend {
    */
   async reloadDriver(driver: DriverName): Promise<void> {
     await this.modules.reloadDriver(driver);
+  }
+
+  /** /etc/modprobe.d files sorting after ptctl's (kmod hosts) and /proc/cmdline, when they set hide=. */
+  async winningHideSources(): Promise<{ source: string; hidden: PciAddress[] }[]> {
+    return this.modules.winningHideSources();
   }
 
   // --- PciDrivers ----------------------------------------------------------------------------

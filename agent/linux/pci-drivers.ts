@@ -25,19 +25,51 @@ export class LinuxPciDrivers implements PciDrivers {
   }
 
   /**
-   * Loads pciback when absent, unbinds the device from its driver (when it has one), writes
-   * `new_slot` only when the address is not in `slots` (rule 13), then `bind`. Returns at once when
-   * the device is already on pciback. Throws DEVICE_NOT_FOUND for an unknown address and
-   * COMMAND_FAILED when modprobe fails or the kernel refuses a write.
+   * Loads pciback when absent, then, as one transaction (rule 14): sets `driver_override` to pciback
+   * where the kernel has that file (an override left by driverctl or libvirt would otherwise win over
+   * `new_slot` and make pciback's probe fail), unbinds the device from its driver (when it has one),
+   * writes `new_slot` only when the address is not in `slots` (rule 13), then `bind`. When a write
+   * fails part-way, the device goes back where it was (override restored, the slot it got removed,
+   * its driver bound again or the kernel asked to probe it) before the failure is reported. Returns
+   * at once when the device is already on pciback. Throws DEVICE_NOT_FOUND for an unknown address and
+   * COMMAND_FAILED when modprobe fails or the kernel refuses a write (saying where the device is now).
    */
   async bindPciback(bdf: PciAddress): Promise<void> {
     await this.requirePresent(bdf);
     const current = await this.pci.driverOf(bdf);
     if (current === PCIBACK) return;
     await this.modules.ensurePciback();
-    if (current !== null) await this.tree.writeControl(`${PCI_DEVICES}/${bdf}/driver/unbind`, bdf);
-    if (!(await this.pci.pcibackSlots()).includes(bdf)) await this.tree.writeControl(`${PCIBACK_DIR}/new_slot`, bdf);
-    await this.tree.writeControl(`${PCIBACK_DIR}/bind`, bdf);
+    const overridePath = `${PCI_DEVICES}/${bdf}/driver_override`;
+    const previousOverride = (await this.tree.exists(overridePath)) ? normalizeOverride(await this.tree.text(overridePath)) : undefined;
+    const hadSlot = (await this.pci.pcibackSlots()).includes(bdf);
+    try {
+      if (previousOverride !== undefined) await this.tree.writeControl(overridePath, PCIBACK);
+      if (current !== null) await this.tree.writeControl(`${PCI_DEVICES}/${bdf}/driver/unbind`, bdf);
+      if (!hadSlot) await this.tree.writeControl(`${PCIBACK_DIR}/new_slot`, bdf);
+      await this.tree.writeControl(`${PCIBACK_DIR}/bind`, bdf);
+    } catch (err) {
+      const where = await this.rollBack(bdf, current, previousOverride, hadSlot);
+      const message = err instanceof Error ? err.message : String(err);
+      throw new PtcError(ErrorCode.COMMAND_FAILED, `binding ${bdf} to pciback failed (${message}); ${where}`, { cause: err });
+    }
+  }
+
+  /** Undoes a part-done bindPciback; returns where the device is now, for the error message. Never throws. */
+  private async rollBack(bdf: PciAddress, original: string | null, previousOverride: string | null | undefined, hadSlot: boolean): Promise<string> {
+    const attempt = async (path: string, data: string): Promise<boolean> =>
+      this.tree.writeControl(path, data).then(
+        () => true,
+        () => false,
+      );
+    if (previousOverride !== undefined) await attempt(`${PCI_DEVICES}/${bdf}/driver_override`, previousOverride ?? '');
+    if ((await this.pci.driverOf(bdf)) === PCIBACK) await attempt(`${PCIBACK_DIR}/unbind`, bdf);
+    if (!hadSlot && (await this.tree.exists(`${PCIBACK_DIR}/remove_slot`)) && (await this.pci.pcibackSlots()).includes(bdf)) await attempt(`${PCIBACK_DIR}/remove_slot`, bdf);
+    if (original !== null && (await this.pci.driverOf(bdf)) === null) {
+      if (!(await attempt(`${PCI_DRIVERS}/${original}/bind`, bdf))) await attempt(DRIVERS_PROBE, bdf);
+    }
+    const now = await this.pci.driverOf(bdf).catch(() => null);
+    if (now === original) return `rolled back: ${bdf} is on ${original ?? 'no driver'} again`;
+    return `rolling back failed: ${bdf} is on ${now ?? 'no driver'}, was on ${original ?? 'no driver'}`;
   }
 
   /**
@@ -56,6 +88,9 @@ export class LinuxPciDrivers implements PciDrivers {
       throw new PtcError(ErrorCode.COMMAND_FAILED, `${bdf} is bound to ${current}, not pciback; refusing to move it to ${driver}`);
     }
     if (current === PCIBACK) await this.tree.writeControl(`${PCIBACK_DIR}/unbind`, bdf);
+    // ptctl's own override would keep every other driver from probing the device.
+    const overridePath = `${PCI_DEVICES}/${bdf}/driver_override`;
+    if ((await this.tree.exists(overridePath)) && normalizeOverride(await this.tree.text(overridePath)) === PCIBACK) await this.tree.writeControl(overridePath, '');
     if ((await this.tree.exists(`${PCIBACK_DIR}/remove_slot`)) && (await this.pci.pcibackSlots()).includes(bdf)) {
       await this.tree.writeControl(`${PCIBACK_DIR}/remove_slot`, bdf);
     }
@@ -70,4 +105,10 @@ export class LinuxPciDrivers implements PciDrivers {
     }
     await this.tree.writeControl(`${PCI_DRIVERS}/${driver}/bind`, bdf);
   }
+}
+
+/** `driver_override` as the kernel prints it ("(null)\n" when unset) → the driver name, or null. */
+function normalizeOverride(text: string | null): string | null {
+  const t = text?.trim() ?? '';
+  return t === '' || t === '(null)' ? null : t;
 }

@@ -16,8 +16,44 @@ export interface DeviceScanContext {
   net: NetworkUse;
   /** In-use sentence per storage controller. */
   storage: ReadonlyMap<PciAddress, string>;
+  /** Guests' disks no controller could be found for: every storage controller is then in use. */
+  unmappedStorage?: readonly string[];
   slots: ReadonlySet<PciAddress>;
   assignable: ReadonlySet<PciAddress>;
+  /** A Xen dom0 (no iommu_groups: Xen owns the IOMMU), where co-assignment follows the topology. */
+  xen: boolean;
+}
+
+/** What the topology rule needs of a device. */
+export interface TopologyDevice {
+  bdf: PciAddress;
+  class: string;
+  /** `reset_method` text; null when the kernel does not say (2.6.18): then FLR cannot be assumed. */
+  resetMethod: string | null;
+}
+
+/**
+ * Co-assignment groups on a Xen dom0, from the topology (DESIGN §5): the functions of a
+ * multi-function endpoint that cannot reset one function alone (no FLR) can only go to a guest
+ * together. A function whose kernel does not list its reset methods counts as without FLR (fail
+ * closed). The group's number is the slot's (domain << 16 | bus << 8 | slot << 3): stable, and not
+ * an IOMMU group number, which a dom0 does not have. Devices not in such a group are left out.
+ */
+export function xenCoAssignmentGroups(devices: readonly TopologyDevice[]): Map<PciAddress, number> {
+  const bySlot = new Map<string, TopologyDevice[]>();
+  for (const d of devices) {
+    if (d.class.startsWith('06')) continue;
+    const slot = d.bdf.slice(0, 10);
+    bySlot.set(slot, [...(bySlot.get(slot) ?? []), d]);
+  }
+  const out = new Map<PciAddress, number>();
+  for (const [slot, fns] of bySlot) {
+    if (fns.length < 2 || fns.every((f) => /\bflr\b/.test(f.resetMethod ?? ''))) continue;
+    const [domain = '0', bus = '0', dev = '0'] = slot.split(/[:.]/);
+    const id = (parseInt(domain, 16) << 16) | (parseInt(bus, 16) << 8) | (parseInt(dev, 16) << 3);
+    for (const f of fns) out.set(f.bdf, id);
+  }
+  return out;
 }
 
 // Bridges (06xx) and base system peripherals (08xx: IOMMUs, interrupt controllers, timers) carry the
@@ -58,14 +94,32 @@ export class SysfsScanner {
   async devices(ctx: DeviceScanContext): Promise<ScannedDevice[]> {
     const out: ScannedDevice[] = [];
     const byDevice = await this.interfacesByDevice();
+    const consoles = await this.framebuffers();
     for (const bdf of await this.pci.devices()) {
-      const device = await this.device(bdf, ctx, byDevice);
+      const device = await this.device(bdf, ctx, byDevice, consoles);
       if (device) out.push(device);
+    }
+    if (ctx.xen && out.every((d) => d.iommuGroup === null)) {
+      const topology: TopologyDevice[] = [];
+      for (const d of out) topology.push({ bdf: d.bdf, class: d.class, resetMethod: await this.tree.text(`${PCI_DEVICES}/${d.bdf}/reset_method`) });
+      const groups = xenCoAssignmentGroups(topology);
+      for (const d of out) d.iommuGroup = groups.get(d.bdf) ?? null;
     }
     return out;
   }
 
-  private async device(bdf: PciAddress, ctx: DeviceScanContext, byDevice: ReadonlyMap<PciAddress, string[]>): Promise<ScannedDevice | null> {
+  /** Framebuffers per PCI device (`/sys/class/graphics/fb*\/device`): the console is drawn on them. */
+  private async framebuffers(): Promise<Map<PciAddress, string[]>> {
+    const out = new Map<PciAddress, string[]>();
+    for (const fb of await this.tree.list('/sys/class/graphics')) {
+      if (!/^fb\d+$/.test(fb)) continue;
+      const bdf = lastBdf(await this.tree.realHostPath(`/sys/class/graphics/${fb}/device`));
+      if (bdf) out.set(bdf, [...(out.get(bdf) ?? []), fb]);
+    }
+    return out;
+  }
+
+  private async device(bdf: PciAddress, ctx: DeviceScanContext, byDevice: ReadonlyMap<PciAddress, string[]>, consoles: ReadonlyMap<PciAddress, string[]>): Promise<ScannedDevice | null> {
     const base = `${PCI_DEVICES}/${bdf}`;
     const vendor = sysfsHex(await this.tree.text(`${base}/vendor`), 4);
     const device = sysfsHex(await this.tree.text(`${base}/device`), 4);
@@ -85,6 +139,13 @@ export class SysfsScanner {
     }
     const storage = ctx.storage.get(bdf);
     if (storage !== undefined) reasons.push(storage);
+    if (pciClass.startsWith('01') && ctx.unmappedStorage && ctx.unmappedStorage.length > 0) {
+      reasons.push(`${ctx.unmappedStorage.join(', ')} cannot be traced to a controller, so every storage controller counts as in use`);
+    }
+    // The console: the VGA device the firmware booted on (vgacon needs no PCI driver), or a framebuffer.
+    if ((await this.tree.text(`${base}/boot_vga`))?.trim() === '1') reasons.push("it is the boot VGA device, which shows the host's console");
+    const fbs = consoles.get(bdf);
+    if (fbs) reasons.push(`it drives framebuffer ${fbs.join(', ')}, the host's console`);
     const platform = PLATFORM_CLASSES[pciClass.slice(0, 2)];
     if (platform !== undefined) reasons.push(`it is ${platform} (class ${pciClass}) the host's hardware depends on`);
 

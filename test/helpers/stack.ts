@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -60,13 +60,17 @@ export async function startTestStack(opts: Partial<DevStackOptions> = {}): Promi
   };
 }
 
-/** Every file under a folder with its bytes, to prove an operation changed nothing. */
+/**
+ * Every file under a folder with its bytes, and every symlink with its target (a simulated host's
+ * sysfs `driver` links say which driver holds a device), to prove an operation changed nothing.
+ */
 export async function snapshotFiles(root: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   async function walk(dir: string): Promise<void> {
     for (const entry of await readdir(dir, { withFileTypes: true })) {
       const path = join(dir, entry.name);
-      if (entry.isDirectory()) await walk(path);
+      if (entry.isSymbolicLink()) out.set(relative(root, path), `-> ${await readlink(path)}`);
+      else if (entry.isDirectory()) await walk(path);
       else out.set(relative(root, path), await readFile(path, 'utf8'));
     }
   }

@@ -439,7 +439,7 @@ void describe('linux backend on RHEL 5.4 with xm', () => {
     assert.equal(byBdf(devices, '0000:01:00.0').inUse, "peth0 is part of eth0, which carries the host's default route");
     assert.equal(byBdf(devices, '0000:0a:04.1').inUse, 'eth3 is up with address 10.1.0.5/24');
     assert.equal(byBdf(devices, '0000:0b:00.0').inUse, "eth4 carries the agent's own uplink (NATS)");
-    assert.equal(byBdf(devices, '0000:03:00.0').inUse, 'it controls sda, mounted on / and /boot');
+    assert.equal(byBdf(devices, '0000:03:00.0').inUse, 'it controls sda, mounted on / and /boot, held by device-mapper device VolGroup00-LogVol00');
     assert.match(byBdf(devices, '0000:00:00.0').inUse ?? '', /bridge \(class 0600\)/);
     assert.equal(byBdf(devices, '0000:0a:04.0').inUse, null);
     const held = byBdf(devices, '0000:0c:00.0');
@@ -587,7 +587,7 @@ void describe('linux backend on Debian 12 with xl', () => {
     ]);
     assert.deepEqual(
       runner.calls.filter((c) => c[0] === 'xl'),
-      [['xl', 'pci-assignable-list'], ['xl', 'info'], ['xl', 'list'], ['xl', 'pci-list', 'pvguest'], ['xl', 'pci-list', 'hvmguest']],
+      [['xl', 'list'], ['xl', 'pci-list', 'pvguest'], ['xl', 'pci-list', 'hvmguest'], ['xl', 'pci-assignable-list'], ['xl', 'info']],
     );
   });
 

@@ -233,9 +233,9 @@ const RESOLUTION_CASES: ResolutionCase[] = [
   { name: 'a RHEL 6 PV guest is refused even with allowInsecurePV', plan: { allowInsecurePV: true }, guest: 'vm-pv6', want: { status: 'refused', code: ErrorCode.PV_UNSUPPORTED }, mentions: ['vm-pv6'] },
   { name: 'no IOMMU: the HVM guest is refused', plan: {}, host: { host: { iommu: false } }, want: { status: 'refused', code: ErrorCode.IOMMU_REQUIRED }, mentions: ['IOMMU'] },
   {
-    name: 'no dynamic bind: a driver with no other user is reloaded',
+    name: 'no dynamic bind: a driver whose other device is an idle companion is reloaded',
     plan: {},
-    device: E1000E,
+    device: E1000_A,
     host: NO_DYNAMIC,
     want: { status: 'change', strategy: 'reload', rebootNeeded: false },
   },
@@ -344,7 +344,7 @@ void describe('resolveHost: device matches and conflicting claims', () => {
     const none = only(plan({ assignments: [{ match: { vendor: 'dead' }, guest: 'vm-hvm' }] }), host('h1'));
     assert.deepEqual(none.status === 'refused' && [none.code, none.bdf, none.message], [ErrorCode.DEVICE_NOT_FOUND, null, 'no device on h1 matches vendor dead']);
     const busy = only(plan({ assignments: [{ match: { vendor: '1000' }, guest: 'vm-hvm' }] }), host('h1'));
-    assert.equal(busy.status === 'refused' && busy.message, 'no idle device on h1 matches vendor 1000: 0000:03:00.0 is used by the host (root-disk in use)');
+    assert.equal(busy.status === 'refused' && busy.message, 'no idle device on h1 matches vendor 1000: 0000:03:00.0 is used by the host (root-disk in use); 0000:04:00.0 is used by the host (guests-storage in use)');
   });
 
   void it('explicit addresses are claimed before matches', () => {
@@ -384,7 +384,7 @@ void describe('resolveHost: device matches and conflicting claims', () => {
     });
     const as = resolveHost(split, host('h1')).assignments;
     assert.deepEqual(statusOf(as), [`refused ${E1000_A} → vm-hvm PLAN_CONFLICT`, `refused ${E1000_B} → vm-pv PLAN_CONFLICT`]);
-    assert.equal(as[0]?.status === 'refused' && as[0].message, `${E1000_A} (→ vm-hvm) and ${E1000_B} of assignments.1 (→ vm-pv) share IOMMU group 10; a group goes to one guest as a whole`);
+    assert.equal(as[0]?.status === 'refused' && as[0].message, `${E1000_A} (→ vm-hvm) and ${E1000_B} of assignments.1 (→ vm-pv) share IOMMU group 2592; a group goes to one guest as a whole`);
     const whole = plan({
       assignments: [
         { device: E1000_A, guest: 'vm-hvm' },
@@ -594,7 +594,8 @@ void describe('10,000 hosts', () => {
       16_000,
     );
     assert.equal(r.hosts[9_999]?.hostId, 'sim-10000');
-    assert.ok(elapsed < 2000, `took ${elapsed.toFixed(0)} ms`);
+    // 3 s, not 2: the rhel5-xen host grew from 6 to 10 devices (issue 10), so each host costs ~1.6× as much.
+    assert.ok(elapsed < 3000, `took ${elapsed.toFixed(0)} ms`);
   });
 });
 

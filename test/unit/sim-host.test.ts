@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseModprobeConf, renderModprobeConf, withHidden } from '../../agent/modprobe-conf.js';
 import { KERNEL_HOTPLUG_LIMIT, KERNEL_HOTPLUG_WINDOW_MS, SimHost, type SimFaultsInput } from '../../agent/sim/sim-host.js';
+import { SIM_PROFILES } from '../../agent/sim/profiles.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
 
 const UPLINK = '0000:01:00.0';
@@ -15,7 +16,7 @@ const E1000E = '0000:0b:00.0';
 
 // The RHEL 5 host's own /etc/modprobe.conf, spelled out from the profile of DESIGN §5.
 const RHEL5_MODPROBE_CONF =
-  'alias eth0 bnx2\nalias eth2 bnx2\nalias eth3 e1000\nalias eth4 e1000e\nalias eth5 e1000\nalias scsi_hostadapter megaraid_sas\nalias usb-controller ehci-hcd\n';
+  'alias eth0 bnx2\nalias eth2 bnx2\nalias eth3 e1000\nalias eth4 e1000e\nalias eth5 e1000\nalias eth6 e1000e\nalias scsi_hostadapter megaraid_sas\nalias scsi_hostadapter1 mpt2sas\nalias usb-controller ehci-hcd\n';
 
 // ---------------------------------------------------------------------------------------------
 // Harness: one temp dir per host, a clock the test moves, everything closed and removed at the end.
@@ -40,10 +41,10 @@ class Clock {
   }
 }
 
-async function openHost(faults: SimFaultsInput = {}, clock = new Clock(), hostDir?: string): Promise<{ host: SimHost; clock: Clock; dir: string }> {
+async function openHost(faults: SimFaultsInput = {}, clock = new Clock(), hostDir?: string, profile?: string): Promise<{ host: SimHost; clock: Clock; dir: string }> {
   const dir = hostDir ?? mkdtempSync(join(TMP, 'ptctl-sim-'));
   if (hostDir === undefined) dirs.push(dir);
-  const host = await SimHost.open({ hostDir: dir, hostId: 'h1', faults, now: clock.now });
+  const host = await SimHost.open({ hostDir: dir, hostId: 'h1', faults, now: clock.now, ...(profile === undefined ? {} : { profile }) });
   hosts.push(host);
   return { host, clock, dir };
 }
@@ -75,7 +76,7 @@ async function hideInFile(host: SimHost, bdf: string, driver: string, install = 
 
 /** Read through a function: TypeScript would otherwise keep the narrowing of an earlier assert. */
 function kernelFailure(host: SimHost): string | null {
-  return host.kernel.failure;
+  return host.kernel.facts.failure;
 }
 
 function commandFailed(pattern: RegExp, code: ErrorCode = ErrorCode.COMMAND_FAILED): (err: unknown) => boolean {
@@ -105,7 +106,7 @@ void describe('SimHost: files and first boot', () => {
       const text = readFileSync(path, 'utf8');
       assert.ok(text.split('\n').includes(`name = "${name}"`), text);
       assert.ok(text.includes(marker), text);
-      assert.ok(text.includes(`phy:/dev/VolGroup00/${name}`), text);
+      assert.ok(text.includes(`phy:/dev/guests/${name}`), text);
       assert.doesNotMatch(text, /^\s*pci\s*=/m, 'no device is passed through at first');
       assert.equal(await host.files.read(`/etc/xen/${name}`), text);
     }
@@ -115,12 +116,16 @@ void describe('SimHost: files and first boot', () => {
   void it('boots with every device on its host driver, pciback not loaded, the host answering', async () => {
     const { host } = await openHost();
     assert.deepEqual(await drivers(host), {
+      '0000:00:02.0': null,
       [UPLINK]: 'bnx2',
       [ROOT_DISK]: 'megaraid_sas',
+      '0000:04:00.0': 'mpt2sas',
       [BDF]: 'bnx2',
       '0000:0a:04.0': 'e1000',
       '0000:0a:04.1': 'e1000',
       [E1000E]: 'e1000e',
+      '0000:0c:00.0': 'e1000e',
+      '0000:0d:00.0': null,
     });
     const scan = await host.scan();
     assert.deepEqual(scan.os, { name: 'rhel', version: '5.4' });
@@ -128,9 +133,9 @@ void describe('SimHost: files and first boot', () => {
     assert.ok(scan.devices.find((d) => d.bdf === UPLINK)?.inUse, 'the uplink is in use');
     assert.ok(scan.devices.find((d) => d.bdf === ROOT_DISK)?.inUse, 'the root disk controller is in use');
     assert.equal(scan.devices.find((d) => d.bdf === BDF)?.inUse, null);
-    assert.equal(host.kernel.pcibackLoaded, false);
-    assert.equal(host.kernel.bootCount, 1);
-    assert.equal(host.kernel.failure, null);
+    assert.equal(host.kernel.facts.pcibackLoaded, false);
+    assert.equal(host.kernel.facts.bootCount, 1);
+    assert.equal(host.kernel.facts.failure, null);
     assert.equal(host.responsive(), true);
   });
 });
@@ -142,8 +147,8 @@ void describe('SimHost: hide= and driver reload', () => {
     const text = await hideInFile(host, BDF, 'bnx2');
     assert.ok(text.includes('options pciback hide=(0000:09:00.0)'), text);
     assert.equal(await driverOf(host, BDF), 'bnx2');
-    assert.equal(host.kernel.pcibackLoaded, false);
-    assert.deepEqual(host.kernel.pcibackSlots, []);
+    assert.equal(host.kernel.facts.pcibackLoaded, false);
+    assert.deepEqual(host.kernel.facts.pcibackSlots, []);
     assert.equal(await host.bootId(), bootId);
   });
 
@@ -153,8 +158,8 @@ void describe('SimHost: hide= and driver reload', () => {
     assert.equal(host.responsive(), true);
     await host.reloadDriver('bnx2');
     assert.equal(await driverOf(host, BDF), 'pciback');
-    assert.ok(host.kernel.pcibackLoaded);
-    assert.deepEqual(host.kernel.pcibackSlots, [BDF]);
+    assert.ok(host.kernel.facts.pcibackLoaded);
+    assert.deepEqual(host.kernel.facts.pcibackSlots, [BDF]);
     // The uplink came back on bnx2, but the host lost its connection for a while.
     assert.equal(await driverOf(host, UPLINK), 'bnx2');
     assert.equal(host.responsive(), false);
@@ -167,12 +172,14 @@ void describe('SimHost: hide= and driver reload', () => {
     assert.equal(await driverOf(host, ROOT_DISK), 'megaraid_sas');
   });
 
-  void it('reloadDriver without an install line leaves a hidden device on its driver (pciback never loads)', async () => {
+  void it('reloadDriver without an install line still moves a hidden device: the linux backend loads pciback between -r and load', async () => {
+    // busybox ignores install lines, so the linux backend never relies on one for a reload.
     const { host } = await openHost();
     await hideInFile(host, BDF, 'bnx2', false);
     await host.reloadDriver('bnx2');
-    assert.equal(await driverOf(host, BDF), 'bnx2');
-    assert.equal(host.kernel.pcibackLoaded, false);
+    assert.equal(await driverOf(host, BDF), 'pciback');
+    assert.equal(host.kernel.facts.pcibackLoaded, true);
+    assert.equal(await driverOf(host, UPLINK), 'bnx2', 'the uplink came back on bnx2');
     assert.equal(host.responsive(), false, 'the reload still dropped the uplink');
   });
 
@@ -193,7 +200,7 @@ void describe('SimHost: reboots', () => {
     await host.reboot();
     await host.powerCycle();
     assert.equal(await driverOf(host, BDF), 'bnx2');
-    assert.equal(host.kernel.pcibackLoaded, false);
+    assert.equal(host.kernel.facts.pcibackLoaded, false);
   });
 
   void it('a hidden device with the install line goes to pciback at boot; the others stay on their drivers', async () => {
@@ -202,7 +209,7 @@ void describe('SimHost: reboots', () => {
     await host.reboot();
     await host.powerCycle();
     assert.equal(await driverOf(host, BDF), 'pciback');
-    assert.deepEqual(host.kernel.pcibackSlots, [BDF]);
+    assert.deepEqual(host.kernel.facts.pcibackSlots, [BDF]);
     assert.equal(await driverOf(host, UPLINK), 'bnx2');
     assert.equal(await driverOf(host, E1000E), 'e1000e');
     assert.equal(host.responsive(), true);
@@ -220,12 +227,12 @@ void describe('SimHost: reboots', () => {
     await host.powerCycle();
     const after1 = await host.bootId();
     assert.notEqual(after1, before);
-    assert.equal(host.kernel.bootCount, 2);
+    assert.equal(host.kernel.facts.bootCount, 2);
     assert.equal(host.responsive(), true);
     assert.equal(boots, 1);
     // The reboot's own timer must not boot the host a second time after the power cycle finished it.
     await sleep(80);
-    assert.equal(host.kernel.bootCount, 2, 'a pending reboot timer booted the host again');
+    assert.equal(host.kernel.facts.bootCount, 2, 'a pending reboot timer booted the host again');
     assert.equal(await host.bootId(), after1);
     assert.equal(boots, 1);
   });
@@ -237,10 +244,11 @@ void describe('SimHost: reboots', () => {
     host.onBoot(() => boots++);
     await host.reboot();
     // The simulator's boot timer is unref'd (it must not keep an agent alive): wait with a ref'd one.
-    await sleep(40);
+    // A boot rebuilds the host's /sys and /proc, which takes a while on a loaded machine: poll, bounded.
+    for (let i = 0; i < 100 && boots === 0; i++) await sleep(20);
     assert.equal(boots, 1);
     assert.notEqual(await host.bootId(), before);
-    assert.equal(host.kernel.bootCount, 2);
+    assert.equal(host.kernel.facts.bootCount, 2);
     assert.equal(host.responsive(), true);
   });
 
@@ -252,11 +260,11 @@ void describe('SimHost: reboots', () => {
     await sleep(30);
     assert.equal(host.responsive(), false);
     assert.equal(await host.bootId(), before);
-    assert.equal(host.kernel.bootCount, 1);
+    assert.equal(host.kernel.facts.bootCount, 1);
     await host.powerCycle();
     assert.equal(host.responsive(), true);
     assert.notEqual(await host.bootId(), before);
-    assert.equal(host.kernel.bootCount, 2);
+    assert.equal(host.kernel.facts.bootCount, 2);
   });
 });
 
@@ -273,7 +281,7 @@ void describe('SimHost: dynamic bind', () => {
     assert.equal(await driverOf(host, UPLINK), 'bnx2');
     await host.powerCycle();
     assert.equal(await driverOf(host, BDF), 'bnx2');
-    assert.deepEqual(host.kernel.pcibackSlots, []);
+    assert.deepEqual(host.kernel.facts.pcibackSlots, []);
   });
 
   void it('bindHostDriver gives the device back and leaves pciback slots', async () => {
@@ -281,7 +289,7 @@ void describe('SimHost: dynamic bind', () => {
     await host.bindPciback(BDF);
     await host.bindHostDriver(BDF, 'bnx2');
     assert.equal(await driverOf(host, BDF), 'bnx2');
-    assert.ok(!host.kernel.pcibackSlots.includes(BDF));
+    assert.ok(!host.kernel.facts.pcibackSlots.includes(BDF));
   });
 });
 
@@ -300,7 +308,7 @@ void describe('SimHost: hotplug', () => {
     assert.deepEqual(await liveDevices(host, 'vm-hvm'), [BDF]);
     await host.hotunplug('vm-hvm', BDF);
     assert.deepEqual(await liveDevices(host, 'vm-hvm'), []);
-    assert.equal(host.kernel.hotplugs[BDF]?.length, 2);
+    assert.equal(host.kernel.facts.hotplugs[BDF]?.length, 2);
   });
 
   void it(`more than ${KERNEL_HOTPLUG_LIMIT} hotplugs of a device within 60 s fail the kernel until a power cycle`, async () => {
@@ -313,7 +321,7 @@ void describe('SimHost: hotplug', () => {
       if (i % 2 === 0) await host.hotplug('vm-hvm', BDF);
       else await host.hotunplug('vm-hvm', BDF);
     }
-    assert.equal(host.kernel.failure, null, `${KERNEL_HOTPLUG_LIMIT} calls are still within the limit`);
+    assert.equal(host.kernel.facts.failure, null, `${KERNEL_HOTPLUG_LIMIT} calls are still within the limit`);
     assert.equal(host.responsive(), true);
     clock.advance(1);
     await assert.rejects(host.hotplug('vm-hvm', BDF), commandFailed(/stopped answering/));
@@ -323,9 +331,9 @@ void describe('SimHost: hotplug', () => {
     clock.advance(10 * 60_000);
     assert.equal(host.responsive(), false, 'a failed kernel does not recover with time');
     await host.powerCycle();
-    assert.equal(host.kernel.failure, null);
+    assert.equal(host.kernel.facts.failure, null);
     assert.equal(host.responsive(), true);
-    assert.deepEqual(host.kernel.hotplugs, {});
+    assert.deepEqual(host.kernel.facts.hotplugs, {});
   });
 
   void it('the same number of hotplugs spread over more than 60 s does not fail the kernel', async () => {
@@ -338,20 +346,21 @@ void describe('SimHost: hotplug', () => {
       if (i % 2 === 0) await host.hotplug('vm-hvm', BDF);
       else await host.hotunplug('vm-hvm', BDF);
     }
-    assert.equal(host.kernel.failure, null);
+    assert.equal(host.kernel.facts.failure, null);
     assert.equal(host.responsive(), true);
-    const inWindow = host.kernel.hotplugs[BDF]?.length ?? 0;
+    const inWindow = host.kernel.facts.hotplugs[BDF]?.length ?? 0;
     assert.ok(inWindow > 500 && inWindow <= KERNEL_HOTPLUG_LIMIT, `old entries leave the window: ${inWindow} left`);
   });
 
   void it('attachFailureProbability 1 makes every hotplug fail and leaves the guest without the device', async () => {
     const { host } = await openHost({ attachFailureProbability: 1 });
     await host.bindPciback(BDF);
-    await assert.rejects(host.hotplug('vm-hvm', BDF), commandFailed(/injected fault/, ErrorCode.ATTACH_FAILED));
-    await assert.rejects(host.hotplug('vm-hvm', BDF), commandFailed(/injected fault/, ErrorCode.ATTACH_FAILED));
+    // xm exits 1, which the linux backend reports as COMMAND_FAILED (the agent's handler makes it ATTACH_FAILED).
+    await assert.rejects(host.hotplug('vm-hvm', BDF), commandFailed(/xm pci-attach vm-hvm 0000:09:00.0 failed .*injected fault/));
+    await assert.rejects(host.hotplug('vm-hvm', BDF), commandFailed(/injected fault/));
     assert.deepEqual(await liveDevices(host, 'vm-hvm'), []);
     // A failed attempt still touched the kernel's interrupt tracking.
-    assert.equal(host.kernel.hotplugs[BDF]?.length, 2);
+    assert.equal(host.kernel.facts.hotplugs[BDF]?.length, 2);
     assert.equal(await driverOf(host, BDF), 'pciback');
   });
 });
@@ -369,8 +378,8 @@ void describe('SimHost: persistence', () => {
     assert.equal(await driverOf(reopened, BDF), 'pciback');
     assert.equal(await driverOf(reopened, E1000E), 'pciback');
     assert.deepEqual(await liveDevices(reopened, 'vm-hvm'), [BDF]);
-    assert.deepEqual(reopened.kernel.pcibackSlots, host.kernel.pcibackSlots);
-    assert.equal(reopened.kernel.bootCount, 1);
+    assert.deepEqual(reopened.kernel.facts.pcibackSlots, host.kernel.facts.pcibackSlots);
+    assert.equal(reopened.kernel.facts.bootCount, 1);
     // The files are not recreated over the edited ones.
     assert.ok((await reopened.files.read('/etc/modprobe.conf'))?.includes('hide=(0000:0b:00.0)'));
   });
@@ -382,6 +391,52 @@ void describe('SimHost: persistence', () => {
     assert.equal(reopened.responsive(), false);
     await reopened.powerCycle();
     assert.equal(reopened.responsive(), true);
-    assert.equal(reopened.kernel.bootCount, 2);
+    assert.equal(reopened.kernel.facts.bootCount, 2);
+  });
+});
+
+void describe('SimHost: one model, detected by the linux backend', () => {
+  void it('the linux backend finds exactly the devices the profile says the host needs, and the 0a:04 functions as one group', async () => {
+    const { host } = await openHost();
+    const profile = SIM_PROFILES['rhel5-xen'];
+    assert.ok(profile);
+    const scan = await host.scan();
+    assert.deepEqual(scan.devices.filter((d) => d.inUse !== null).map((d) => d.bdf), Object.keys(profile.inUse).sort());
+    const groups = scan.devices.filter((d) => d.iommuGroup !== null).map((d) => [d.bdf, d.iommuGroup]);
+    assert.deepEqual(groups, [
+      ['0000:0a:04.0', 0x0a20],
+      ['0000:0a:04.1', 0x0a20],
+    ]);
+    assert.deepEqual(scan.capabilities, ['dynamic-bind', 'reload', 'reboot', 'hotplug']);
+  });
+
+  void it('unbinding the uplink NIC through sysfs silences the host (no policy in the way at this level)', async () => {
+    const { host, clock } = await openHost({ uplinkDropMs: 1000 });
+    await host.bindPciback(UPLINK);
+    assert.equal(host.responsive(), false);
+    clock.advance(1000);
+    assert.equal(host.responsive(), true);
+  });
+
+  void it('a reboot-only host (early pciback without new_slot) offers only reboot, and binds a hidden device at boot', async () => {
+    const { host } = await openHost({}, new Clock(), undefined, 'rhel5-xen-rebootonly');
+    assert.deepEqual((await host.scan()).capabilities, ['reboot', 'hotplug']);
+    await hideInFile(host, BDF, 'bnx2');
+    await host.reboot();
+    await host.powerCycle();
+    assert.equal(await driverOf(host, BDF), 'pciback');
+    assert.equal(await driverOf(host, UPLINK), 'bnx2');
+    assert.deepEqual(host.kernel.facts.pcibackSlots, [BDF]);
+  });
+});
+
+void describe('SimHost: refused writes (fleet-file fault)', () => {
+  void it('refuseWrites makes the kernel refuse a sysfs write once; the linux backend rolls the bind back, the retry binds', async () => {
+    const { host } = await openHost({ refuseWrites: [{ path: '/pciback/bind', code: 'EBUSY' }] });
+    await assert.rejects(host.bindPciback(BDF), commandFailed(/EBUSY.*rolled back: 0000:09:00\.0 is on bnx2 again/));
+    assert.equal(await driverOf(host, BDF), 'bnx2');
+    assert.deepEqual(host.kernel.facts.pcibackSlots, []);
+    await host.bindPciback(BDF);
+    assert.equal(await driverOf(host, BDF), 'pciback');
   });
 });

@@ -1,0 +1,447 @@
+import { randomUUID } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { GuestState } from '../../schemas/inventory.js';
+import type { PciAddress } from '../../schemas/pci-address.js';
+import type { CommandResult, CommandRunner } from '../linux/command-runner.js';
+import type { SysfsWrite } from '../linux/host-tree.js';
+import { readJson, writeJsonAtomic } from '../host-files.js';
+import { type ModprobeDialect, KMOD_DIALECT, RHEL5_DIALECT, effectiveHidden, parseModprobeConf } from '../modprobe-conf.js';
+import { parseGuestConfig } from '../xen-guest-config.js';
+import type { SimProfile } from './profiles.js';
+import { PCIBACK, SimTree } from './sim-tree.js';
+
+/** The Red Hat guide's warning: >512 hotplugs of an assigned device in a brief period crash the kernel. */
+export const KERNEL_HOTPLUG_LIMIT = 512;
+export const KERNEL_HOTPLUG_WINDOW_MS = 60_000;
+
+export const SimFaults = z.object({
+  attachFailureProbability: z.number().min(0).max(1).default(0).describe('chance that a hotplug fails in the toolstack'),
+  rebootMs: z.number().int().nonnegative().default(2000).describe('how long a reboot keeps the host silent'),
+  rebootHangs: z.boolean().default(false).describe('a reboot never comes back (until power-cycled)'),
+  uplinkDropMs: z.number().int().nonnegative().default(5000).describe('silence after the uplink NIC lost its driver'),
+  crashAtStep: z.string().max(64).nullable().default(null).describe('the agent process exits at this named step'),
+  rebootAtStep: z.string().max(64).nullable().default(null).describe('the host reboots (once) when the agent reaches this named step'),
+  refuseWrites: z
+    .array(z.object({ path: z.string().min(1).max(200), code: z.enum(['EBUSY', 'ENODEV', 'EINVAL', 'EIO']) }))
+    .default([])
+    .describe('sysfs control writes the kernel refuses once each (path or its ending, e.g. /pciback/bind)'),
+  seed: z.number().int().default(1).describe('seed of the fault dice, so a run can be repeated'),
+});
+export type SimFaults = z.infer<typeof SimFaults>;
+export type SimFaultsInput = z.input<typeof SimFaults>;
+
+const SimDomain = z.object({
+  name: z.string(),
+  id: z.number().int(),
+  state: GuestState,
+  liveDevices: z.array(z.string()),
+});
+
+/** What the simulated kernel and toolstack remember beyond the tree itself, persisted across agent restarts. */
+const SimState = z.object({
+  version: z.literal(2),
+  profile: z.string(),
+  bootId: z.string(),
+  bootCount: z.number().int(),
+  /** Set when the simulated kernel has failed; cleared only by a reboot or power cycle. */
+  failure: z.string().nullable(),
+  /** Epoch ms when a reboot in progress completes; null when up. */
+  bootCompletesAt: z.number().nullable(),
+  silentUntil: z.number().nullable(),
+  domains: z.array(SimDomain),
+  hotplugs: z.record(z.string(), z.array(z.number())),
+  diceState: z.number().int(),
+  savedGuests: z.array(z.string()),
+  /** Refusals not yet used (they survive an agent restart, like the kernel's state). */
+  refusals: z.array(z.object({ path: z.string(), code: z.enum(['EBUSY', 'ENODEV', 'EINVAL', 'EIO']) })),
+});
+type SimState = z.infer<typeof SimState>;
+
+const ok = (stdout = ''): CommandResult => ({ code: 0, stdout, stderr: '' });
+const fail = (stderr: string, code = 1): CommandResult => ({ code, stdout: '', stderr: `${stderr}\n` });
+const normalizeModule = (name: string): string => name.replace(/-/g, '_');
+
+export interface SimKernelOptions {
+  hostDir: string;
+  hostId: string;
+  profile: SimProfile;
+  faults: SimFaults;
+  now: () => number;
+}
+
+/**
+ * The kernel and toolstack of a simulated host, under the real linux backend: the host's /sys,
+ * /proc and /etc are a SimTree in its folder, sysfs writes reach `observer`, and `modprobe`, `ip`,
+ * `xm`/`xl` and `/sbin/reboot` reach `run` instead of execFile. It behaves like the kernel where it
+ * matters: a device named in hide= moves to pciback only when pciback loads (a reload through an
+ * install line, a boot, `modprobe pciback`) or by a dynamic bind; the uplink NIC losing its driver
+ * silences the host; more than 512 hotplugs of a device within 60 s fail the kernel until a power
+ * cycle; a reboot gives a new boot id, re-reads the modprobe files and the command line, and restarts
+ * the running guests from their configs.
+ */
+export class SimKernel implements CommandRunner {
+  readonly tree: SimTree;
+  private readonly statePath: string;
+  private state!: SimState;
+  private readonly bootListeners: Array<() => void> = [];
+  private bootTimer: NodeJS.Timeout | null = null;
+
+  private constructor(private readonly opts: SimKernelOptions) {
+    this.tree = new SimTree(opts.profile.spec, opts.hostDir);
+    this.statePath = join(opts.hostDir, 'sim-state.json');
+    this.tree.kernel.onDriverChange = (bdf, driver) => this.driverChanged(bdf, driver);
+  }
+
+  /** Opens the host's persisted kernel, building its tree from the profile on first use. */
+  static async open(opts: SimKernelOptions): Promise<SimKernel> {
+    const kernel = new SimKernel(opts);
+    const existing = await readJson(kernel.statePath);
+    const parsed = existing === null ? null : SimState.safeParse(existing);
+    if (parsed?.success) {
+      kernel.state = parsed.data;
+    } else {
+      const bootId = randomUUID();
+      kernel.state = {
+        version: 2,
+        profile: opts.profile.name,
+        bootId,
+        bootCount: 1,
+        failure: null,
+        bootCompletesAt: null,
+        silentUntil: null,
+        domains: opts.profile.guests.filter((g) => g.state !== 'stopped').map((g) => ({ name: g.name, id: g.domId, state: g.state, liveDevices: [] })),
+        hotplugs: {},
+        diceState: opts.faults.seed,
+        savedGuests: [],
+        refusals: opts.faults.refuseWrites,
+      };
+      kernel.tree.kernel.refusals.push(...kernel.state.refusals);
+      kernel.tree.rebuildKernel(bootId);
+      kernel.tree.buildFiles(false);
+      await kernel.save();
+      kernel.scheduleBootCompletion();
+      return kernel;
+    }
+    kernel.tree.kernel.refusals.push(...kernel.state.refusals);
+    kernel.scheduleBootCompletion();
+    return kernel;
+  }
+
+  get faults(): SimFaults {
+    return this.opts.faults;
+  }
+
+  /** Simulated-kernel facts for tests and the demo's read-back. */
+  get facts(): { failure: string | null; bootCount: number; bootId: string; hotplugs: Readonly<Record<string, number[]>>; pcibackLoaded: boolean; pcibackSlots: string[] } {
+    return { failure: this.state.failure, bootCount: this.state.bootCount, bootId: this.state.bootId, hotplugs: this.state.hotplugs, pcibackLoaded: this.tree.kernel.pcibackLoaded(), pcibackSlots: this.tree.kernel.slots() };
+  }
+
+  private async save(): Promise<void> {
+    this.state.refusals = [...this.tree.kernel.refusals];
+    await writeJsonAtomic(this.statePath, this.state);
+  }
+
+  // --- sysfs --------------------------------------------------------------------------------
+
+  /** LinuxHost's `onSysfsWrite`: the write reaches the kernel model, whose reaction is persisted. */
+  readonly observer = async (write: SysfsWrite): Promise<void> => {
+    try {
+      this.tree.kernel.observer(write);
+    } finally {
+      await this.save();
+    }
+  };
+
+  /** Interfaces that carry the default route: their NIC losing its driver cuts the host off. */
+  private driverChanged(bdf: string, driver: string | null): void {
+    const dev = this.opts.profile.spec.devices.find((d) => d.bdf === bdf);
+    const uplinks = new Set((this.opts.profile.spec.routes ?? []).filter(([, dest]) => dest === 'default').map(([iface]) => iface));
+    const hostDriver = this.tree.kernel.hostDriverOf(bdf);
+    if (dev?.net?.some((i) => uplinks.has(i)) && driver !== hostDriver) this.state.silentUntil = this.opts.now() + this.opts.faults.uplinkDropMs;
+  }
+
+  // --- power --------------------------------------------------------------------------------
+
+  responsive(): boolean {
+    if (this.state.failure !== null || this.state.bootCompletesAt !== null) return false;
+    return this.state.silentUntil === null || this.opts.now() >= this.state.silentUntil;
+  }
+
+  onBoot(listener: () => void): void {
+    this.bootListeners.push(listener);
+  }
+
+  close(): void {
+    if (this.bootTimer) clearTimeout(this.bootTimer);
+    this.bootTimer = null;
+  }
+
+  /** Out-of-band power cycle (IPMI in real life): the only way back from a failed kernel or a hung reboot. */
+  async powerCycle(): Promise<void> {
+    this.state.bootCompletesAt = this.opts.now();
+    await this.completeBoot();
+  }
+
+  private async startReboot(): Promise<void> {
+    this.state.bootCompletesAt = this.opts.faults.rebootHangs ? Number.MAX_SAFE_INTEGER : this.opts.now() + this.opts.faults.rebootMs;
+    await this.save();
+    this.scheduleBootCompletion();
+  }
+
+  private scheduleBootCompletion(): void {
+    if (this.bootTimer) clearTimeout(this.bootTimer);
+    this.bootTimer = null;
+    const at = this.state.bootCompletesAt;
+    if (at === null || at === Number.MAX_SAFE_INTEGER) return;
+    this.bootTimer = setTimeout(() => void this.completeBoot(), Math.max(0, at - this.opts.now()));
+    this.bootTimer.unref();
+  }
+
+  private async completeBoot(): Promise<void> {
+    // A power cycle during a reboot completes that boot: the reboot's own timer must not boot it again.
+    if (this.bootTimer) clearTimeout(this.bootTimer);
+    this.bootTimer = null;
+    this.state.bootId = randomUUID();
+    this.state.bootCount += 1;
+    this.state.failure = null;
+    this.state.bootCompletesAt = null;
+    this.state.silentUntil = null;
+    this.state.hotplugs = {};
+    this.tree.rebuildKernel(this.state.bootId);
+    const { hidden, installModules } = this.modprobeConfig();
+    const k = this.tree.kernel;
+    // At boot pciback (with hide=) gets a hidden device first only when something loads it first: the
+    // driver's install line, or a pciback the kernel loads early (built in, or from the initrd).
+    const early = this.opts.profile.pcibackAtBoot === true;
+    const claimed = hidden.filter((bdf) => {
+      const dev = this.opts.profile.spec.devices.find((d) => d.bdf === bdf);
+      if (!dev) return false;
+      const module = normalizeModule(dev.module ?? k.hostDriverOf(bdf) ?? '');
+      return early || dev.driver === null || dev.driver === undefined || installModules.has(module);
+    });
+    if (early || claimed.some((bdf) => installModules.has(normalizeModule(this.moduleOfDevice(bdf))))) {
+      for (const bdf of claimed) k.setDriver(bdf, null);
+      // A pciback that is there from the start read hide= as it started.
+      if (early) this.tree.addPciback(hidden, this.opts.profile.spec.pciback?.removeSlot ?? true, this.opts.profile.spec.pciback?.newSlot ?? true);
+      k.loadPciback(hidden, this.opts.profile.spec.pciback?.newSlot ?? true);
+    }
+    // Guests come back from their configs; only devices on pciback can be given to them.
+    for (const d of this.state.domains) {
+      const text = this.tree.read(`/etc/xen/${d.name}`);
+      const configured = text === null ? [] : tryDevices(text);
+      d.state = 'running';
+      d.liveDevices = configured.filter((b) => k.driverOf(b) === PCIBACK);
+    }
+    await this.save();
+    for (const listener of this.bootListeners) listener();
+  }
+
+  private moduleOfDevice(bdf: string): string {
+    const dev = this.opts.profile.spec.devices.find((d) => d.bdf === bdf);
+    return dev?.module ?? this.tree.kernel.hostDriverOf(bdf) ?? '';
+  }
+
+  // --- modprobe files ------------------------------------------------------------------------
+
+  private dialect(): ModprobeDialect {
+    return this.opts.profile.pcibackModule === 'pciback' ? RHEL5_DIALECT : KMOD_DIALECT;
+  }
+
+  /** Every file this host's modprobe reads, in its order: /etc/modprobe.conf (RHEL 5), or /etc/modprobe.d/*.conf sorted. */
+  private modprobeFiles(): string[] {
+    if (this.opts.profile.pcibackModule === 'pciback') return ['/etc/modprobe.conf'];
+    let names: string[] = [];
+    try {
+      names = readdirSync(this.tree.path('/etc/modprobe.d')).filter((n) => n.endsWith('.conf')).sort();
+    } catch {
+      names = [];
+    }
+    return names.map((n) => `/etc/modprobe.d/${n}`);
+  }
+
+  /** The hide= list pciback would read as it loads (the last one kmod reads wins) and the modules with a pciback install line. */
+  private modprobeConfig(): { hidden: PciAddress[]; installModules: Set<string> } {
+    let hidden: PciAddress[] = [];
+    const installModules = new Set<string>();
+    for (const file of this.modprobeFiles()) {
+      const conf = parseModprobeConf(this.tree.read(file) ?? '', this.dialect());
+      const here = effectiveHidden(conf);
+      if (here.length > 0) hidden = here;
+      for (const d of conf.managed.drivers) installModules.add(normalizeModule(d));
+    }
+    const cmdline = /(?:^|\s)(?:xen-pciback|xen_pciback|pciback)\.hide=(\S+)/.exec(this.tree.read('/proc/cmdline') ?? '')?.[1];
+    if (cmdline) hidden = [...new Set([...hidden, ...[...cmdline.matchAll(/\(([^)]+)\)/g)].map((m) => m[1] as PciAddress)])];
+    return { hidden, installModules };
+  }
+
+  // --- commands --------------------------------------------------------------------------------
+
+  async run(argv: readonly string[]): Promise<CommandResult> {
+    const [file = '', ...args] = argv;
+    const program = file.split('/').pop() ?? '';
+    if (this.state.failure !== null) return fail(`${program}: host is not answering: ${this.state.failure}`, 255);
+    // Queries (every scan runs several) change nothing: only a changed state costs a durable write.
+    const before = JSON.stringify(this.state);
+    let result: CommandResult;
+    if (program === 'modprobe') result = this.modprobe(args);
+    else if (program === 'ip') result = this.ip(args);
+    else if (program === 'xm' || program === 'xl') result = await this.toolstack(program, args);
+    else if (program === 'reboot') {
+      await this.startReboot();
+      return ok();
+    } else return fail(`${file}: No such file or directory`, 127);
+    if (JSON.stringify(this.state) !== before || program === 'modprobe') await this.save();
+    return result;
+  }
+
+  private modprobe(args: readonly string[]): CommandResult {
+    const remove = args.includes('-r');
+    const firstTime = args.includes('--first-time');
+    const ignoreInstall = args.includes('--ignore-install');
+    const name = args.filter((a) => !a.startsWith('-')).pop();
+    if (!name) return fail('modprobe: no module name given');
+    const module = normalizeModule(name);
+    const k = this.tree.kernel;
+    if (module === normalizeModule(this.opts.profile.pcibackModule)) {
+      if (remove) {
+        k.unloadDriver(PCIBACK);
+        return ok();
+      }
+      if (k.pcibackLoaded()) return firstTime ? fail(`FATAL: Module ${name} already in kernel.`) : ok();
+      k.loadPciback(this.modprobeConfig().hidden, this.opts.profile.spec.pciback?.newSlot ?? true);
+      return ok();
+    }
+    const devices = this.opts.profile.spec.devices.filter((d) => normalizeModule(d.module ?? d.hostDriver ?? d.driver ?? '') === module && (d.hostDriver ?? d.driver) !== PCIBACK);
+    const driver = devices.map((d) => d.hostDriver ?? d.driver).find((d): d is string => typeof d === 'string');
+    if (driver === undefined) return fail(`FATAL: Module ${name} not found.`);
+    const loaded = this.tree.exists(`/sys/bus/pci/drivers/${driver}`);
+    if (remove) {
+      if (!loaded) return fail(`FATAL: Module ${name} is not in kernel.`);
+      k.unloadDriver(driver);
+      return ok();
+    }
+    if (loaded) return firstTime ? fail(`FATAL: Module ${name} already in kernel.`) : ok();
+    // The install line ptctl writes: `/sbin/modprobe pciback; /sbin/modprobe --first-time --ignore-install <driver>`.
+    if (!ignoreInstall && this.modprobeConfig().installModules.has(module) && !k.pcibackLoaded()) {
+      k.loadPciback(this.modprobeConfig().hidden, this.opts.profile.spec.pciback?.newSlot ?? true);
+    }
+    k.loadDriver(driver, devices[0]?.module);
+    return ok();
+  }
+
+  private ip(args: readonly string[]): CommandResult {
+    if (args.join(' ') !== '-o addr show') return fail(`ip ${args.join(' ')}: not simulated`);
+    const lines = ['1: lo    inet 127.0.0.1/8 scope host lo'];
+    Object.entries(this.opts.profile.spec.interfaces ?? {}).forEach(([name, iface], i) => {
+      if (!this.tree.exists(`/sys/class/net/${name}`)) return;
+      for (const addr of iface.addresses ?? []) lines.push(`${i + 2}: ${name}    inet ${addr} scope global ${name}`);
+    });
+    return ok(`${lines.join('\n')}\n`);
+  }
+
+  private domain(name: string): SimState['domains'][number] | undefined {
+    return this.state.domains.find((d) => d.name === name);
+  }
+
+  private async toolstack(tool: 'xm' | 'xl', args: readonly string[]): Promise<CommandResult> {
+    const [verb = '', ...rest] = args;
+    const k = this.tree.kernel;
+    switch (verb) {
+      case 'list': {
+        const rows = ['Name                                        ID   Mem VCPUs\tState\tTime(s)', 'Domain-0                                     0  1024     2     r-----     105.5'];
+        for (const d of this.state.domains) rows.push(`${d.name.padEnd(44)} ${String(d.id).padStart(2)}  1024     1     ${d.state === 'paused' ? '--p---' : '-b----'}       1.0`);
+        return ok(`${rows.join('\n')}\n`);
+      }
+      case 'info':
+        return ok(`host                   : ${this.opts.hostId}\nvirt_caps              : ${this.opts.profile.iommu ? 'hvm hvm_directio' : 'hvm'}\nxen_major              : 3\n`);
+      case 'pci-list-assignable-devices':
+      case 'pci-assignable-list': {
+        const bdfs = this.opts.profile.spec.devices.map((d) => d.bdf).filter((b) => k.driverOf(b) === PCIBACK);
+        return ok(bdfs.map((b) => `${b}\n`).join(''));
+      }
+      case 'pci-list': {
+        const d = this.domain(rest[0] ?? '');
+        if (!d) return fail(`Error: Domain '${rest[0] ?? ''}' does not exist.`);
+        if (tool === 'xl') return ok(['Vdev Device', ...d.liveDevices.map((b, i) => `0${i}.0 ${b}`)].join('\n') + '\n');
+        return ok(d.liveDevices.length === 0 ? '' : ['VSlt VFn domain bus  slot func', ...d.liveDevices.map((b, i) => `0x0${i + 5} 0x0 0x${b.slice(0, 4)} 0x${b.slice(5, 7)} 0x${b.slice(8, 10)} 0x${b.slice(11)}`)].join('\n') + '\n');
+      }
+      case 'pci-attach': {
+        const [guest = '', bdf = ''] = rest;
+        const d = this.domain(guest);
+        if (!d || d.state !== 'running') return fail(`Error: Domain '${guest}' is not running.`);
+        if (k.driverOf(bdf) !== PCIBACK) return fail(`Error: pci: device ${bdf} is not assignable (driver ${k.driverOf(bdf) ?? 'none'})`);
+        const crash = this.countHotplug(bdf);
+        if (crash) return crash;
+        if (this.roll() < this.opts.faults.attachFailureProbability) return fail(`Error: Timed out waiting for device model action (injected fault)`);
+        if (!d.liveDevices.includes(bdf)) d.liveDevices.push(bdf);
+        return ok();
+      }
+      case 'pci-detach': {
+        const [guest = '', bdf = ''] = rest;
+        const d = this.domain(guest);
+        if (!d?.liveDevices.includes(bdf)) return fail(`Error: pci: device ${bdf} is not attached to ${guest}`);
+        const crash = this.countHotplug(bdf);
+        if (crash) return crash;
+        d.liveDevices = d.liveDevices.filter((b) => b !== bdf);
+        return ok();
+      }
+      case 'save': {
+        const [guest = '', file = ''] = rest;
+        const d = this.domain(guest);
+        if (!d || d.state !== 'running') return fail(`Error: Domain '${guest}' is not running.`);
+        this.tree.write(file, `${guest}\n`);
+        this.state.domains = this.state.domains.filter((x) => x !== d);
+        this.state.savedGuests = [...new Set([...this.state.savedGuests, guest])];
+        return ok();
+      }
+      case 'restore': {
+        const guest = this.tree.read(rest[0] ?? '')?.trim() ?? '';
+        if (!this.state.savedGuests.includes(guest)) return fail(`Error: Restore failed: no saved image at ${rest[0] ?? ''}`);
+        const spec = this.opts.profile.guests.find((g) => g.name === guest);
+        this.state.domains.push({ name: guest, id: spec?.domId ?? 99, state: 'running', liveDevices: [] });
+        this.state.savedGuests = this.state.savedGuests.filter((g) => g !== guest);
+        return ok();
+      }
+      case 'migrate': {
+        const [guest = '', target = ''] = rest;
+        const d = this.domain(guest);
+        if (!d || d.state !== 'running') return fail(`Error: Domain '${guest}' is not running.`);
+        // The guest, and its managed config, now live on the target host.
+        this.state.domains = this.state.domains.filter((x) => x !== d);
+        this.tree.unlink(`/etc/xen/${guest}`);
+        void target;
+        return ok();
+      }
+      default:
+        return fail(`${tool}: unknown command ${verb}`);
+    }
+  }
+
+  private countHotplug(bdf: string): CommandResult | null {
+    const now = this.opts.now();
+    const recent = (this.state.hotplugs[bdf] ?? []).filter((t) => now - t < KERNEL_HOTPLUG_WINDOW_MS);
+    recent.push(now);
+    this.state.hotplugs[bdf] = recent;
+    if (recent.length <= KERNEL_HOTPLUG_LIMIT) return null;
+    this.state.failure = `kernel error: interrupt tracking overflow after ${recent.length} hotplugs of ${bdf} within ${KERNEL_HOTPLUG_WINDOW_MS / 1000} s`;
+    return fail(`host ${this.opts.hostId} stopped answering: ${this.state.failure}`, 255);
+  }
+
+  /** Deterministic dice (mulberry32) so a faulty run can be replayed from its seed. */
+  private roll(): number {
+    let t = (this.state.diceState += 0x6d2b79f5);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+}
+
+function tryDevices(text: string): PciAddress[] {
+  try {
+    return [...parseGuestConfig(text).devices];
+  } catch {
+    return [];
+  }
+}
