@@ -39,7 +39,28 @@ export interface DevStackOptions {
   agents?: boolean;
   /** Progress lines ("nats-server ready on …"). */
   onProgress?: (line: string) => void;
+  /** Where nats-server and the Temporal server run (default: local processes of the pinned binaries). */
+  servers?: ServerLauncher;
 }
+
+/** A running server: a local process, or a container (the tests' PTC_TEST_STACK=containers). */
+export interface ServerProcess {
+  readonly name: string;
+  readonly logFile: string;
+  /** Null while running; the exit code/signal once it has ended. */
+  readonly exit: { code: number | null; signal: NodeJS.Signals | null } | null;
+  waitForExit(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `nats-server` or `temporal` with these arguments. Every path in them lies under the stack's
+ * dir and every address is 127.0.0.1, so a launcher that keeps both (a host-network container with the
+ * dir mounted at the same path) runs the very same configuration.
+ */
+export type ServerLauncher = (binary: 'nats-server' | 'temporal', args: readonly string[], opts: { logFile: string; dir: string }) => Promise<ServerProcess>;
+
+const localServers: ServerLauncher = async (binary, args, opts) => ManagedProcess.start(binary, serverBinary(binary), args, { logFile: opts.logFile });
 
 interface Ports {
   nats: number;
@@ -76,7 +97,7 @@ async function waitFor<T>(what: string, deadlineMs: number, probe: () => Promise
  * and the simulated agents, each a real process, each waited on until it really answers.
  */
 export class DevStack {
-  private readonly processes: ManagedProcess[] = [];
+  private readonly processes: ServerProcess[] = [];
   private nc: NatsConnection | null = null;
   private stopping = false;
   connection!: Connection;
@@ -106,6 +127,10 @@ export class DevStack {
     return join(this.dir, ...parts);
   }
 
+  private startServer(binary: 'nats-server' | 'temporal', args: readonly string[], logName: string): Promise<ServerProcess> {
+    return (this.opts.servers ?? localServers)(binary, args, { logFile: this.path('logs', logName), dir: this.dir });
+  }
+
   private deadProcess(): string | null {
     const dead = this.processes.find((p) => p.exit !== null);
     return dead ? `${dead.name} exited (${dead.exit?.signal ?? `code ${dead.exit?.code}`}); see ${dead.logFile}` : null;
@@ -130,7 +155,7 @@ export class DevStack {
       ...(JSON.parse(authConfig) as object),
     };
     await writeFile(this.path('nats.conf'), JSON.stringify(natsConf, null, 2), { mode: 0o600 });
-    this.processes.push(ManagedProcess.start('nats-server', serverBinary('nats-server'), ['-c', this.path('nats.conf')], { logFile: this.path('logs', 'nats.log') }));
+    this.processes.push(await this.startServer('nats-server', ['-c', this.path('nats.conf')], 'nats.log'));
     const natsUrl = `nats://127.0.0.1:${ports.nats}`;
     await waitFor('nats-server', 20_000, async () => ((await fetch(`http://127.0.0.1:${ports.natsMonitor}/healthz?js-enabled-only=true`)).ok ? true : null), () => this.deadProcess());
     this.nc = await connectNats({ servers: natsUrl, seedFile: orchestratorSeedFile, name: 'ptc-dev' });
@@ -154,9 +179,8 @@ export class DevStack {
     const temporalAddress = `127.0.0.1:${ports.temporal}`;
     const ui = this.opts.ui ?? false;
     this.processes.push(
-      ManagedProcess.start(
+      await this.startServer(
         'temporal',
-        serverBinary('temporal'),
         [
           'server', 'start-dev',
           '--db-filename', this.path('temporal.db'),
@@ -167,7 +191,7 @@ export class DevStack {
           ...(ui ? ['--ui-port', String(ports.temporalUi)] : ['--headless']),
           '--log-level', 'warn',
         ],
-        { logFile: this.path('logs', 'temporal.log') },
+        'temporal.log',
       ),
     );
     const namespace = this.connection.temporalNamespace;
@@ -257,7 +281,7 @@ export class DevStack {
     await old.stop();
     await sleep(downMs);
     const ports = JSON.parse(await readFile(this.path('ports.json'), 'utf8')) as Ports;
-    const fresh = ManagedProcess.start('nats-server', serverBinary('nats-server'), ['-c', this.path('nats.conf')], { logFile: this.path('logs', 'nats.log') });
+    const fresh = await this.startServer('nats-server', ['-c', this.path('nats.conf')], 'nats.log');
     this.processes[idx] = fresh;
     await waitFor('nats-server', 20_000, async () => ((await fetch(`http://127.0.0.1:${ports.natsMonitor}/healthz?js-enabled-only=true`)).ok ? true : null), () => this.deadProcess());
   }
