@@ -10,7 +10,7 @@ import { operationCommand } from './commands/attach.js';
 import { statusCommand } from './commands/status.js';
 import { controlCommand } from './commands/rollout.js';
 import { demoCommand } from './commands/demo.js';
-import { devCommand } from './commands/dev.js';
+import { devCommand, devInitCommand } from './commands/dev.js';
 import { hostsCommand } from './commands/hosts.js';
 import { planCommand } from './commands/plan.js';
 import { applyCommand } from './commands/apply.js';
@@ -57,13 +57,19 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--profile <name>', 'simulated host profile', 'rhel5-xen')
     .option('--heartbeat <ms>', 'agent inventory heartbeat', '5000')
     .option('--fleet <file>', 'per-host profiles and faults (YAML or JSON); its hosts are the simulated hosts')
-    .action(async (o: { dir: string; simHosts: string; profile: string; heartbeat: string; fleet?: string }) => {
+    .option('--init-only', 'only write the NATS credentials and authorization config into --dir, then exit (for servers run elsewhere: docker-compose.yml)', false)
+    .action(async (o: { dir: string; simHosts: string; profile: string; heartbeat: string; fleet?: string; initOnly: boolean }) => {
       const fleet = o.fleet ? await readFleetFile(o.fleet) : undefined;
       const fleetHosts = fleet ? Object.keys(fleet.hosts) : [];
+      const simHosts = fleetHosts.length > 0 ? fleetHosts : parseInput(count(2000), o.simHosts, '--sim-hosts');
+      if (o.initOnly) {
+        await devInitCommand({ dir: o.dir, simHosts });
+        return;
+      }
       await devCommand({
         dir: o.dir,
         fleet,
-        simHosts: fleetHosts.length > 0 ? fleetHosts : parseInput(count(2000), o.simHosts, '--sim-hosts'),
+        simHosts,
         profile: o.profile,
         heartbeatMs: parseInput(z.coerce.number().int().min(200).max(600_000), o.heartbeat, '--heartbeat'),
       });

@@ -5,6 +5,7 @@ import { createActivities } from '../activities/passthrough-activities.js';
 import { createOperationActivities } from '../activities/operation-activities.js';
 import { createWindowActivities } from '../activities/window-activities.js';
 import { connectNats } from '../transport/nats-connection.js';
+import { ensureNatsResources } from '../transport/nats-resources.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
 import type { Connection } from './connection.js';
 
@@ -19,6 +20,9 @@ function agentTimeoutFromEnv(): number | undefined {
 /** Runs the ptctl worker until SIGINT/SIGTERM (the Temporal SDK's own shutdown signals). */
 export async function runWorker(conn: Connection, extra: Partial<WorkerOptions> = {}): Promise<void> {
   const nc = await connectNats({ servers: conn.natsUrl, seedFile: conn.natsCreds, name: 'ptc-worker', reconnectForever: true });
+  // The orchestrator identity owns the audit stream and the inventory bucket (hosts may not create them);
+  // `ptctl dev` made them already, a stack run elsewhere (docker-compose.yml) gets them from its worker.
+  await ensureNatsResources(nc);
   const connection = await NativeConnection.connect({ address: conn.temporalAddress });
   // Rollouts hand work to host entities through a client: a workflow cannot signal-with-start.
   const clientConnection = await TemporalConnection.connect({ address: conn.temporalAddress });

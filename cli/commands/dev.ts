@@ -1,6 +1,9 @@
-import { DevStack } from '../dev-stack.js';
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { DevStack, simHostIds } from '../dev-stack.js';
 import type { FleetFileInput } from '../../agent/sim/fleet-file.js';
 import { DEFAULT_STATE_DIR } from '../connection.js';
+import { natsAuthorization } from '../nats-auth.js';
 
 export interface DevOptions {
   dir?: string | undefined;
@@ -35,4 +38,20 @@ export async function devCommand(opts: DevOptions): Promise<void> {
   await stack.stop();
   say('stopped.');
   if (why !== 'interrupted' && why !== 'terminated') throw new Error(why);
+}
+
+/**
+ * `ptctl dev --init-only`: the identities of `ptctl dev` without its servers, for a stack run elsewhere
+ * (docker-compose.yml): one nkey seed per identity under <dir>/creds/ (kept when present, so a rerun
+ * changes no credential) and <dir>/nats-auth.conf, the nats-server `authorization` block naming their
+ * public keys, to mount into every NATS node.
+ */
+export async function devInitCommand(opts: { dir?: string | undefined; simHosts: number | string[] }): Promise<void> {
+  const dir = resolve(opts.dir ?? DEFAULT_STATE_DIR);
+  const hosts = simHostIds(opts.simHosts);
+  const { config, orchestratorSeedFile } = await natsAuthorization(join(dir, 'creds'), hosts);
+  const authFile = join(dir, 'nats-auth.conf');
+  // Public keys and permissions only: readable by the NATS containers, which never see a seed.
+  await writeFile(authFile, config + '\n', { mode: 0o644 });
+  process.stdout.write(`NATS authorization  ${authFile}\norchestrator seed   ${orchestratorSeedFile}\nhost seeds          ${join(dir, 'creds')}/host-<id>.nk for ${hosts.join(', ')}\n`);
 }
