@@ -6,6 +6,7 @@
 //   node scripts/docker-engine.mjs start   # installs docker.io/docker-compose/debootstrap when missing, starts dockerd
 //   node scripts/docker-engine.mjs stop    # stops the dockerd this script started
 //   node scripts/docker-engine.mjs status  # exit 0 when the engine answers
+//   node scripts/docker-engine.mjs check-no-pull  # exit 1 when the daemon log shows any image pull
 //
 // Prints DOCKER_HOST=… on start. Node built-ins only (CI runs it before anything else).
 import { spawn, spawnSync } from 'node:child_process';
@@ -94,6 +95,8 @@ export async function startEngine({ timeoutMs = 60_000 } = {}) {
   const log = openSync(ENGINE_LOG, 'a');
   const args = [
     ...DOCKERD_FLAGS,
+    // Debug logging records every API call, so a pull (POST /images/create?fromImage=…) cannot go unseen.
+    '--debug',
     '--data-root', join(ENGINE_DIR, 'data'),
     '--exec-root', join(ENGINE_DIR, 'exec'),
     '--pidfile', PID_FILE,
@@ -109,6 +112,17 @@ export async function startEngine({ timeoutMs = 60_000 } = {}) {
     await sleep(250);
   }
   throw new EngineError(`dockerd did not answer on ${ENGINE_SOCKET} within ${timeoutMs / 1000} s; see ${ENGINE_LOG}`);
+}
+
+/** Lines of the daemon log that show a pull (an import is `fromSrc`, a pull `fromImage`), from byte `from` on. */
+export function pullLines(from = 0) {
+  let text = '';
+  try {
+    text = readFileSync(ENGINE_LOG, 'utf8').slice(from);
+  } catch {
+    return [];
+  }
+  return text.split('\n').filter((l) => /Calling \w+ \S*(images\/create\?\S*fromImage|\/distribution\/|plugins\/pull)|pull access|Trying to pull|Pulling /i.test(l));
 }
 
 /** Stops the dockerd recorded in .cache/docker/docker.pid (SIGTERM, then SIGKILL after 20 s). */
@@ -138,12 +152,16 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       process.stdout.write(`DOCKER_HOST=${ENGINE_HOST}\n`);
     } else if (cmd === 'stop') {
       say((await stopEngine()) ? 'dockerd stopped' : 'no dockerd of this project was running');
+    } else if (cmd === 'check-no-pull') {
+      const pulls = pullLines();
+      say(pulls.length === 0 ? `no pull in ${ENGINE_LOG}` : `${pulls.length} pull(s) in ${ENGINE_LOG}:\n${pulls.slice(0, 5).join('\n')}`);
+      process.exit(pulls.length === 0 ? 0 : 1);
     } else if (cmd === 'status') {
       const up = await ping();
       say(up ? `answering on ${ENGINE_SOCKET}` : `not answering on ${ENGINE_SOCKET}`);
       process.exit(up ? 0 : 1);
     } else {
-      say('usage: docker-engine.mjs start|stop|status');
+      say('usage: docker-engine.mjs start|stop|status|check-no-pull');
       process.exit(2);
     }
   } catch (err) {

@@ -27,6 +27,9 @@ export const DOCKER_CLI = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'd
 
 export class CommandError extends Error {}
 
+/** The CA bundle this machine's npm trusts (NODE_EXTRA_CA_CERTS, else Debian's bundle). */
+const MACHINE_CA_BUNDLE = process.env.NODE_EXTRA_CA_CERTS || '/etc/ssl/certs/ca-certificates.crt';
+
 /** Runs a command (no shell) and returns its stdout; a failure carries the output's tail. */
 export function run(cmd: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; input?: string; quiet?: boolean } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -111,6 +114,7 @@ export async function ensurePtctlImage(say: (line: string) => void = () => undef
   const npmDir = join(dirname(realpathSync(process.execPath)), '..', 'lib', 'node_modules', 'npm');
   if (!existsSync(npmDir)) throw new CommandError(`npm is not at ${npmDir}; the ptctl image's build stage needs it`);
   await stage(npmDir, join(ctx, 'npm'));
+  await stage(MACHINE_CA_BUNDLE, join(ctx, 'ca-certificates.crt'));
   await build(IMAGES.node, join(HERE, 'node.Dockerfile'), ctx, { BASE_IMAGE: IMAGES.base });
   say(`docker build ${IMAGES.ptctl} (npm ci and tsc inside; cached layers after the first run)`);
   // The build stage runs `npm ci` against the npm registry: host networking, never a bridge.
