@@ -219,3 +219,44 @@ export function checkDockerfile(text: string, program: Command = buildProgram())
   }
   return problems;
 }
+
+/**
+ * The effective local file: base + override merged by docker-compose itself, minus what only the
+ * PostgreSQL-backed server needs (and the dependencies on it, which an override cannot remove), minus
+ * published ports and build sections (host networking; every image is built beforehand). Refuses any
+ * service that would not run with host networking on an image built here.
+ */
+export function localProfile(merged: ComposeFile): ComposeFile {
+  const local = new Set<string>(Object.values(IMAGES));
+  const dropped = new Set<string>(LOCAL_DROPPED);
+  const services: ComposeFile['services'] = {};
+  for (const [name, s] of Object.entries(merged.services)) {
+    if (dropped.has(name)) continue;
+    if (s.network_mode !== 'host') throw new Error(`${name} would not use host networking; refusing to start it (no bridge network may exist here)`);
+    if (!local.has(s.image)) throw new Error(`${name} uses ${s.image}, which is not built here; refusing to start it (nothing may be pulled)`);
+    const named = (s.volumes ?? []).filter((v) => !v.startsWith('/'));
+    if (named.length > 0) throw new Error(`${name} mounts named volumes (${named.join(', ')}); the local profile bind-mounts its state under the run's dir`);
+    const { ports: _ports, build: _build, depends_on: deps, ...rest } = s;
+    const kept = Object.fromEntries(Object.entries(deps ?? {}).filter(([d]) => !dropped.has(d)));
+    services[name] = { ...rest, ...(Object.keys(kept).length > 0 ? { depends_on: kept } : {}) };
+  }
+  return { services };
+}
+
+/** The merged configuration as docker-compose 1.29 prints it, normalised to the shapes compose-file.ts knows. */
+export function normaliseMerged(raw: unknown): unknown {
+  const doc = raw as { services?: Record<string, Record<string, unknown>>; version?: unknown; volumes?: unknown; networks?: unknown };
+  if (doc.networks) throw new Error('the merged configuration declares networks; refusing (only host networking may be used)');
+  for (const s of Object.values(doc.services ?? {})) {
+    // Both are dropped by localProfile; 1.29 prints them in long form.
+    delete s.build;
+    delete s.ports;
+    if (s.healthcheck && typeof s.healthcheck === 'object') {
+      const h = s.healthcheck as Record<string, unknown>;
+      for (const k of ['interval', 'timeout', 'start_period']) if (typeof h[k] === 'number') h[k] = `${String(h[k])}s`;
+    }
+    if (Array.isArray(s.volumes)) s.volumes = (s.volumes as unknown[]).map((v) => (typeof v === 'string' ? v : `${String((v as { source: string }).source)}:${String((v as { target: string }).target)}${(v as { read_only?: boolean }).read_only ? ':ro' : ''}`));
+  }
+  // Named volumes are left out: the local profile bind-mounts all its state (localProfile checks it).
+  return { services: doc.services };
+}

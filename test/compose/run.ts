@@ -10,9 +10,9 @@ import getPort from 'get-port';
 import { stringify } from 'yaml';
 import { PROJECT_ROOT, PTCTL_ENTRY } from '../../cli/tools.js';
 import { HostInventory } from '../../schemas/inventory.js';
-import { CACHE_DIR, DOCKER_CLI, IMAGES, docker, ensurePtctlImage, ensureServerImages, imageExists, run } from '../containers/images.js';
+import { CACHE_DIR, DOCKER_CLI, docker, ensurePtctlImage, ensureServerImages, imageExists, run } from '../containers/images.js';
 import { containerEnv } from '../containers/engine.js';
-import { BASE_FILE, ComposeFile, LOCAL_DROPPED, LOCAL_OVERRIDE, checkBaseFile, checkLocalOverride, parseYaml } from './compose-file.js';
+import { BASE_FILE, ComposeFile, LOCAL_DROPPED, LOCAL_OVERRIDE, checkBaseFile, checkLocalOverride, localProfile, normaliseMerged, parseYaml } from './compose-file.js';
 
 const PROJECT = 'ptctl-local';
 const HOSTS = ['sim-1', 'sim-2', 'sim-3'];
@@ -64,47 +64,6 @@ async function choosePorts(): Promise<Record<string, string>> {
     out[`PTC_LOCAL_${n}`] = String(port);
   }
   return out;
-}
-
-/**
- * The effective local file: base + override merged by docker-compose itself, minus what only the
- * PostgreSQL-backed server needs (and the dependencies on it, which an override cannot remove), minus
- * published ports and build sections (host networking; every image is built beforehand). Refuses any
- * service that would not run with host networking on an image built here.
- */
-function localProfile(merged: ComposeFile): ComposeFile {
-  const local = new Set<string>(Object.values(IMAGES));
-  const dropped = new Set<string>(LOCAL_DROPPED);
-  const services: ComposeFile['services'] = {};
-  for (const [name, s] of Object.entries(merged.services)) {
-    if (dropped.has(name)) continue;
-    if (s.network_mode !== 'host') throw new Error(`${name} would not use host networking; refusing to start it (no bridge network may exist here)`);
-    if (!local.has(s.image)) throw new Error(`${name} uses ${s.image}, which is not built here; refusing to start it (nothing may be pulled)`);
-    const named = (s.volumes ?? []).filter((v) => !v.startsWith('/'));
-    if (named.length > 0) throw new Error(`${name} mounts named volumes (${named.join(', ')}); the local profile bind-mounts its state under the run's dir`);
-    const { ports: _ports, build: _build, depends_on: deps, ...rest } = s;
-    const kept = Object.fromEntries(Object.entries(deps ?? {}).filter(([d]) => !dropped.has(d)));
-    services[name] = { ...rest, ...(Object.keys(kept).length > 0 ? { depends_on: kept } : {}) };
-  }
-  return { services };
-}
-
-/** The merged configuration as docker-compose 1.29 prints it, normalised to the shapes compose-file.ts knows. */
-function normalise(raw: unknown): unknown {
-  const doc = raw as { services?: Record<string, Record<string, unknown>>; version?: unknown; volumes?: unknown; networks?: unknown };
-  if (doc.networks) throw new Error('the merged configuration declares networks; refusing (only host networking may be used)');
-  for (const s of Object.values(doc.services ?? {})) {
-    // Both are dropped by localProfile; 1.29 prints them in long form.
-    delete s.build;
-    delete s.ports;
-    if (s.healthcheck && typeof s.healthcheck === 'object') {
-      const h = s.healthcheck as Record<string, unknown>;
-      for (const k of ['interval', 'timeout', 'start_period']) if (typeof h[k] === 'number') h[k] = `${String(h[k])}s`;
-    }
-    if (Array.isArray(s.volumes)) s.volumes = (s.volumes as unknown[]).map((v) => (typeof v === 'string' ? v : `${String((v as { source: string }).source)}:${String((v as { target: string }).target)}${(v as { read_only?: boolean }).read_only ? ':ro' : ''}`));
-  }
-  // Named volumes are left out: the local profile bind-mounts all its state (localProfile checks it).
-  return { services: doc.services };
 }
 
 function ptctl(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -159,7 +118,7 @@ async function main(): Promise<number> {
 
     const merged = await compose(BASE_FILE, ['-f', LOCAL_OVERRIDE, 'config'], env);
     const { parse } = await import('yaml');
-    const profile = localProfile(ComposeFile.parse(normalise(parse(merged))));
+    const profile = localProfile(ComposeFile.parse(normaliseMerged(parse(merged))));
     await writeFile(composeFile, stringify(profile));
     for (const img of new Set(Object.values(profile.services).map((s) => s.image))) {
       if (!(await imageExists(img))) throw new Error(`${img} is not built; refusing to let compose pull it`);

@@ -10,8 +10,11 @@ import {
   checkDockerfile,
   checkLocalOverride,
   envNamesReadByPtctl,
+  LOCAL_DROPPED,
+  localProfile,
   parseYaml,
 } from '../compose/compose-file.js';
+import { parse } from 'yaml';
 
 const base = readFileSync(BASE_FILE, 'utf8');
 const override = readFileSync(LOCAL_OVERRIDE, 'utf8');
@@ -101,4 +104,38 @@ void test('a mutated Dockerfile fails the checks', () => {
     const problems = checkDockerfile(mutate(dockerfile, from, to));
     assert.ok(problems.some((p) => expected.test(p)), `${from} → ${to}: expected ${String(expected)}, got ${JSON.stringify(problems)}`);
   }
+});
+
+/** A shallow stand-in for docker-compose's merge (the runner uses `docker-compose config`): override keys win, env merges, volumes by target. */
+function merged(overrideText = override): ComposeFile {
+  // docker-compose interpolates the runner's PTC_LOCAL_* settings.
+  const interpolated = overrideText.replace(/\$\{(PTC_LOCAL_[A-Z0-9_]+)\}/g, (_, name: string) => (name === 'PTC_LOCAL_DIR' ? '/tmp/run' : '4000'));
+  const o = parse(interpolated) as { services: Record<string, Partial<ComposeFile['services'][string]>> };
+  const out: ComposeFile = { services: {} };
+  for (const [name, s] of Object.entries(baseFile().services)) {
+    const over = o.services[name] ?? {};
+    const target = (v: string): string => v.split(':')[1] ?? v;
+    const volumes = [...(s.volumes ?? []).filter((v) => !(over.volumes ?? []).some((ov) => target(ov) === target(v))), ...(over.volumes ?? [])];
+    out.services[name] = { ...s, ...over, environment: { ...s.environment, ...over.environment }, volumes };
+  }
+  return out;
+}
+
+void test('the local profile drops the PostgreSQL-only services and every dependency on them, and keeps host networking', () => {
+  const profile = localProfile(merged());
+  for (const d of LOCAL_DROPPED) assert.equal(profile.services[d], undefined, d);
+  for (const [name, s] of Object.entries(profile.services)) {
+    assert.equal(s.network_mode, 'host', name);
+    assert.equal(s.ports, undefined, name);
+    assert.equal(s.build, undefined, name);
+    for (const dep of Object.keys(s.depends_on ?? {})) assert.ok(profile.services[dep], `${name} depends on ${dep}, which the profile runs`);
+  }
+  assert.equal(profile.services.worker?.depends_on?.temporal?.condition, 'service_healthy');
+  assert.equal(profile.services.temporal?.depends_on, undefined);
+});
+
+void test('the local profile refuses a service without host networking, with a registry image or a named volume', () => {
+  assert.throws(() => localProfile(merged(mutate(override, /(  nats-2:\n    image: .*\n)    network_mode: host\n/, '$1'))), /nats-2 would not use host networking/);
+  assert.throws(() => localProfile(merged(mutate(override, /(  nats-3:\n    image: )ptctl-local\/nats:[^\n]+/, '$1nats:2.15.1-alpine'))), /nats-3 uses nats:2.15.1-alpine, which is not built here/);
+  assert.throws(() => localProfile(merged(mutate(override, '      - ${PTC_LOCAL_DIR}/hosts:/state/hosts\n', ''))), /agents mounts named volumes \(ptc-hosts:\/state\/hosts\)/);
 });
