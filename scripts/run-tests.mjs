@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the compiled test files with Node's test runner. Usage: run-tests.mjs [unit|workflow|integration ...]
+// Runs the compiled test files with Node's test runner. Usage: run-tests.mjs [unit|workflow|integration|integration/<file> ...]
+// (integration/passthrough runs dist/test/integration/passthrough.test.js alone).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -18,7 +19,7 @@ function collect(dir) {
 }
 
 const files = collect(testRoot)
-  .filter((f) => suites.length === 0 || suites.some((s) => relative(testRoot, f).startsWith(`${s}/`)))
+  .filter((f) => suites.length === 0 || suites.some((s) => relative(testRoot, f).startsWith(`${s}/`) || relative(testRoot, f) === `${s}.test.js`))
   .sort();
 if (files.length === 0) {
   process.stderr.write(`no test files found under ${testRoot} for ${suites.join(', ') || 'all suites'}\n`);

@@ -90,7 +90,8 @@ async function stage(from: string, to: string): Promise<void> {
 }
 
 async function build(tag: string, dockerfile: string, context: string, buildArgs: Record<string, string> = {}, network?: 'host'): Promise<void> {
-  const args = ['build', '--quiet', '-t', tag, '-f', dockerfile];
+  // --force-rm: a failed step must not leave its intermediate container behind.
+  const args = ['build', '--quiet', '--force-rm', '-t', tag, '-f', dockerfile];
   for (const [k, v] of Object.entries(buildArgs)) args.push('--build-arg', `${k}=${v}`);
   if (network) args.push('--network', network);
   await docker([...args, context]);
