@@ -54,7 +54,28 @@ export interface DevStackOptions {
   tls?: boolean;
   /** Progress lines ("nats-server ready on …"). */
   onProgress?: (line: string) => void;
+  /** Where nats-server and the Temporal server run (default: local processes of the pinned binaries). */
+  servers?: ServerLauncher;
 }
+
+/** A running server: a local process, or a container (the tests' PTC_TEST_STACK=containers). */
+export interface ServerProcess {
+  readonly name: string;
+  readonly logFile: string;
+  /** Null while running; the exit code/signal once it has ended. */
+  readonly exit: { code: number | null; signal: NodeJS.Signals | null } | null;
+  waitForExit(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `nats-server` or `temporal` with these arguments. Every path in them lies under the stack's
+ * dir and every address is 127.0.0.1, so a launcher that keeps both (a host-network container with the
+ * dir mounted at the same path) runs the very same configuration.
+ */
+export type ServerLauncher = (binary: 'nats-server' | 'temporal', args: readonly string[], opts: { logFile: string; dir: string }) => Promise<ServerProcess>;
+
+const localServers: ServerLauncher = async (binary, args, opts) => ManagedProcess.start(binary, serverBinary(binary), args, { logFile: opts.logFile });
 
 interface Ports {
   nats: number;
@@ -79,6 +100,17 @@ export interface StackMetrics {
 
 /** The person the dev stack's operator and viewer identities are named after. */
 export const DEV_PERSON = 'dev';
+
+/**
+ * The identities a dev stack (or a compose stack from `ptctl dev --init-only`) runs with: the worker,
+ * an operator and a viewer named after DEV_PERSON, and one per simulated host. Existing ones are kept.
+ */
+export async function issueDevIdentities(credsDir: string, hosts: readonly string[]): Promise<CredsStore> {
+  const creds = await CredsStore.init(credsDir);
+  const identities: Array<[NatsRole, string]> = [['worker', 'worker'], ['operator', DEV_PERSON], ['viewer', DEV_PERSON], ...hosts.map((h): [NatsRole, string] => ['host', h])];
+  for (const [role, name] of identities) await creds.add(role, name);
+  return creds;
+}
 
 export const simHostIds = (spec: number | readonly string[]): string[] =>
   typeof spec === 'number' ? Array.from({ length: spec }, (_, i) => `sim-${i + 1}`) : [...spec];
@@ -106,7 +138,7 @@ async function waitFor<T>(what: string, deadlineMs: number, probe: () => Promise
  * and the simulated agents, each a real process, each waited on until it really answers.
  */
 export class DevStack {
-  private readonly processes: ManagedProcess[] = [];
+  private readonly processes: ServerProcess[] = [];
   private nc: NatsConnection | null = null;
   private stopping = false;
   connection!: Connection;
@@ -140,6 +172,10 @@ export class DevStack {
     return join(this.dir, ...parts);
   }
 
+  private startServer(binary: 'nats-server' | 'temporal', args: readonly string[], logName: string): Promise<ServerProcess> {
+    return (this.opts.servers ?? localServers)(binary, args, { logFile: this.path('logs', logName), dir: this.dir });
+  }
+
   private deadProcess(): string | null {
     const dead = this.processes.find((p) => p.exit !== null);
     return dead ? `${dead.name} exited (${dead.exit?.signal ?? `code ${dead.exit?.code}`}); see ${dead.logFile}` : null;
@@ -157,9 +193,7 @@ export class DevStack {
 
     // NATS
     // Decentralized auth: the stack issues its identities like `ptctl creds` does, in <dir>/creds.
-    const creds = await CredsStore.init(this.path('creds'));
-    const identities: Array<[NatsRole, string]> = [['worker', 'worker'], ['operator', DEV_PERSON], ['viewer', DEV_PERSON], ...this.hosts.map((h): [NatsRole, string] => ['host', h])];
-    for (const [role, name] of identities) await creds.add(role, name);
+    const creds = await issueDevIdentities(this.path('creds'), this.hosts);
     const seedOf = (role: NatsRole, name: string): string => credsFile(creds.dir, identityName(role, name));
     const orchestratorSeedFile = seedOf('worker', 'worker');
     const certs = this.opts.tls ? await generateDevCerts(this.path('tls')) : null;
@@ -173,7 +207,7 @@ export class DevStack {
       ...creds.serverConfig(this.path('nats', 'resolver')),
     };
     await writeFile(this.path('nats.conf'), JSON.stringify(natsConf, null, 2), { mode: 0o600 });
-    this.processes.push(ManagedProcess.start('nats-server', serverBinary('nats-server'), ['-c', this.path('nats.conf')], { logFile: this.path('logs', 'nats.log') }));
+    this.processes.push(await this.startServer('nats-server', ['-c', this.path('nats.conf')], 'nats.log'));
     const natsUrl = `${certs ? 'tls' : 'nats'}://127.0.0.1:${ports.nats}`;
     const natsTls = certs ? { caFile: certs.caFile, certFile: certs.clientCert, keyFile: certs.clientKey } : undefined;
     await waitFor('nats-server', 20_000, async () => ((await fetch(`http://127.0.0.1:${ports.natsMonitor}/healthz?js-enabled-only=true`)).ok ? true : null), () => this.deadProcess());
@@ -199,9 +233,8 @@ export class DevStack {
     const temporalAddress = `127.0.0.1:${ports.temporal}`;
     const ui = this.opts.ui ?? false;
     this.processes.push(
-      ManagedProcess.start(
+      await this.startServer(
         'temporal',
-        serverBinary('temporal'),
         [
           'server', 'start-dev',
           '--db-filename', this.path('temporal.db'),
@@ -218,7 +251,7 @@ export class DevStack {
           '--dynamic-config-value', 'matching.wv.VersionDrainageStatusRefreshInterval="5s"',
           '--dynamic-config-value', 'matching.wv.VersionDrainageStatusVisibilityGracePeriod="5s"',
         ],
-        { logFile: this.path('logs', 'temporal.log') },
+        'temporal.log',
       ),
     );
     const namespace = this.connection.temporalNamespace;
@@ -353,7 +386,7 @@ export class DevStack {
     await old.stop();
     await sleep(downMs);
     const ports = JSON.parse(await readFile(this.path('ports.json'), 'utf8')) as Ports;
-    const fresh = ManagedProcess.start('nats-server', serverBinary('nats-server'), ['-c', this.path('nats.conf')], { logFile: this.path('logs', 'nats.log') });
+    const fresh = await this.startServer('nats-server', ['-c', this.path('nats.conf')], 'nats.log');
     this.processes[idx] = fresh;
     await waitFor('nats-server', 20_000, async () => ((await fetch(`http://127.0.0.1:${ports.natsMonitor}/healthz?js-enabled-only=true`)).ok ? true : null), () => this.deadProcess());
   }
@@ -374,7 +407,7 @@ export class DevStack {
 
   /** Pid of the worker's process (benchmarks read its memory). */
   get workerPid(): number | undefined {
-    return this.processes.find((p) => p.name === 'worker')?.pid;
+    return this.workerProcess?.pid;
   }
 
   /** Exit info of the agents' process, e.g. after an injected crash. */

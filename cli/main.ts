@@ -61,14 +61,20 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--heartbeat <ms>', 'agent inventory heartbeat', '5000')
     .option('--fleet <file>', 'per-host profiles and faults (YAML or JSON); its hosts are the simulated hosts')
     .option('--tls', 'mutual TLS on NATS and Temporal, with a throw-away CA in <dir>/tls', false)
-    .action(async (o: { dir: string; simHosts: string; profile: string; heartbeat: string; fleet?: string; tls: boolean }) => {
-      const [{ readFleetFile }, { devCommand }] = await Promise.all([import('../agent/sim/fleet-file.js'), import('./commands/dev.js')]);
+    .option('--init-only', 'only write the NATS credentials and server settings into --dir, then exit (for servers run elsewhere: docker-compose.yml)', false)
+    .action(async (o: { dir: string; simHosts: string; profile: string; heartbeat: string; fleet?: string; tls: boolean; initOnly: boolean }) => {
+      const [{ readFleetFile }, { devCommand, devInitCommand }] = await Promise.all([import('../agent/sim/fleet-file.js'), import('./commands/dev.js')]);
       const fleet = o.fleet ? await readFleetFile(o.fleet) : undefined;
       const fleetHosts = fleet ? Object.keys(fleet.hosts) : [];
+      const simHosts = fleetHosts.length > 0 ? fleetHosts : parseInput(count(2000), o.simHosts, '--sim-hosts');
+      if (o.initOnly) {
+        await devInitCommand({ dir: o.dir, simHosts });
+        return;
+      }
       await devCommand({
         dir: o.dir,
         fleet,
-        simHosts: fleetHosts.length > 0 ? fleetHosts : parseInput(count(2000), o.simHosts, '--sim-hosts'),
+        simHosts,
         profile: o.profile,
         heartbeatMs: parseInput(z.coerce.number().int().min(200).max(600_000), o.heartbeat, '--heartbeat'),
         tls: o.tls,

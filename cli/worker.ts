@@ -10,6 +10,7 @@ import { createOperationActivities } from '../activities/operation-activities.js
 import { createWindowActivities } from '../activities/window-activities.js';
 import { requesterLookup } from '../activities/requester.js';
 import { connectNats } from '../transport/nats-connection.js';
+import { ensureNatsResources } from '../transport/nats-resources.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
 import { DEFAULT_DEPLOYMENT_NAME } from '../transport/worker-deployment.js';
 import type { Connection } from './connection.js';
@@ -101,6 +102,9 @@ export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): 
   const buildId = opts.buildId ?? process.env.PTC_BUILD_ID ?? build.buildId;
   const version = opts.unversioned ? null : { deploymentName, buildId };
   const nc = await connectNats({ servers: conn.natsUrl, seedFile: conn.natsCreds, name: 'ptc-worker', reconnectForever: true, tls: conn.natsTls });
+  // The worker identity owns the audit stream and the inventory bucket (hosts may not create them);
+  // `ptctl dev` made them already, a stack run elsewhere (docker-compose.yml) gets them from its worker.
+  await ensureNatsResources(nc);
   const temporal = await temporalConnectOptions(conn);
   const connection = await NativeConnection.connect(temporal);
   // Rollouts hand work to host entities through a client: a workflow cannot signal-with-start.

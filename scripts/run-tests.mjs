@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the compiled test files with Node's test runner. Usage: run-tests.mjs [unit|workflow|integration ...]
+// Runs the compiled test files with Node's test runner. Usage: run-tests.mjs [unit|workflow|integration|integration/<file> ...]
+// (integration/passthrough runs dist/test/integration/passthrough.test.js alone).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -18,11 +19,25 @@ function collect(dir) {
 }
 
 const files = collect(testRoot)
-  .filter((f) => suites.length === 0 || suites.some((s) => relative(testRoot, f).startsWith(`${s}/`)))
+  .filter((f) => suites.length === 0 || suites.some((s) => relative(testRoot, f).startsWith(`${s}/`) || relative(testRoot, f) === `${s}.test.js`))
   .sort();
 if (files.length === 0) {
   process.stderr.write(`no test files found under ${testRoot} for ${suites.join(', ') || 'all suites'}\n`);
   process.exit(1);
+}
+// PTC_TEST_STACK=containers needs an engine: without one, say so once and stop, rather than fail each file.
+if (process.env.PTC_TEST_STACK === 'containers' && files.some((f) => relative(testRoot, f).startsWith('integration/'))) {
+  const { ping, ENGINE_SOCKET } = await import('./docker-engine.mjs');
+  const host = process.env.DOCKER_HOST || `unix://${ENGINE_SOCKET}`;
+  const socket = host.startsWith('unix://') ? host.slice('unix://'.length) : null;
+  if (socket === null || !(await ping(socket))) {
+    process.stderr.write(
+      socket === null
+        ? `PTC_TEST_STACK=containers: DOCKER_HOST=${host} is not a unix socket this runner can check; use unix://… or run the test files directly.\n`
+        : `PTC_TEST_STACK=containers: no container engine answers at ${host}; start one with \`node scripts/docker-engine.mjs start\` (or set DOCKER_HOST), or unset PTC_TEST_STACK to use local processes.\n`,
+    );
+    process.exit(1);
+  }
 }
 const res = spawnSync(
   process.execPath,

@@ -1,6 +1,10 @@
-import { DevStack } from '../dev-stack.js';
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { DEV_PERSON, DevStack, issueDevIdentities, simHostIds } from '../dev-stack.js';
 import type { FleetFileInput } from '../../agent/sim/fleet-file.js';
 import { DEFAULT_STATE_DIR } from '../connection.js';
+import { credsFile } from '../nats-creds.js';
+import { identityName } from '../../transport/nats-permissions.js';
 
 export interface DevOptions {
   dir?: string | undefined;
@@ -41,4 +45,19 @@ export async function devCommand(opts: DevOptions): Promise<void> {
   await stack.stop();
   say('stopped.');
   if (why !== 'interrupted' && why !== 'terminated') throw new Error(why);
+}
+
+/**
+ * `ptctl dev --init-only`: issues the stack's NATS identities into <dir>/creds (`.creds` files, 0600;
+ * existing ones are kept) and writes <dir>/nats-auth.conf, the nats-server settings that trust them
+ * (operator, system account, full resolver preloaded with the accounts), for servers run elsewhere
+ * (docker-compose.yml). The NATS nodes see that file only, never a secret.
+ */
+export async function devInitCommand(opts: { dir?: string | undefined; simHosts: number | string[]; resolverDir?: string | undefined }): Promise<void> {
+  const dir = resolve(opts.dir ?? DEFAULT_STATE_DIR);
+  const hosts = simHostIds(opts.simHosts);
+  const creds = await issueDevIdentities(join(dir, 'creds'), hosts);
+  const authFile = join(dir, 'nats-auth.conf');
+  await writeFile(authFile, `${JSON.stringify(creds.serverConfig(opts.resolverDir ?? '/data/resolver'), null, 2)}\n`, { mode: 0o644 });
+  process.stdout.write(`NATS server settings  ${authFile}\nworker credentials    ${credsFile(creds.dir, identityName('worker', 'worker'))}\noperator credentials  ${credsFile(creds.dir, identityName('operator', DEV_PERSON))}\nhost credentials      ${creds.dir}/host-<id>.creds for ${hosts.join(', ')}\n`);
 }

@@ -13,8 +13,22 @@ import { simHostDir } from '../../cli/agent-runner.js';
 import { PTCTL_ENTRY } from '../../cli/tools.js';
 import { exportHistoriesIfAsked } from './history-export.js';
 import { temporalConnectOptions } from '../../cli/clients.js';
+import { containerServers } from '../containers/server-containers.js';
+import { requireEngine } from '../containers/engine.js';
 
-/** A real stack (nats-server, Temporal dev server, worker, simulated agents) in a temp dir. */
+/**
+ * PTC_TEST_STACK=containers: nats-server and Temporal come from testcontainers (images built here)
+ * instead of local processes; the worker and the agents stay processes the tests can kill. Anything else
+ * is refused rather than silently read as the default.
+ */
+function serverMode(): 'processes' | 'containers' {
+  const mode = process.env.PTC_TEST_STACK ?? '';
+  if (mode === '' || mode === 'processes') return 'processes';
+  if (mode === 'containers') return 'containers';
+  throw new Error(`PTC_TEST_STACK=${mode} is not a stack mode: use containers, processes or leave it unset.`);
+}
+
+/** A real stack (nats-server, Temporal dev server, worker, simulated agents) in a temp dir; see serverMode. */
 export interface TestStack {
   dir: string;
   stack: DevStack;
@@ -26,8 +40,11 @@ export interface TestStack {
 }
 
 export async function startTestStack(opts: Partial<DevStackOptions> = {}): Promise<TestStack> {
+  const containers = serverMode() === 'containers';
+  // Before the temp dir: without an engine this mode fails at once, with one sentence.
+  if (containers) await requireEngine();
   const dir = await mkdtemp(join(tmpdir(), 'ptctl-test-'));
-  const stack = await DevStack.start({ dir, simHosts: 2, heartbeatMs: 1000, ...opts });
+  const stack = await DevStack.start({ dir, simHosts: 2, heartbeatMs: 1000, ...(containers ? { servers: containerServers } : {}), ...opts });
   let connection: Connection | null = null;
   let nc: NatsConnection | null = null;
   try {
