@@ -1,10 +1,12 @@
 import {
+  CancellationScope,
+  ParentClosePolicy,
   allHandlersFinished,
   condition,
   continueAsNew,
-  ParentClosePolicy,
   executeChild,
   getExternalWorkflowHandle,
+  isCancellation,
   patched,
   setHandler,
   upsertSearchAttributes,
@@ -156,21 +158,31 @@ export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry
   };
   const historyFull = (): boolean => workflowInfo().historyLength > historyLimit;
 
-  // Canaries: one at a time, each awaited, before anything else.
-  while (state.canariesLeft > 0 && launchable() && !historyFull()) {
-    await condition(() => cancelled || !state.paused);
-    if (!launchable()) break;
-    state.canariesLeft -= 1;
-    await runHost(next++, true);
-  }
-  // The rest: at most maxParallel in flight.
   const inFlight: Array<Promise<void>> = [];
-  while (state.canariesLeft === 0 && launchable() && !historyFull()) {
-    await condition(() => cancelled || state.stopReason !== null || (!state.paused && running.size < options.maxParallel));
-    if (!launchable()) break;
-    inFlight.push(runHost(next++, false));
+  try {
+    // Canaries: one at a time, each awaited, before anything else.
+    while (state.canariesLeft > 0 && launchable() && !historyFull()) {
+      await condition(() => cancelled || !state.paused);
+      if (!launchable()) break;
+      state.canariesLeft -= 1;
+      await runHost(next++, true);
+    }
+    // The rest: at most maxParallel in flight.
+    while (state.canariesLeft === 0 && launchable() && !historyFull()) {
+      await condition(() => cancelled || state.stopReason !== null || (!state.paused && running.size < options.maxParallel));
+      if (!launchable()) break;
+      inFlight.push(runHost(next++, false));
+    }
+    await Promise.all(inFlight);
+  } catch (err) {
+    // A cancel from the Temporal UI or `temporal workflow cancel` is a cancel like `ptctl cancel`: the
+    // hosts in flight get it too (child cancellation) and compensate; the rollout still reports.
+    // Histories from before this ended with the cancellation and replay that way.
+    if (!isCancellation(err) || !patched('rollout-cancel-from-temporal')) throw err;
+    cancelled = true;
+    state.stopReason ??= 'cancelled from Temporal (UI or temporal workflow cancel)';
+    await CancellationScope.nonCancellable(() => Promise.all(inFlight));
   }
-  await Promise.all(inFlight);
 
   const remaining = hosts.slice(next);
   if (remaining.length > 0 && state.stopReason === null && !cancelled) {

@@ -2,6 +2,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { serverBinary } from '../../cli/tools.js';
 import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -16,6 +18,13 @@ import { type TestStack, auditEvents, runCli, snapshotFiles, startTestStack } fr
 import { bundleWorkflows, quietTemporalRuntime } from '../helpers/temporal-env.js';
 
 const DEVICE = '0000:09:00.0';
+
+/** Workflow ids in `temporal workflow list --output json` (one JSON array, or one object per line). */
+function workflowIdsOf(stdout: string): string[] {
+  const text = stdout.trim();
+  const items = (text.startsWith('[') ? JSON.parse(text) : text.split('\n').filter((l) => l.trim()).map((l): unknown => JSON.parse(l))) as Array<{ execution?: { workflowId?: string } }>;
+  return items.map((i) => i.execution?.workflowId ?? '').filter((id) => id !== '');
+}
 
 void describe('passthrough on the real stack (nats-server, Temporal dev server, worker, simulated agents)', () => {
   let t: TestStack;
@@ -70,6 +79,27 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
     await Worker.runReplayHistory({ workflowBundle }, history, handle.workflowId);
     const entityHistory = await t.client.workflow.getHandle(hostEntityWorkflowId('sim-1')).fetchHistory();
     await Worker.runReplayHistory({ workflowBundle }, entityHistory, hostEntityWorkflowId('sim-1'));
+  });
+
+  void it('finds the operation by search attributes: the official temporal CLI and ptctl list', async () => {
+    const query = `PtcHostId="sim-1" AND PtcOutcome="attached"`;
+    // Visibility is eventually consistent: the upsert at the end of the saga shows within a moment.
+    let ids: string[] = [];
+    for (let i = 0; i < 50 && !ids.some((id) => id.endsWith('/it-1')); i++) {
+      const res = spawnSync(serverBinary('temporal'), ['workflow', 'list', '--address', t.stack.connection.temporalAddress, '--query', query, '--output', 'json'], { encoding: 'utf8' });
+      assert.equal(res.status, 0, res.stderr);
+      ids = res.stdout.trim() ? workflowIdsOf(res.stdout) : [];
+      if (!ids.some((id) => id.endsWith('/it-1'))) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(ids, [`op/sim-1/${DEVICE}/it-1`]);
+
+    const listed = await runCli(['list', '--dir', t.dir, '--host', 'sim-1', '--device', DEVICE, '--json'], cliEnv);
+    assert.equal(listed.code, 0, listed.stderr);
+    const out = JSON.parse(listed.stdout) as { query: string; workflows: Array<{ id: string; outcome: string | null; guest: string | null }> };
+    assert.equal(out.query, `WorkflowType IN ('passthroughWorkflow', 'releaseWorkflow') AND PtcHostId = 'sim-1' AND PtcBdf = '${DEVICE}'`);
+    assert.deepEqual(out.workflows.map((w) => [w.id, w.outcome, w.guest]), [[`op/sim-1/${DEVICE}/it-1`, 'attached', 'vm-hvm']]);
+    const bad = await runCli(['list', '--dir', t.dir, '--host', "x' OR '1'='1"], cliEnv);
+    assert.equal(bad.code, 2, 'a filter that is not a host id never reaches the query');
   });
 
   void it('refuses the management uplink with DEVICE_IN_USE on one line and leaves the host byte-identical', async () => {

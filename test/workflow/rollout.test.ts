@@ -132,6 +132,20 @@ void describe('fleet rollout (time-skipping test server)', () => {
     assert.ok(report.problems.filter((p) => p.state === 'cancelled').every((p) => /cancelled, operation ended cancelled/.test(p.details.join())));
   });
 
+  void it('a cancel from the Temporal UI (workflow cancellation) is handled like ptctl cancel: hosts compensate, the rollout reports', async () => {
+    const log: string[] = [];
+    const script: Script = Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`h${i + 1}`, { delayMs: 5000 }]));
+    const { report, handle } = await run({ name: 'ui-cancel', hosts: hostsNamed(4), options: { canary: 0, maxParallel: 2 } }, script, log, async (h) => {
+      while (log.filter((l) => l.startsWith('enqueue')).length < 2) await new Promise((r) => setTimeout(r, 20));
+      await h.cancel();
+    });
+    assert.deepEqual(log.filter((l) => l.startsWith('cancel')).sort(), ['cancel h1', 'cancel h2']);
+    assert.equal(report.counts.cancelled, 2);
+    assert.equal(report.counts.skipped, 2);
+    assert.match(report.stopReason ?? '', /cancelled from Temporal/);
+    assert.equal((await handle.describe()).status.name, 'COMPLETED', 'the rollout ends with its report, not as a bare cancellation');
+  });
+
   void it('continues as new so that no generation\'s history passes its limit', async () => {
     const log: string[] = [];
     const limit = 150;
