@@ -85,8 +85,18 @@ export class AuditOutbox {
     return new Promise((resolve) => this.idle.push(resolve));
   }
 
-  /** Waits up to `waitMs` for the stream to acknowledge what is queued; what is left stays spooled for the next start. */
-  async close(waitMs = 5000): Promise<void> {
+  /**
+   * Waits up to `waitMs` for the stream to acknowledge what is queued; what is left stays spooled for the
+   * next start. Closing twice (an agent stopped by a signal and by its runner) closes once.
+   */
+  close(waitMs = 5000): Promise<void> {
+    this.closing ??= this.closeOnce(waitMs);
+    return this.closing;
+  }
+
+  private closing: Promise<void> | null = null;
+
+  private async closeOnce(waitMs: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.drained(), new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
     clearTimeout(timer);
