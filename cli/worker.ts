@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import getPort from 'get-port';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions, bundleWorkflowCode } from '@temporalio/worker';
 import { Client, Connection as TemporalConnection } from '@temporalio/client';
+import { IllegalStateError } from '@temporalio/common';
 import { OpenTelemetryPlugin, OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
 import { createActivities } from '../activities/passthrough-activities.js';
 import { createOperationActivities } from '../activities/operation-activities.js';
@@ -92,10 +93,17 @@ export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): 
   const log = createLogger('ptc-worker');
   // The SDK's own Prometheus exporter listens on a loopback port of its own; /metrics merges it with ptctl's.
   const temporalMetricsPort = opts.metrics ? await getPort({ host: '127.0.0.1' }) : null;
-  Runtime.install({
-    logger: new PinoTemporalLogger(log),
-    ...(temporalMetricsPort ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${temporalMetricsPort}`, useSecondsForDurations: true, unitSuffix: true, countersTotalSuffix: true } } } } : {}),
-  });
+  try {
+    Runtime.install({
+      logger: new PinoTemporalLogger(log),
+      ...(temporalMetricsPort ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${temporalMetricsPort}`, useSecondsForDurations: true, unitSuffix: true, countersTotalSuffix: true } } } } : {}),
+    });
+  } catch (err) {
+    // A process that already installed the SDK's runtime (a test running a second build in-process)
+    // keeps its own; only the SDK's metrics are then missing from /metrics.
+    if (!(err instanceof IllegalStateError)) throw err;
+    log.warn('the Temporal runtime was installed before this worker; its SDK metrics are not served');
+  }
   const tracing = currentTracing();
   const build = opts.build ?? (await workflowBuild(WORKFLOWS_PATH, workflowInterceptorModules(tracing !== null)));
   const deploymentName = opts.deploymentName ?? process.env.PTC_DEPLOYMENT_NAME ?? DEFAULT_DEPLOYMENT_NAME;

@@ -1,4 +1,4 @@
-import { ApplicationFailure, patched } from '@temporalio/workflow';
+import { ApplicationFailure, isCancellation, patched } from '@temporalio/workflow';
 import { ErrorCode } from '../schemas/errors.js';
 import { PassthroughRequest, type PassthroughRequestInput, type PassthroughResult } from '../schemas/passthrough.js';
 import type { HostInventory } from '../schemas/inventory.js';
@@ -52,8 +52,17 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
       // The host boots with the hide= lines and pciback takes the devices then: the rebind is registered
       // before the reboot, so a failure or cancel during the wait still gives them back (a no-op by state
       // for a device that is not on pciback). Histories from before registered it after the boot.
+      // The device comes back to its driver only once the hide= is gone, so this undo unhides first
+      // (the same op id as the hide's own undo, which then finds it done).
       const rebindFirst = patched('reboot-undo-before-effect');
-      if (rebindFirst) for (const bdf of plan.devicesToHide) op.pushUndo(`rebind ${bdf} to its host driver`, () => undoAgent.unbindDevice(req.hostId, bdf, null, op.opId(`undo-bind:${bdf}`)));
+      if (rebindFirst) {
+        for (const bdf of plan.devicesToHide) {
+          op.pushUndo(`rebind ${bdf} to its host driver`, async () => {
+            await undoAgent.unhideDevice(req.hostId, bdf, op.opId(`undo-hide:${bdf}`));
+            await undoAgent.unbindDevice(req.hostId, bdf, null, op.opId(`undo-bind:${bdf}`));
+          });
+        }
+      }
       const { previousBootId } = await agent.rebootHost(req.hostId, op.opId('reboot'));
       op.progress.waitingFor = `host ${req.hostId} to come back from its reboot`;
       op.record('reboot', `rebooting ${req.hostId} so pciback claims the hidden devices at boot`);
@@ -61,6 +70,8 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
       try {
         bootId = await bootWaiter(remaining).awaitNewBoot(req.hostId, previousBootId);
       } catch (err) {
+        // A cancel during the wait is a cancel (it compensates as one), not a missed deadline.
+        if (isCancellation(err)) throw err;
         throw ApplicationFailure.create({ type: ErrorCode.DEADLINE_EXCEEDED, nonRetryable: true, message: `host ${req.hostId} did not come back from its reboot within the deadline`, cause: err as Error });
       }
       op.progress.waitingFor = null;

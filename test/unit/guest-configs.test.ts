@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fixtureHandlerContext } from '../helpers/handler-context.js';
 import { commandHandlers, type HandlerContext } from '../../agent/command-handlers.js';
-import { DeviceRecords } from '../../agent/device-records.js';
 import { readInventory } from '../../agent/host-inventory.js';
 import { RecordingRunner } from '../../agent/linux/command-runner.js';
 import { LinuxHost } from '../../agent/linux/linux-host.js';
@@ -63,15 +63,7 @@ async function setup(): Promise<{ fx: FixtureHost; host: LinuxHost; ctx: Handler
   const host = new LinuxHost({ root: fx.root, runner, toolstack: 'xl', onSysfsWrite: fx.kernel.observer });
   const stateDir = mkdtempSync(join(tmpdir(), 'ptctl-guest-configs-'));
   cleanup.push(stateDir);
-  const ctx: HandlerContext = {
-    hostId: 'dom0',
-    backend: host,
-    records: await DeviceRecords.open(stateDir),
-    hotplugCap: { max: 3, windowMs: 60_000 },
-    now: Date.now,
-    emit: async () => {},
-    checkpoint: () => {},
-  };
+  const ctx = await fixtureHandlerContext(host, stateDir);
   return { fx, host, ctx };
 }
 

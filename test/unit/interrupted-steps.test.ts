@@ -4,8 +4,9 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { commandHandlers, type HandlerContext, repairInterrupted } from '../../agent/command-handlers.js';
 import { DeviceRecords } from '../../agent/device-records.js';
+import { fixtureHandlerContext } from '../helpers/handler-context.js';
+import { commandHandlers, type HandlerContext, repairInterrupted } from '../../agent/command-handlers.js';
 import { RecordingRunner } from '../../agent/linux/command-runner.js';
 import type { SysfsWrite } from '../../agent/linux/host-tree.js';
 import { LinuxHost } from '../../agent/linux/linux-host.js';
@@ -57,26 +58,18 @@ async function setup({ onWrite, sysfsWriteTimeoutMs, restartOf }: SetupOptions =
   });
   const stateDir = restartOf?.stateDir ?? mkdtempSync(join(tmpdir(), 'ptctl-steps-'));
   cleanup.push(stateDir);
-  const ctx: HandlerContext = {
-    hostId: 'dom0',
-    backend: host,
-    records: await DeviceRecords.open(stateDir),
-    hotplugCap: { max: 3, windowMs: 60_000 },
-    now: Date.now,
-    emit: async () => {},
-    checkpoint: () => {},
-    opId: 'op-1',
-  };
+  const ctx = await fixtureHandlerContext(host, stateDir, { opId: 'op-1' });
   return { fx, host, ctx, stateDir };
 }
 
 void describe('a bind interrupted between its writes, and repair at the next start', () => {
   void it('records the intent before the first write; a crash after unbind leaves no driver; the next start rebinds e1000', async () => {
-    // The process "dies" at pciback/bind: unbind and new_slot happened, bind never did.
+    // The process "dies" at pciback/bind: unbind and new_slot happened, bind never did, and nothing
+    // after it happens either (a dead process does not roll back: every later write fails too).
     let crashed = false;
     const { fx, ctx, stateDir } = await setup({
       onWrite: (w, f) => {
-        if (w.path.endsWith('/pciback/bind')) {
+        if (crashed || w.path.endsWith('/pciback/bind')) {
           crashed = true;
           throw new Error('agent killed here');
         }

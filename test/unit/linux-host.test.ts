@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commandHandlers, type HandlerContext } from '../../agent/command-handlers.js';
-import { DeviceRecords } from '../../agent/device-records.js';
+import { fixtureHandlerContext } from '../helpers/handler-context.js';
 import { ExecRunner, RecordingRunner, UnexpectedCommandError } from '../../agent/linux/command-runner.js';
 import { parseOsRelease, parseRedhatRelease } from '../../agent/linux/host-release.js';
 import { parseIpAddr, parseProcMounts, parseProcNetRoute } from '../../agent/linux/host-usage.js';
@@ -786,15 +786,7 @@ void describe('linux backend on a KVM host', () => {
 async function handlerContext(host: LinuxHost): Promise<HandlerContext> {
   const stateDir = mkdtempSync(join(tmpdir(), 'ptctl-linux-agent-'));
   tempDirs.push(stateDir);
-  return {
-    hostId: 'dom0',
-    backend: host,
-    records: await DeviceRecords.open(stateDir),
-    hotplugCap: { max: 3, windowMs: 60_000 },
-    now: Date.now,
-    emit: async () => {},
-    checkpoint: () => {},
-  };
+  return fixtureHandlerContext(host, stateDir);
 }
 
 const NIC = '0000:00:04.0';
