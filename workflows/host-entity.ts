@@ -166,13 +166,19 @@ export async function hostEntityWorkflow(input: HostEntityInput): Promise<void> 
         if (patched('watchdog-second-bound')) {
           // A child that does not finish compensating within a second bound is abandoned: the host may
           // hold residue, so it is recorded for a person, and the queue moves on.
+          const bound = new CancellationScope();
           const late = await Promise.race([
             outcome.then(
               (r) => ({ r }),
               (e: unknown) => ({ e }),
             ),
-            sleep(WATCHDOG_GRACE_MS).then(() => null),
+            bound.run(() => sleep(WATCHDOG_GRACE_MS)).then(
+              () => null,
+              () => null,
+            ),
           ]);
+          // Not left ticking in an entity that lives as long as its host.
+          bound.cancel();
           if (late === null) {
             addHotplugs(bdf, Array.from({ length: UNKNOWN_OP_HOTPLUGS }, () => Date.now()));
             remember(op, 'needs-attention', ErrorCode.DEADLINE_EXCEEDED, `did not finish compensating within ${WATCHDOG_GRACE_MS / 60_000} min of being cancelled past its deadline; abandoned: check ${bdf} on ${hostId} (ptctl status ${op.workflowId})`);
