@@ -96,6 +96,8 @@ async function main(): Promise<number> {
   const wasRunning = await engine('status');
   if (!wasRunning) await timed('engine start', () => engine('start'));
   note(wasRunning ? 'engine already running' : 'engine started (scripts/docker-engine.mjs)');
+  // A fresh clone has no cache folder yet (the images are built further down, into it).
+  await mkdir(CACHE_DIR, { recursive: true });
   const dir = await mkdtemp(join(CACHE_DIR, 'compose-run-'));
   const composeFile = join(dir, 'docker-compose.effective.yml');
   let ports: Record<string, string> = {};
