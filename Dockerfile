@@ -21,6 +21,7 @@ COPY transport transport
 COPY workflows workflows
 COPY activities activities
 COPY agent agent
+COPY observability observability
 COPY cli cli
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev --no-audit --no-fund --loglevel=error
 

@@ -209,13 +209,21 @@ export function checkDockerfile(text: string, program: Command = buildProgram())
   if (!cmd) problems.push('Dockerfile: CMD must be an exec-form ptctl argument list');
   else problems.push(...ptctlArgvProblems(cmd, program).map((p) => `Dockerfile CMD: ${p}`));
   if (!/^USER\s+10001/m.test(text)) problems.push('Dockerfile: the runtime stage must run as the unprivileged user 10001');
+  const copied = new Set<string>();
   for (const m of text.matchAll(/^COPY (?!--from)(\S+) /gm)) {
     const src = m[1] ?? '';
+    copied.add(src);
     try {
       readdirSync(join(PROJECT_ROOT, src));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') problems.push(`Dockerfile: COPY ${src}: no such file or folder`);
     }
+  }
+  // Every source folder the build compiles, except the tests and benchmarks, must be in the image:
+  // a folder added to tsconfig.json and not here fails the image's tsc (seen once: observability/).
+  const tsconfig = z.object({ include: z.array(z.string()) }).parse(JSON.parse(readFileSync(join(PROJECT_ROOT, 'tsconfig.json'), 'utf8')));
+  for (const folder of tsconfig.include.filter((f) => f !== 'test' && f !== 'bench')) {
+    if (!copied.has(folder)) problems.push(`Dockerfile: the build stage does not COPY ${folder}/, which tsconfig.json compiles`);
   }
   return problems;
 }

@@ -99,6 +99,7 @@ void test('a mutated Dockerfile fails the checks', () => {
     ['CMD ["--help"]', 'CMD ["hepl"]', /hepl is not a ptctl command/],
     ['USER 10001:10001', 'USER root', /unprivileged user 10001/],
     ['COPY policy policy', 'COPY policies policies', /COPY policies: no such file or folder/],
+    ['COPY observability observability\n', '', /does not COPY observability\/, which tsconfig.json compiles/],
   ];
   for (const [from, to, expected] of cases) {
     const problems = checkDockerfile(mutate(dockerfile, from, to));
