@@ -13,11 +13,12 @@ import { requesterLookup } from '../activities/requester.js';
 import { connectNats } from '../transport/nats-connection.js';
 import { ensureNatsResources } from '../transport/nats-resources.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
-import { DEFAULT_DEPLOYMENT_NAME } from '../transport/worker-deployment.js';
+import { DEFAULT_DEPLOYMENT_NAME, describeDeployment, setCurrentVersion } from '../transport/worker-deployment.js';
 import type { Connection } from './connection.js';
 import { ensureSearchAttributes } from '../transport/search-attributes.js';
 import { WorkerMetrics } from '../observability/worker-metrics.js';
 import { remoteSource, serveMetrics } from '../observability/metrics-server.js';
+import type { Logger } from 'pino';
 import { PinoTemporalLogger, createLogger } from '../observability/logger.js';
 import { currentTracing, type Tracing } from '../observability/tracing.js';
 import { temporalConnectOptions } from './clients.js';
@@ -88,6 +89,25 @@ export async function workflowBuild(workflowsPath: string = WORKFLOWS_PATH, inte
   return { code, buildId: `wf-${createHash('sha256').update(withoutSourceMap).digest('hex').slice(0, 16)}` };
 }
 
+/**
+ * The first build of a deployment makes itself current: with no current version the server routes no
+ * task to a versioned worker, so a fresh cluster (docker-compose.yml) would never start a workflow.
+ * Every later build is made current by an operator (`ptctl deployment set-current`), never by itself.
+ */
+async function becomeCurrentIfFirst(connection: TemporalConnection, namespace: string, version: { deploymentName: string; buildId: string }, log: Logger, stopped: () => boolean): Promise<void> {
+  // The server knows the version only after the worker's first poll.
+  for (let attempt = 0; attempt < 60 && !stopped(); attempt++) {
+    const view = await describeDeployment(connection, namespace, version.deploymentName).catch(() => null);
+    if (view?.current) return;
+    if (view?.versions.some((v) => v.buildId === version.buildId)) {
+      await setCurrentVersion(connection, namespace, version.deploymentName, version.buildId, 'ptctl-worker-first-build');
+      log.info({ ...version }, 'first build of the deployment: made current');
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
 /** Runs the ptctl worker until SIGINT/SIGTERM (the Temporal SDK's own shutdown signals) or `opts.signal`. */
 export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): Promise<void> {
   const log = createLogger('ptc-worker');
@@ -148,8 +168,10 @@ export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): 
     opts.onReady?.(version);
     const stop = (): void => worker.shutdown();
     opts.signal?.addEventListener('abort', stop, { once: true });
+    const running = worker.run();
     try {
-      await worker.run();
+      if (version) await becomeCurrentIfFirst(clientConnection, conn.temporalNamespace, version, log, () => worker.getState() !== 'RUNNING');
+      await running;
     } finally {
       opts.signal?.removeEventListener('abort', stop);
     }
