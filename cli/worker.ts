@@ -90,6 +90,24 @@ export async function workflowBuild(workflowsPath: string = WORKFLOWS_PATH, inte
 }
 
 /**
+ * Retries a start-up step that fails while the servers are still coming up (a NATS cluster started with
+ * the worker answers "JetStream not enabled" until its meta leader is elected); past `forMs` the last
+ * error stands.
+ */
+async function withRetries<T>(what: string, forMs: number, log: Logger, step: () => Promise<T>): Promise<T> {
+  const until = Date.now() + forMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      if (attempt === 1) log.warn({ err: (err as Error).message }, `${what} not ready yet; retrying`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+}
+
+/**
  * The first build of a deployment makes itself current: with no current version the server routes no
  * task to a versioned worker, so a fresh cluster (docker-compose.yml) would never start a workflow.
  * Every later build is made current by an operator (`ptctl deployment set-current`), never by itself.
@@ -132,7 +150,7 @@ export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): 
   const nc = await connectNats({ servers: conn.natsUrl, seedFile: conn.natsCreds, name: 'ptc-worker', reconnectForever: true, tls: conn.natsTls });
   // The worker identity owns the audit stream and the inventory bucket (hosts may not create them);
   // `ptctl dev` made them already, a stack run elsewhere (docker-compose.yml) gets them from its worker.
-  await ensureNatsResources(nc);
+  await withRetries('NATS JetStream (the audit stream and the hosts bucket)', 60_000, log, () => ensureNatsResources(nc));
   const temporal = await temporalConnectOptions(conn);
   const connection = await NativeConnection.connect(temporal);
   // Rollouts hand work to host entities through a client: a workflow cannot signal-with-start.
