@@ -53,10 +53,7 @@ export function createOperationActivities(deps: { client: Client }) {
       for (;;) {
         ctx.heartbeat({ waitingFor: workflowId });
         const where = await locateOperation(client, hostId, workflowId);
-        if (where.state === 'started') {
-          const { status } = await client.workflow.getHandle(workflowId).describe();
-          if (status.name !== 'RUNNING') return outcomeOf(workflowId);
-        }
+        if (where.state === 'started' && !where.running) return outcomeOf(workflowId);
         if (where.state === 'ended-in-entity') return { workflowId, outcome: where.record.outcome, code: where.record.code, message: where.record.message };
         await ctx.sleep(2000);
       }

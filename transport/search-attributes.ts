@@ -1,9 +1,7 @@
 import type { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
+import { GrpcStatus } from './grpc-status.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/visibility.js';
-
-/** gRPC status code of a method the server does not implement. */
-const GRPC_UNIMPLEMENTED = 12;
 
 const INDEXED_TYPE: Record<(typeof SEARCH_ATTRIBUTES)[number]['type'], proto.temporal.api.enums.v1.IndexedValueType> = {
   KEYWORD: proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -34,7 +32,7 @@ async function registeredSearchAttributes(connection: Connection, namespace: str
     const existing = await connection.operatorService.listSearchAttributes({ namespace });
     return new Set(Object.keys(existing.customAttributes ?? {}));
   } catch (err) {
-    if ((err as { code?: unknown }).code === GRPC_UNIMPLEMENTED) return new Set();
+    if ((err as { code?: unknown }).code === GrpcStatus.UNIMPLEMENTED) return new Set();
     throw err;
   }
 }

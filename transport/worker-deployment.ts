@@ -1,14 +1,12 @@
 import { type Connection, isGrpcServiceError } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
+import { GrpcStatus } from './grpc-status.js';
 
 /** The Worker Deployment every `ptctl worker` joins unless told otherwise (`--deployment`, PTC_DEPLOYMENT_NAME). */
 export const DEFAULT_DEPLOYMENT_NAME = 'ptctl';
 
 const enums = proto.temporal.api.enums.v1;
-// gRPC status codes (@grpc/grpc-js is not a direct dependency).
-const GRPC_NOT_FOUND: number = 5;
-const GRPC_FAILED_PRECONDITION: number = 9;
 type Timestamp = { seconds?: { toNumber(): number } | number | null; nanos?: number | null } | null | undefined;
 
 const iso = (ts: Timestamp): string | null => {
@@ -53,7 +51,7 @@ export async function describeDeployment(connection: Pick<Connection, 'workflowS
   try {
     res = await connection.workflowService.describeWorkerDeployment({ namespace, deploymentName });
   } catch (err) {
-    if (isGrpcServiceError(err) && (err.code as number) === GRPC_NOT_FOUND) return null;
+    if (isGrpcServiceError(err) && (err.code as number) === GrpcStatus.NOT_FOUND) return null;
     throw err;
   }
   const info = res.workerDeploymentInfo;
@@ -83,7 +81,7 @@ export async function setCurrentVersion(connection: Pick<Connection, 'workflowSe
     const previousString = res.previousVersion?.startsWith(`${deploymentName}.`) ? res.previousVersion.slice(deploymentName.length + 1) : null;
     return { previous: res.previousDeploymentVersion?.buildId || previousString || null };
   } catch (err) {
-    if (isGrpcServiceError(err) && ((err.code as number) === GRPC_NOT_FOUND || (err.code as number) === GRPC_FAILED_PRECONDITION)) {
+    if (isGrpcServiceError(err) && ((err.code as number) === GrpcStatus.NOT_FOUND || (err.code as number) === GrpcStatus.FAILED_PRECONDITION)) {
       throw new PtcError(ErrorCode.INVALID_INPUT, `deployment ${deploymentName} has no version ${buildId} that the server can route to (${err.details}); start \`ptctl worker\` of that build first and check \`ptctl deployment status\``, { cause: err });
     }
     throw err;
