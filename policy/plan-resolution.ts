@@ -16,7 +16,7 @@ import {
   globToRegExp,
 } from '../schemas/plan.js';
 import { RolloutInput, type HostWorkInput } from '../schemas/rollout.js';
-import { checkHideable, preflight, versionAtLeast } from './passthrough-policy.js';
+import { checkHideable, isBridgePort, preflight, versionAtLeast } from './passthrough-policy.js';
 
 /**
  * A plan resolved against live inventory, host by host, with the same rules the saga's preflight
@@ -55,7 +55,8 @@ class HostDevices {
   constructor(readonly inv: HostInventory) {
     for (const d of inv.devices) {
       this.byBdf.set(d.bdf, d);
-      if (d.iommuGroup === null) continue;
+      // A bridge or root port in a group stays with the host (rule 10): it claims nothing.
+      if (d.iommuGroup === null || isBridgePort(d)) continue;
       const members = this.groups.get(d.iommuGroup);
       if (members) members.push(d);
       else this.groups.set(d.iommuGroup, [d]);
