@@ -109,6 +109,9 @@ export const PlanAssignment = z
     device: PciAddress.optional().describe('the device to pass through, by address; give this or `match`'),
     match: DeviceMatch.optional().describe('pick the device by PCI ids on each host; give this or `device`'),
     guest: GuestName.describe('the guest (domain) that gets the device'),
+    hypervisor: Hypervisor.optional().describe(
+      'only on hosts running this hypervisor (`xen` or `kvm`); on the others the assignment does not apply, so one plan can name the Xen guests and the KVM guests of a mixed fleet',
+    ),
   })
   .strict()
   // `when`: report these even when another key of the assignment is also wrong (all problems at once).
