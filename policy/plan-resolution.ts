@@ -1,5 +1,5 @@
 import { ErrorCode } from '../schemas/errors.js';
-import type { HostInventory, PciDevice } from '../schemas/inventory.js';
+import { type HostInventory, type PciDevice, STUB_DRIVER } from '../schemas/inventory.js';
 import type { ConcreteBindStrategy, PassthroughRequestInput } from '../schemas/passthrough.js';
 import type { PciAddress } from '../schemas/pci-address.js';
 import {
@@ -222,6 +222,7 @@ export function resolveHost(plan: Plan, inv: HostInventory): HostResolution {
       bdf,
       driver: device.driver,
       hide: !device.hidden,
+      stubDriver: STUB_DRIVER[inv.hypervisor],
       companions: pf.devicesToHide.filter((b) => b !== bdf),
       strategy: pf.strategy,
       rebootNeeded: pf.strategy === 'reboot',
