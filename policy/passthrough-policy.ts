@@ -73,6 +73,15 @@ export function checkReloadSafe(inv: HostInventory, device: PciDevice): Verdict 
       `reloading ${driver} to move ${device.bdf} would also drop ${busy.bdf}, which host ${inv.hostId} uses (${busy.inUse}); use --strategy dynamic or reboot`,
     );
   }
+  // A PF's driver creates its VFs: unloading it removes them, whoever holds them (sriovVfs is absent
+  // from older agents' inventories, so their verdicts do not change).
+  const pf = inv.devices.find((d) => (d.bdf === device.bdf || d.driver === driver) && (d.sriovVfs?.length ?? 0) > 0);
+  if (pf) {
+    return refuse(
+      ErrorCode.RELOAD_UNSAFE,
+      `reloading ${driver} to move ${device.bdf} would remove the SR-IOV VFs ${pf.sriovVfs?.join(', ') ?? ''} of ${pf.bdf} on host ${inv.hostId}; use --strategy dynamic`,
+    );
+  }
   return { ok: true };
 }
 
@@ -142,13 +151,19 @@ export function chooseAttachMode(guest: Guest, hostCanHotplug: boolean): { mode:
 export function chooseStrategy(inv: HostInventory, device: PciDevice, requested: BindStrategy): Verdict<{ strategy: ConcreteBindStrategy }> {
   const can = (c: 'dynamic-bind' | 'reload' | 'reboot'): boolean => inv.capabilities.includes(c);
   const reloadVerdict = checkReloadSafe(inv, device);
+  // A VF exists only once its PF's driver has created it, after the boot has bound pciback: hide= at
+  // boot never finds it, so a reboot binds nothing. (sriovPf is absent from older agents' inventories.)
+  const vfRefusal = device.sriovPf
+    ? refuse(ErrorCode.STRATEGY_UNSUPPORTED, `${device.bdf} is an SR-IOV VF of ${device.sriovPf}, which exists only after ${device.sriovPf}'s driver creates it at boot, so a reboot cannot bind it to ${STUB_DRIVER[inv.hypervisor]}; use --strategy dynamic`)
+    : null;
   if (requested === 'auto') {
     if (can('dynamic-bind')) return { ok: true, strategy: 'dynamic' };
     if (can('reload') && reloadVerdict.ok) return { ok: true, strategy: 'reload' };
-    if (can('reboot')) return { ok: true, strategy: 'reboot' };
+    if (can('reboot')) return vfRefusal ?? { ok: true, strategy: 'reboot' };
     return refuse(ErrorCode.STRATEGY_UNSUPPORTED, `host ${inv.hostId} offers no way to bind ${device.bdf} to ${STUB_DRIVER[inv.hypervisor]}`);
   }
   const capability = requested === 'dynamic' ? 'dynamic-bind' : requested;
+  if (requested === 'reboot' && vfRefusal) return vfRefusal;
   if (!can(capability)) return refuse(ErrorCode.STRATEGY_UNSUPPORTED, `host ${inv.hostId} does not support the ${requested} strategy needed to bind ${device.bdf}; use --strategy auto`);
   if (requested === 'reload' && !reloadVerdict.ok) return reloadVerdict;
   return { ok: true, strategy: requested };
