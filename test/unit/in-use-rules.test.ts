@@ -528,3 +528,35 @@ void describe('Xen co-assignment behind a conventional PCI bridge', () => {
     assert.equal(conventionalBehind(null), true);
   });
 });
+
+void describe('the effective hide list (rule 15): a built-in pciback and a pciback loaded from the initramfs', () => {
+  const NIC = '0000:00:06.0';
+  const BUILTIN = ['kernel/drivers/xen/xen-pciback/xen-pciback.ko'];
+
+  void it('a built-in pciback reads only the kernel command line: hide is NOT_HIDDEN naming it, unless the command line lists the device', async () => {
+    const { fx, ctx } = await handlerCtx(withCase({ builtinModules: BUILTIN, modules: [] }));
+    await assert.rejects(commandHandlers.hide(ctx, { bdf: NIC }), (err: unknown) => {
+      assert.ok(isPtcError(err) && err.code === ErrorCode.NOT_HIDDEN, String(err));
+      assert.match(err.message, /^host h1: xen-pciback is built into this kernel \(modules\.builtin\), so it ignores \/etc\/modprobe\.d\/ptctl-pciback\.conf and only xen-pciback\.hide= on the kernel command line hides devices; add 0000:00:06\.0 to xen-pciback\.hide=/);
+      return true;
+    });
+    assert.equal(fx.read('/etc/modprobe.d/ptctl-pciback.conf'), null);
+    const listed = await handlerCtx(withCase({ builtinModules: BUILTIN, modules: [], cmdline: `root=/dev/sda1 xen-pciback.hide=(${NIC})` }));
+    assert.equal((await commandHandlers.hide(listed.ctx, { bdf: NIC })).changed, true);
+  });
+
+  void it('pciback loaded from the initramfs (initramfs-tools or dracut): hide refuses naming the rebuild, until the image is newer than a file that lists the device', async () => {
+    const tools = await handlerCtx(withCase({ files: { '/etc/initramfs-tools/modules': '# modules for the initramfs\nxen-pciback\n' } }));
+    await assert.rejects(commandHandlers.hide(tools.ctx, { bdf: NIC }), /host h1: xen-pciback loads from the initramfs \(\/etc\/initramfs-tools\/modules\).*run `update-initramfs -u`, then retry/);
+    assert.equal(tools.fx.read('/etc/modprobe.d/ptctl-pciback.conf'), null);
+    const dracut = await handlerCtx(withCase({ files: { '/etc/dracut.conf.d/xen.conf': 'add_drivers+=" xen-pciback "\n' } }));
+    await assert.rejects(commandHandlers.hide(dracut.ctx, { bdf: NIC }), /loads from the initramfs \(\/etc\/dracut\.conf\.d\/xen\.conf\).*run `dracut -f`/);
+    // The operator listed the device and rebuilt the image afterwards.
+    const rebuilt = await handlerCtx(
+      withCase({ files: { '/etc/initramfs-tools/modules': 'xen-pciback\n', '/etc/modprobe.d/ptctl-pciback.conf': `options xen-pciback hide=(${NIC})\n`, '/boot/initrd.img-6.1.0-56-amd64': '' } }),
+    );
+    const past = new Date(Date.now() - 60_000);
+    utimesSync(rebuilt.fx.path('/etc/modprobe.d/ptctl-pciback.conf'), past, past);
+    await commandHandlers.hide(rebuilt.ctx, { bdf: NIC });
+  });
+});
