@@ -63,6 +63,8 @@ export interface HostInterface {
   lower?: string;
   /** A macvtap: its tap character device shows as `macvtap/tap<ifindex>`. */
   macvtap?: boolean;
+  /** A port of this Open vSwitch bridge (what `ovs-vsctl list-ports` prints); its `master` is `ovs-system`. */
+  ovsBridge?: string;
 }
 
 /** A native NVMe multipath head (`nvme0n1`, under the subsystem) and the hidden per-controller paths (`nvme0c0n1`) it joins. */
