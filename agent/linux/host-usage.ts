@@ -241,6 +241,9 @@ export async function readNetworkUse(
           }
         }
         for (const upper of await uppers(name)) {
+          // A macvlan or VLAN moved into a container's network namespace keeps its `upper_` link here,
+          // but the host's /sys/class/net no longer shows it: what runs there cannot be seen, so it counts.
+          if (!(await tree.exists(`/sys/class/net/${upper}`))) return `${iface} carries ${upper}, which is in another network namespace (a container's or a guest's), so it counts as in use`;
           const upperWhy = await walk(upper, depth + 1);
           if (upperWhy !== null) return upperWhy;
         }

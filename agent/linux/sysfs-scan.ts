@@ -36,6 +36,8 @@ export interface TopologyDevice {
   resetMethod: string | null;
   /** The outermost bridge above it whose secondary bus is conventional PCI; null or absent when none. */
   conventionalBridge?: PciAddress | null;
+  /** An SR-IOV virtual function: the SR-IOV specification requires FLR of every VF, so its slot's other VFs are not companions. */
+  sriovVf?: boolean;
 }
 
 const PCI_CAP_EXP = 0x10;
@@ -93,7 +95,7 @@ export function xenCoAssignmentGroups(devices: readonly TopologyDevice[]): Map<P
   }
   const out = new Map<PciAddress, number>();
   for (const [slot, fns] of bySlot) {
-    if (fns.length < 2 || fns.every((f) => /\bflr\b/.test(f.resetMethod ?? ''))) continue;
+    if (fns.length < 2 || fns.every((f) => f.sriovVf === true || /\bflr\b/.test(f.resetMethod ?? ''))) continue;
     for (const f of fns) out.set(f.bdf, idOf(`${slot}.0`));
   }
   // Behind a conventional PCI bridge the IOMMU sees one requester id for the whole bus (the
@@ -164,7 +166,7 @@ export class SysfsScanner {
             break;
           }
         }
-        topology.push({ bdf: d.bdf, class: d.class, resetMethod: await this.tree.text(`${PCI_DEVICES}/${d.bdf}/reset_method`), conventionalBridge });
+        topology.push({ bdf: d.bdf, class: d.class, resetMethod: await this.tree.text(`${PCI_DEVICES}/${d.bdf}/reset_method`), conventionalBridge, sriovVf: d.sriovPf !== undefined });
       }
       const groups = xenCoAssignmentGroups(topology);
       for (const d of out) d.iommuGroup = groups.get(d.bdf) ?? null;

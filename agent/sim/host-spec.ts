@@ -63,6 +63,8 @@ export interface HostInterface {
   lower?: string;
   /** A macvtap: its tap character device shows as `macvtap/tap<ifindex>`. */
   macvtap?: boolean;
+  /** Moved into another network namespace (a container's): absent from the host's /sys/class/net, still an `upper_` of its lower. */
+  otherNetns?: boolean;
   /** A port of this Open vSwitch bridge (what `ovs-vsctl list-ports` prints); its `master` is `ovs-system`. */
   ovsBridge?: string;
 }

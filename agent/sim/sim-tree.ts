@@ -154,7 +154,8 @@ export class SimTree {
         this.mkdir(`/sys/devices/virtual/net/${name}/brif`);
       }
       if (iface.macvtap) this.mkdir(`/sys/devices/virtual/net/${name}/macvtap/tap${20 + virtual.findIndex(([n]) => n === name)}`);
-      this.link(`/sys/class/net/${name}`, `/sys/devices/virtual/net/${name}`);
+      // sysfs shows /sys/class/net of the reader's own network namespace only.
+      if (!iface.otherNetns) this.link(`/sys/class/net/${name}`, `/sys/devices/virtual/net/${name}`);
     }
     for (const [name, iface] of virtual) if (iface.master) this.enslave(name, iface.master);
     let diskMajorMinor = 0;
@@ -472,8 +473,8 @@ export class SysfsKernel {
           if (master) this.host.enslave(iface, master);
           for (const [upper, u] of Object.entries(this.host.spec.interfaces ?? {})) {
             if (u.lower !== iface) continue;
-            this.host.link(`${real}/upper_${upper}`, `/sys/class/net/${upper}`);
-            this.host.link(`/sys/class/net/${upper}/lower_${iface}`, real);
+            this.host.link(`${real}/upper_${upper}`, `/sys/devices/virtual/net/${upper}`);
+            this.host.link(`/sys/devices/virtual/net/${upper}/lower_${iface}`, real);
           }
         } else {
           this.host.unlink(`/sys/class/net/${iface}`);

@@ -7,7 +7,8 @@ import type { ScannedDevice } from '../../agent/backend.js';
 import { commandHandlers, type HandlerContext } from '../../agent/command-handlers.js';
 import { DeviceRecords } from '../../agent/device-records.js';
 import { type CannedCommand, RecordingRunner } from '../../agent/linux/command-runner.js';
-import { guestPhyDisks, parseZpoolStatus, splitLvmName } from '../../agent/linux/host-usage.js';
+import { guestPhyDisks, parseZpoolStatus, readOpenGpuNodes, splitLvmName } from '../../agent/linux/host-usage.js';
+import { HostTree } from '../../agent/linux/host-tree.js';
 import { LinuxHost } from '../../agent/linux/linux-host.js';
 import { conventionalBehind, xenCoAssignmentGroups } from '../../agent/linux/sysfs-scan.js';
 import { configSpace } from '../../agent/sim/sim-tree.js';
@@ -401,6 +402,19 @@ void describe('macvtap: the lower device of a guest’s macvtap', () => {
     assert.equal((await scanned(host, '0000:00:0e.0')).inUse, "eth8 carries macvtap0, a guest's interface");
     assert.equal((await scanned(host, '0000:00:0f.0')).inUse, "eth9 carries mvt-web, a guest's interface");
   });
+
+  void it('a NIC under a macvlan moved into a container’s network namespace is in use; one under an idle macvlan of the host is not', async () => {
+    const spec = withCase({
+      devices: [
+        { bdf: '0000:00:0e.0', vendor: '8086', device: '100e', class: '020000', driver: 'e1000', net: ['eth8'] },
+        { bdf: '0000:00:0f.0', vendor: '8086', device: '100e', class: '020000', driver: 'e1000', net: ['eth9'] },
+      ],
+      interfaces: { eth8: { operstate: 'up' }, eth9: { operstate: 'up' }, mvl0: { operstate: 'up', lower: 'eth8', otherNetns: true }, mvl1: { operstate: 'down', lower: 'eth9' } },
+    });
+    const { host } = xenHost(spec);
+    assert.equal((await scanned(host, '0000:00:0e.0')).inUse, "eth8 carries mvl0, which is in another network namespace (a container's or a guest's), so it counts as in use");
+    assert.equal((await scanned(host, '0000:00:0f.0')).inUse, null);
+  });
 });
 
 void describe('NVMe multipath, ZFS and btrfs members', () => {
@@ -489,6 +503,19 @@ void describe('GPUs with open device nodes, and the BMC’s VGA', () => {
     assert.equal((await scanned(host, '0000:00:16.0')).inUse, null);
   });
 
+  void it('fails closed: a process whose open files cannot be read makes every GPU with a device node in use', async () => {
+    const fx = buildFixtureHost(GPUS());
+    fixtures.push(fx);
+    class Unreadable extends HostTree {
+      override async listReadable(hostPath: string): Promise<string[] | null> {
+        return hostPath === '/proc/977/fd' ? null : super.listReadable(hostPath);
+      }
+    }
+    const nodes = await readOpenGpuNodes(new Unreadable(fx.root));
+    assert.equal(nodes.get('0000:00:16.0'), 'its device node /dev/dri/card2 exists and the open files of process 977 cannot be read, so it counts as in use');
+    assert.equal(nodes.get('0000:00:14.0'), 'its device node /dev/dri/card1 is open by process 4242 (Xorg)');
+  });
+
   void it('the BMC’s ASPEED VGA is in use as the remote console, though it is not the boot VGA', async () => {
     const { host } = xenHost(GPUS());
     assert.equal((await scanned(host, '0000:00:17.0')).inUse, "it is the BMC's VGA (ASPEED), the host's remote console");
@@ -516,6 +543,11 @@ void describe('Xen co-assignment behind a conventional PCI bridge', () => {
     const nic = inv.devices.find((d) => d.bdf === '0000:05:00.0');
     assert.ok(nic);
     assert.deepEqual(iommuCompanions(inv, nic).map((d) => d.bdf), ['0000:05:01.0']);
+  });
+
+  void it('SR-IOV VFs sharing a slot are not companions (every VF has FLR by the SR-IOV specification), even where the kernel does not list reset methods', () => {
+    const vf = (bdf: string): { bdf: PciAddress; class: string; resetMethod: null; sriovVf: boolean } => ({ bdf: bdf, class: '0200', resetMethod: null, sriovVf: true });
+    assert.deepEqual([...xenCoAssignmentGroups([vf('0000:03:10.0'), vf('0000:03:10.4')])], []);
   });
 
   void it('reads conventional PCI from the capability list in config space: no PCI Express capability, or a PCI Express-to-PCI bridge; unreadable counts as conventional', () => {
