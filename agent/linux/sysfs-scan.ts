@@ -109,6 +109,7 @@ export function xenCoAssignmentGroups(devices: readonly TopologyDevice[]): Map<P
 }
 
 const ASPEED = '1a03';
+const AMI_USB_VENDOR = '046b';
 
 // Bridges (06xx) and base system peripherals (08xx: IOMMUs, interrupt controllers, timers) carry the
 // host's buses: taking one away takes down everything behind it, so none is ever idle.
@@ -174,6 +175,31 @@ export class SysfsScanner {
     return out;
   }
 
+  /**
+   * USB devices under a USB host controller (`usbN/N-P[.P…]`, through hubs) made by a BMC: vendor
+   * 046b is American Megatrends, whose MegaRAC firmware runs most ASPEED BMCs and presents its
+   * virtual hub, keyboard/mouse, media and LAN-over-USB NIC with that id. Other BMC makers' ids are
+   * not listed here. "046b:ff10 (Virtual Keyboard and Mouse)" per device; [] when there are none.
+   */
+  private async bmcUsbDevices(base: string): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (dir: string, depth: number): Promise<void> => {
+      if (depth > 6) return;
+      for (const entry of await this.tree.list(dir)) {
+        if (!(depth === 0 ? /^usb\d+$/ : /^\d+-[\d.]+$/).test(entry)) continue;
+        const at = `${dir}/${entry}`;
+        const vendor = (await this.tree.text(`${at}/idVendor`))?.trim().toLowerCase();
+        if (depth > 0 && vendor === AMI_USB_VENDOR) {
+          const product = (await this.tree.text(`${at}/product`))?.trim();
+          out.push(`${vendor}:${(await this.tree.text(`${at}/idProduct`))?.trim() ?? '?'}${product ? ` (${product})` : ''}`);
+        }
+        await walk(at, depth + 1);
+      }
+    };
+    await walk(base, 0);
+    return out;
+  }
+
   /** Framebuffers per PCI device (`/sys/class/graphics/fb*\/device`): the console is drawn on them. */
   private async framebuffers(): Promise<Map<PciAddress, string[]>> {
     const out = new Map<PciAddress, string[]>();
@@ -214,6 +240,10 @@ export class SysfsScanner {
     if (fbs) reasons.push(`it drives framebuffer ${fbs.join(', ')}, the host's console`);
     // A BMC's VGA (ASPEED's AST chips) is the remote console an operator reaches the host through.
     if (vendor === ASPEED && pciClass.startsWith('03')) reasons.push("it is the BMC's VGA (ASPEED), the host's remote console");
+    if (pciClass === '0c03') {
+      const bmc = await this.bmcUsbDevices(base);
+      if (bmc.length > 0) reasons.push(`it carries the BMC's virtual USB devices ${bmc.join(', ')} (remote keyboard, media or LAN over USB)`);
+    }
     const gpuNodes = ctx.openGpuNodes?.get(bdf);
     if (gpuNodes !== undefined) reasons.push(gpuNodes);
     const vfs: PciAddress[] = [];

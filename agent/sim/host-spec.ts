@@ -47,6 +47,8 @@ export interface HostPciDevice {
   pcie?: boolean;
   /** An SR-IOV physical function's virtual functions (each also listed as a device): `sriov_numvfs`, `virtfnN` here and `physfn` in each VF. */
   sriovVfs?: string[];
+  /** USB devices on a USB host controller's root hub: `usb<bus>/<bus>-<port>/idVendor`, `idProduct`, `product`. */
+  usb?: { bus: number; port: string; idVendor: string; idProduct: string; product?: string }[];
   /** DRM minors the device's driver made (`card0`, `renderD128`): `/sys/class/drm/<n>/device` and `/dev/dri/<n>`. */
   drm?: string[];
 }

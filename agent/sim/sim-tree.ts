@@ -209,6 +209,14 @@ export class SimTree {
       });
     }
     for (const dev of s.devices) {
+      for (const u of dev.usb ?? []) {
+        // A device behind a hub sits in the hub's directory: usb1/1-3/1-3.1.
+        const hops = u.port.split('.').map((_, i, all) => `${u.bus}-${all.slice(0, i + 1).join('.')}`);
+        const usbDir = `${this.deviceDir(dev.bdf)}/usb${u.bus}/${hops.join('/')}`;
+        this.write(`${usbDir}/idVendor`, `${u.idVendor}\n`);
+        this.write(`${usbDir}/idProduct`, `${u.idProduct}\n`);
+        if (u.product !== undefined) this.write(`${usbDir}/product`, `${u.product}\n`);
+      }
       for (const minor of dev.drm ?? []) {
         this.mkdir(`${this.deviceDir(dev.bdf)}/drm/${minor}`);
         this.link(`${this.deviceDir(dev.bdf)}/drm/${minor}/device`, this.deviceDir(dev.bdf));

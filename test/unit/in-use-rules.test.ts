@@ -487,6 +487,18 @@ void describe('GPUs with open device nodes, and the BMC’s VGA', () => {
         { bdf: '0000:00:15.0', vendor: '10de', device: '1eb8', class: '030200', driver: 'nvidia' },
         { bdf: '0000:00:16.0', vendor: '10de', device: '1eb8', class: '030000', bootVga: false, driver: 'nouveau', drm: ['card2'] },
         { bdf: '0000:00:17.0', vendor: '1a03', device: '2000', class: '030000', bootVga: false, driver: 'ast' },
+        {
+          bdf: '0000:00:1d.0',
+          vendor: '8086',
+          device: 'a36d',
+          class: '0c0330',
+          driver: 'xhci_hcd',
+          usb: [
+            { bus: 1, port: '3', idVendor: '046b', idProduct: 'ff01', product: 'Virtual Hub' },
+            { bus: 1, port: '3.1', idVendor: '046b', idProduct: 'ffb0', product: 'Virtual Ethernet' },
+          ],
+        },
+        { bdf: '0000:00:1d.1', vendor: '8086', device: 'a36d', class: '0c0330', driver: 'xhci_hcd', usb: [{ bus: 2, port: '1', idVendor: '0781', idProduct: '5581', product: 'Ultra' }] },
       ],
       processes: [
         { pid: 4242, comm: 'Xorg', open: ['/dev/null', '/dev/dri/card1'] },
@@ -519,6 +531,12 @@ void describe('GPUs with open device nodes, and the BMC’s VGA', () => {
   void it('the BMC’s ASPEED VGA is in use as the remote console, though it is not the boot VGA', async () => {
     const { host } = xenHost(GPUS());
     assert.equal((await scanned(host, '0000:00:17.0')).inUse, "it is the BMC's VGA (ASPEED), the host's remote console");
+  });
+
+  void it('a USB controller carrying the BMC’s virtual USB devices (AMI 046b) is in use; one with a USB stick is not', async () => {
+    const { host } = xenHost(GPUS());
+    assert.equal((await scanned(host, '0000:00:1d.0')).inUse, "it carries the BMC's virtual USB devices 046b:ff01 (Virtual Hub), 046b:ffb0 (Virtual Ethernet) (remote keyboard, media or LAN over USB)");
+    assert.equal((await scanned(host, '0000:00:1d.1')).inUse, null);
   });
 });
 
