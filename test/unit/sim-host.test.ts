@@ -10,6 +10,7 @@ import { SIM_PROFILES } from '../../agent/sim/profiles.js';
 import { DeviceRecords } from '../../agent/device-records.js';
 import { readInventory } from '../../agent/host-inventory.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
+import { HostInventory } from '../../schemas/inventory.js';
 
 const UPLINK = '0000:01:00.0';
 const ROOT_DISK = '0000:03:00.0';
@@ -452,6 +453,8 @@ void describe('SimHost: the debian12-xen profile holds the real-host cases', () 
     const records = mkdtempSync(join(TMP, 'ptctl-records-'));
     dirs.push(records);
     const scan = await readInventory('h1', host, await DeviceRecords.open(records));
+    // What the agent publishes must pass the schema, with the new SR-IOV fields.
+    HostInventory.parse(scan);
     const used = Object.fromEntries(scan.devices.filter((d) => d.inUse !== null).map((d) => [d.bdf, d.inUse]));
     assert.deepEqual(Object.keys(used).sort(), Object.keys(profile.inUse).sort(), JSON.stringify(used, null, 1));
     assert.match(used['0000:00:02.0'] ?? '', /BMC's VGA \(ASPEED\)/);
