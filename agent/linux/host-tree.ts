@@ -55,6 +55,26 @@ export class HostTree {
     }
   }
 
+  /** The file's bytes (sysfs `config`), or null when it does not exist. */
+  async bytes(hostPath: string): Promise<Buffer | null> {
+    try {
+      return await readFile(this.path(hostPath));
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+  }
+
+  /** When the file was last modified (ms since the epoch), or null when it does not exist. */
+  async mtimeMs(hostPath: string): Promise<number | null> {
+    try {
+      return (await stat(this.path(hostPath))).mtimeMs;
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+  }
+
   /** Synchronous read for the few facts that never change while the agent runs; null when absent. */
   textSync(hostPath: string): string | null {
     try {
@@ -96,6 +116,21 @@ export class HostTree {
       return (await readdir(this.path(hostPath))).sort();
     } catch (err) {
       if (missing(err)) return [];
+      throw err;
+    }
+  }
+
+  /**
+   * Directory entries, sorted; [] when it does not exist; null when it exists but cannot be read
+   * (`/proc/<pid>/fd` of a process the agent may not inspect), which a caller must not read as empty.
+   */
+  async listReadable(hostPath: string): Promise<string[] | null> {
+    try {
+      return (await readdir(this.path(hostPath))).sort();
+    } catch (err) {
+      if (missing(err)) return [];
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') return null;
       throw err;
     }
   }

@@ -8,7 +8,7 @@ import type { ModprobeDialect } from '../modprobe-conf.js';
 import type { CommandRunner } from './command-runner.js';
 import { type HostRelease, readHostRelease } from './host-release.js';
 import { HostTree, type SysfsWriteObserver } from './host-tree.js';
-import { type GuestDisk, guestPhyDisks, readNetworkUse, readStorageUse } from './host-usage.js';
+import { type GuestDisk, guestPhyDisks, readNetworkUse, readOpenGpuNodes, readStorageUse } from './host-usage.js';
 import { LinuxKernelModules } from './kernel-modules.js';
 import { LinuxPciDrivers } from './pci-drivers.js';
 import { PciNames } from './pci-names.js';
@@ -147,7 +147,7 @@ export class LinuxHost implements HostBackend {
     // Guests first: their interfaces (vifD.N, vnetN) and block disks make devices in use.
     const { guests, domains, owners, disks } = xen ? await this.xenGuests() : await this.kvmGuests();
     const net = await readNetworkUse(this.tree, this.runner, this.uplinks, domains, owners);
-    const storage = await readStorageUse(this.tree, disks);
+    const storage = await readStorageUse(this.tree, disks, this.runner);
     let slots: Set<PciAddress>;
     let assignable: Set<PciAddress>;
     if (xen) {
@@ -159,7 +159,7 @@ export class LinuxHost implements HostBackend {
       slots = states.overridden;
       assignable = states.assignable;
     }
-    const devices = await this.scanner.devices({ net, storage: storage.byController, unmappedStorage: storage.unmapped, slots, assignable, xen, stubDriver: STUB_DRIVER[hypervisor] });
+    const devices = await this.scanner.devices({ net, storage: storage.byController, unmappedStorage: storage.unmapped, slots, assignable, xen, stubDriver: STUB_DRIVER[hypervisor], openGpuNodes: await readOpenGpuNodes(this.tree) });
     return {
       os: this.release().os,
       hypervisor,
@@ -305,7 +305,7 @@ export class LinuxHost implements HostBackend {
    * Xen: /etc/modprobe.d files sorting after ptctl's (kmod hosts) and /proc/cmdline whose hide= leaves
    * `bdf` out. KVM: a driverctl override that gives `bdf` to another driver (its udev rule runs after ours).
    */
-  async winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[] }[]> {
+  async winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[]; reason?: string }[]> {
     if (this.platform === 'xen') return this.modules.winningHideSources(bdf);
     const source = `${DRIVERCTL_DIR}/pci-${bdf}`;
     const driver = (await this.tree.text(source))?.trim();
