@@ -3,6 +3,7 @@ import { open, readFile, readdir, readlink, realpath, stat } from 'node:fs/promi
 import { basename, relative, sep } from 'node:path';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import { HostFiles } from '../host-files.js';
+import { SysfsWriter } from './sysfs-writer.js';
 
 /** One write to a sysfs control file, as the kernel receives it. */
 export interface SysfsWrite {
@@ -32,13 +33,24 @@ export class HostTree {
   readonly files: HostFiles;
   private realRoot: string | null = null;
 
+  /** Set on real hosts: control writes run in a supervised child (see SysfsWriter). */
+  private readonly writer: SysfsWriter | null;
+
   constructor(
     readonly root: string,
     private readonly observer?: SysfsWriteObserver,
     /** A sysfs write that has not returned by then fails, so one hung driver does not wedge the agent's queue. */
     private readonly writeTimeoutMs = SYSFS_WRITE_TIMEOUT_MS,
+    /** Writes in a child process (default: when no simulated kernel observes them, i.e. on a real host). */
+    isolateWrites = observer === undefined,
   ) {
     this.files = new HostFiles(root);
+    this.writer = isolateWrites ? new SysfsWriter() : null;
+  }
+
+  /** Stops the writer process, if one runs. */
+  close(): void {
+    this.writer?.close();
   }
 
   path(hostPath: string): string {
@@ -192,15 +204,20 @@ export class HostTree {
    */
   async writeControl(hostPath: string, bdf: string): Promise<void> {
     const data = `${bdf}\n`;
+    const stuck = `writing ${bdf} to ${hostPath} did not return within ${this.writeTimeoutMs / 1000} s (the kernel is stuck in the driver); the agent goes on, check the device before retrying`;
     try {
-      await withTimeout(this.writeTimeoutMs, `writing ${bdf} to ${hostPath} did not return within ${this.writeTimeoutMs / 1000} s (the kernel is stuck in the driver); the agent goes on, check the device before retrying`, async () => {
-        const handle = await open(this.path(hostPath), constants.O_WRONLY | constants.O_APPEND);
-        try {
-          await handle.write(data);
-        } finally {
-          await handle.close();
-        }
-      });
+      if (this.writer) {
+        await this.writer.write(this.path(hostPath), data, this.writeTimeoutMs, stuck);
+      } else {
+        await withTimeout(this.writeTimeoutMs, stuck, async () => {
+          const handle = await open(this.path(hostPath), constants.O_WRONLY | constants.O_APPEND);
+          try {
+            await handle.write(data);
+          } finally {
+            await handle.close();
+          }
+        });
+      }
       await this.observer?.({ path: hostPath, data });
     } catch (err) {
       if (err instanceof PtcError) throw err;

@@ -45,6 +45,8 @@ export interface LinuxHostOptions {
   onSysfsWrite?: SysfsWriteObserver;
   /** How long a sysfs control write may block before it fails (default SYSFS_WRITE_TIMEOUT_MS). */
   sysfsWriteTimeoutMs?: number;
+  /** Sysfs writes in a supervised child process; default: on a real host (no `onSysfsWrite`). */
+  isolateSysfsWrites?: boolean;
 }
 
 const TOOL_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin', '/usr/local/sbin'];
@@ -85,7 +87,7 @@ export class LinuxHost implements HostBackend {
   private platformCache: Hypervisor | null = null;
 
   constructor(options: LinuxHostOptions) {
-    this.tree = new HostTree(options.root, options.onSysfsWrite, options.sysfsWriteTimeoutMs);
+    this.tree = new HostTree(options.root, options.onSysfsWrite, options.sysfsWriteTimeoutMs, options.isolateSysfsWrites ?? options.onSysfsWrite === undefined);
     this.files = this.tree.files;
     this.runner = options.runner;
     this.uplinks = [...(options.uplinkInterfaces ?? [])];
@@ -455,6 +457,8 @@ export class LinuxHost implements HostBackend {
     this.power.onBoot(listener);
   }
 
-  /** No-op: the backend holds no open handles or timers. */
-  async close(): Promise<void> {}
+  /** Stops the sysfs writer process, if one was started. */
+  async close(): Promise<void> {
+    this.tree.close();
+  }
 }
