@@ -246,6 +246,14 @@ export class LinuxHost implements HostBackend {
     }
     const disks: GuestDisk[] = [];
     for (const g of out) disks.push(...guestPhyDisks(g.name, (await this.files.read(this.guestConfigPath(g.name))) ?? ''));
+    // What the running guests' backends hold now: a disk attached live is in no config file.
+    for (const g of out) {
+      if (g.state === 'stopped') continue;
+      const live = await toolstack.blockDevices(g.name);
+      // Unreadable: a path no controller has, so every storage controller counts as in use (fail closed).
+      if (live === null) disks.push({ guest: g.name, path: `(${toolstack.name} block-list ${g.name} could not be read)` });
+      else for (const path of live) if (!disks.some((d) => d.guest === g.name && d.path === path)) disks.push({ guest: g.name, path });
+    }
     return { guests: out, domains: ids, owners: new Map(), disks };
   }
 

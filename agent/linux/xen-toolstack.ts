@@ -92,6 +92,11 @@ export function parseAssignableList(text: string): PciAddress[] {
   return [...new Set(out)].sort(compareBdf);
 }
 
+/** Backend paths (`/local/domain/0/backend/vbd/2/51712`) in `xl block-list` / `xm block-list` output; [] for none. */
+export function parseBlockList(text: string): string[] {
+  return [...text.matchAll(/(\/local\/domain\/\d+\/backend\/(?:vbd|qdisk|tap2?)\/\d+\/\d+)\s*$/gm)].map((m) => m[1] ?? '').filter((p) => p !== '');
+}
+
 /** The `virt_caps` words of `xl info` / `xm info`; null when the line is missing (old xend). */
 export function parseVirtCaps(text: string): string[] | null {
   const m = /^virt_caps\s*:(.*)$/m.exec(text);
@@ -156,6 +161,25 @@ export class XenToolstack {
   /** Devices live in a guest. Throws COMMAND_FAILED when the list cannot be read: an empty list would be a lie that lets a device be given away twice. */
   async guestDevices(guest: GuestName): Promise<PciAddress[]> {
     return parseGuestPciList(await mustRun(this.runner, [this.name, 'pci-list', guest]));
+  }
+
+  /**
+   * The host block devices a running guest uses now, as its backends show them: `xl|xm block-list`
+   * gives each vbd's backend path, whose `params` in xenstore is the device (a disk attached with
+   * `block-attach` is in no config file). Null when either command fails: the caller fails closed.
+   */
+  async blockDevices(guest: GuestName): Promise<string[] | null> {
+    const list = await this.query([this.name, 'block-list', guest]);
+    if (list === null) return null;
+    const out: string[] = [];
+    for (const backend of parseBlockList(list)) {
+      const params = await this.query(['xenstore-read', `${backend}/params`]);
+      if (params === null) return null;
+      const path = params.trim();
+      // A phy: backend's params is the device; file: backends (loop devices over image files) are not a controller's disks.
+      if (path.startsWith('/dev/')) out.push(path);
+    }
+    return out;
   }
 
   /** Devices the toolstack can assign; null when the command failed. */

@@ -9,6 +9,7 @@ import type { SysfsWrite } from '../linux/host-tree.js';
 import { readJson, writeJsonAtomic } from '../host-files.js';
 import { type ModprobeDialect, KMOD_DIALECT, RHEL5_DIALECT, effectiveHidden, parseModprobeConf } from '../modprobe-conf.js';
 import { parseGuestConfig } from '../xen-guest-config.js';
+import { guestPhyDisks } from '../linux/host-usage.js';
 import { parseVfioRules, VFIO_RULES_FILE, DRIVERCTL_DIR } from '../vfio-rules.js';
 import { hostdevsOf } from '../linux/libvirt-toolstack.js';
 import { type SimGuestSpec, vnetOf } from './profiles.js';
@@ -326,6 +327,7 @@ export class SimKernel implements CommandRunner {
     else if (program === 'ip') result = this.ip(args);
     else if (program === 'xm' || program === 'xl') result = await this.toolstack(program, args);
     else if (program === 'virsh') result = this.virsh(args);
+    else if (program === 'xenstore-read') result = this.xenstoreRead(args[0] ?? '');
     else if (program === 'ovs-vsctl' && this.ovsBridges().size > 0) result = this.ovsVsctl(args);
     else if (program === 'reboot') {
       await this.startReboot();
@@ -424,6 +426,13 @@ export class SimKernel implements CommandRunner {
       case 'pci-assignable-list': {
         const bdfs = this.opts.profile.spec.devices.map((d) => d.bdf).filter((b) => k.driverOf(b) === PCIBACK);
         return ok(bdfs.map((b) => `${b}\n`).join(''));
+      }
+      case 'block-list': {
+        const d = this.domain(rest[0] ?? '');
+        if (!d) return fail(`Error: Domain '${rest[0] ?? ''}' does not exist.`);
+        const rows = ['Vdev  BE  handle state evt-ch ring-ref BE-path'];
+        this.domainDisks(d).forEach((_, i) => rows.push(`${51712 + 16 * i} 0   ${d.id}      4     ${47 + i}     ${8 + i}        /local/domain/0/backend/vbd/${d.id}/${51712 + 16 * i}`));
+        return ok(`${rows.join('\n')}\n`);
       }
       case 'pci-list': {
         const d = this.domain(rest[0] ?? '');
@@ -582,6 +591,19 @@ export class SimKernel implements CommandRunner {
       default:
         return fail(`error: unknown command: '${verb}'`);
     }
+  }
+
+  /** The block devices a running domain's backends hold: its config's phy: disks (the sim has no block-attach). */
+  private domainDisks(d: SimState['domains'][number]): string[] {
+    return guestPhyDisks(d.name, this.tree.read(`/etc/xen/${d.name}`) ?? '').map((g) => g.path);
+  }
+
+  /** `xenstore-read /local/domain/0/backend/vbd/<domid>/<vdev>/params`: the device behind a vbd backend. */
+  private xenstoreRead(path: string): CommandResult {
+    const m = /^\/local\/domain\/0\/backend\/vbd\/(\d+)\/(\d+)\/params$/.exec(path);
+    const d = m ? this.state.domains.find((x) => x.id === Number(m[1])) : undefined;
+    const disk = d ? this.domainDisks(d)[(Number(m?.[2]) - 51712) / 16] : undefined;
+    return disk === undefined ? fail(`xenstore-read: couldn't read path ${path}`) : ok(`${disk}\n`);
   }
 
   private countHotplug(bdf: string): CommandResult | null {

@@ -57,6 +57,7 @@ async function setup(): Promise<{ fx: FixtureHost; host: LinuxHost; ctx: Handler
     { match: ['xl', 'info'], result: { stdout: XL_INFO } },
     { match: ['xl', 'list'], result: { stdout: XL_LIST } },
     { match: (a) => a[0] === 'xl' && a[1] === 'pci-list', result: { stdout: '' } },
+    { match: (a) => a[0] === 'xl' && a[1] === 'block-list', result: { stdout: '' } },
     { match: ['xl', 'pci-assignable-list'], result: { stdout: '0000:02:00.0\n0000:03:00.0\n0000:04:00.0\n0000:05:00.0\n' } },
     { match: (a) => a[0] === 'xl' && a[1] === 'pci-attach', result: {} },
   ]);

@@ -83,6 +83,7 @@ function xenHost(spec: FixtureHostSpec = XEN_HOST(), extra: CannedCommand[] = []
     { match: ['xl', 'info'], result: { stdout: 'virt_caps              : hvm hvm_directio\n' } },
     { match: ['xl', 'list'], result: { stdout: XL_LIST } },
     { match: (a) => a[0] === 'xl' && a[1] === 'pci-list', result: { stdout: '' } },
+    { match: (a) => a[0] === 'xl' && a[1] === 'block-list', result: { stdout: '' } },
     { match: ['xl', 'pci-assignable-list'], result: () => ({ stdout: pcibackDevices() }) },
   ]);
   for (const c of extra) runner.on(c.match, c.result, c.times);

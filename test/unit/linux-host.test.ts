@@ -199,7 +199,7 @@ interface TestHost {
 }
 
 const isScanCommand = (argv: readonly string[]): boolean =>
-  argv[0] === 'ip' || ((argv[0] === 'xl' || argv[0] === 'xm') && ['list', 'info', 'pci-list', 'pci-assignable-list', 'pci-list-assignable-devices'].includes(argv[1] ?? ''));
+  argv[0] === 'ip' || ((argv[0] === 'xl' || argv[0] === 'xm') && ['list', 'info', 'pci-list', 'block-list', 'pci-assignable-list', 'pci-list-assignable-devices'].includes(argv[1] ?? ''));
 
 function hiddenIn(fx: FixtureHost, file: string, dialect: ModprobeDialect): string[] {
   return effectiveHidden(parseModprobeConf(fx.read(file) ?? '', dialect));
@@ -216,6 +216,7 @@ function rhel5Host(options: Partial<LinuxHostOptions> = {}): TestHost {
     { match: ['xm', 'list'], result: { stdout: XM_LIST } },
     { match: ['xm', 'pci-list', 'vm-pv'], result: { stdout: XM_PCI_LIST } },
     { match: (a) => a[0] === 'xm' && a[1] === 'pci-list', result: { stdout: '' } },
+    { match: (a) => a[0] === 'xm' && a[1] === 'block-list', result: { stdout: '' } },
     { match: ['xm', 'pci-list-assignable-devices'], result: () => ({ stdout: pcibackDevices() }) },
     { match: ['/sbin/modprobe', '-r', 'e1000'], result: () => (fx.kernel.unloadDriver('e1000'), {}) },
     { match: ['/sbin/modprobe', 'e1000'], result: () => (fx.kernel.loadDriver('e1000'), {}) },
@@ -235,6 +236,7 @@ function debianHost(options: Partial<LinuxHostOptions> = {}): TestHost {
     { match: ['xl', 'info'], result: { stdout: XL_INFO } },
     { match: ['xl', 'list'], result: { stdout: XL_LIST } },
     { match: (a) => a[0] === 'xl' && a[1] === 'pci-list', result: { stdout: '' } },
+    { match: (a) => a[0] === 'xl' && a[1] === 'block-list', result: { stdout: '' } },
     { match: ['xl', 'pci-assignable-list'], result: () => ({ stdout: pcibackDevices() }) },
     { match: ['/sbin/modprobe', 'xen-pciback'], result: () => (fx.kernel.loadPciback(hiddenIn(fx, MODPROBE_D, KMOD_DIALECT)), {}) },
     { match: ['/sbin/modprobe', '-r', 'e1000'], result: () => (fx.kernel.unloadDriver('e1000'), {}) },
@@ -589,8 +591,19 @@ void describe('linux backend on Debian 12 with xl', () => {
     ]);
     assert.deepEqual(
       runner.calls.filter((c) => c[0] === 'xl'),
-      [['xl', 'list'], ['xl', 'pci-list', 'pvguest'], ['xl', 'pci-list', 'hvmguest'], ['xl', 'pci-assignable-list'], ['xl', 'info']],
+      [['xl', 'list'], ['xl', 'pci-list', 'pvguest'], ['xl', 'pci-list', 'hvmguest'], ['xl', 'block-list', 'pvguest'], ['xl', 'block-list', 'hvmguest'], ['xl', 'pci-assignable-list'], ['xl', 'info']],
     );
+  });
+
+  void it('counts the disks running guests\' backends hold now (xl block-list), and fails closed when it cannot read them', async () => {
+    const { host, runner } = debianHost();
+    // A disk attached live (xl block-attach) is in no config file.
+    runner.on(['xl', 'block-list', 'pvguest'], { stdout: 'Vdev  BE  handle state evt-ch ring-ref BE-path\n51712 0   1      4     47     8        /local/domain/0/backend/vbd/1/51712\n' });
+    runner.on(['xenstore-read', '/local/domain/0/backend/vbd/1/51712/params'], { stdout: '/dev/sda1\n' });
+    assert.match(byBdf((await host.scan()).devices, '0000:00:1f.2').inUse ?? '', /backing phy: disks of guest pvguest/);
+    const failing = debianHost();
+    failing.runner.on(['xl', 'block-list', 'hvmguest'], { code: 1, stderr: 'libxl: error: cannot talk to xenstore' });
+    assert.match(byBdf((await failing.host.scan()).devices, '0000:00:1f.2').inUse ?? '', /xl block-list hvmguest could not be read\) cannot be traced to a controller, so every storage controller counts as in use/);
   });
 
   void it('fails the scan when a running guest’s device list cannot be read, rather than report it empty', async () => {
