@@ -88,6 +88,12 @@ export interface PciDrivers {
   bindStub(bdf: PciAddress): Promise<void>;
   /** Unbinds the device from the stub driver and binds it to `driver` (or lets the kernel probe when null). */
   bindHostDriver(bdf: PciAddress, driver: DriverName | null): Promise<void>;
+  /**
+   * For a device ptctl holds no record of (someone else bound it): the host driver the kernel's module
+   * aliases name for it, loaded; null when none does or the host cannot say. On KVM a bare reprobe
+   * would hand such a device back to vfio-pci when a `new_id` taught it the device's ids.
+   */
+  aliasedDriver(bdf: PciAddress): Promise<DriverName | null>;
 }
 
 /** What a guest's persistent config gives it. */

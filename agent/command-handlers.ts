@@ -2,7 +2,7 @@ import type { AgentCommand, CommandArgsOf, CommandResultOf, EventKind } from '..
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { type Guest, type HostInventory, type PciDevice, STUB_DRIVER } from '../schemas/inventory.js';
 import type { PciAddress } from '../schemas/pci-address.js';
-import { checkGuestAccepts, checkHideable, checkReloadSafe, chooseAttachMode, findDevice, findGuest, type Verdict } from '../policy/passthrough-policy.js';
+import { checkGuestAccepts, checkHideable, checkReloadSafe, chooseAttachMode, findDevice, findGuest, takesHotplug, type Verdict } from '../policy/passthrough-policy.js';
 import type { HostBackend } from './backend.js';
 import type { DeviceRecords } from './device-records.js';
 import { readInventory } from './host-inventory.js';
@@ -252,7 +252,8 @@ export const commandHandlers: CommandHandlers = {
     const attachedLive = inv.guests.find((g) => g.liveDevices.includes(bdf));
     if (attachedLive) throw new PtcError(ErrorCode.DEVICE_ASSIGNED, `${bdf} is live in guest ${attachedLive.name}; detach it first`);
     const recorded = ctx.records.originalDriver(bdf);
-    const target = driver ?? recorded ?? dev.hostDriver;
+    // No record at all: ptctl did not bind it (a tool's new_id did, say), so ask the kernel's aliases.
+    const target = driver ?? recorded ?? dev.hostDriver ?? (recorded === undefined ? await ctx.backend.aliasedDriver(bdf) : null);
     await ctx.backend.bindHostDriver(bdf, target);
     const after = (await device(ctx, bdf)).device;
     // A device that had no driver before ptctl took it (recorded null) is given back to no driver.
@@ -298,7 +299,10 @@ export const commandHandlers: CommandHandlers = {
     must(checkGuestAccepts(inv, guest, dev, allowInsecurePV));
     const stub = STUB_DRIVER[inv.hypervisor];
     if (dev.driver !== stub) throw new PtcError(ErrorCode.NOT_BOUND, `${bdf} is bound to ${dev.driver ?? 'no driver'}, not ${stub}; bind it before attaching`);
-    const wantHot = mode !== 'cold' && guest.state === 'running';
+    const live = takesHotplug(guest);
+    // An explicit hot attach into a guest that is not live would otherwise "succeed" with nothing done.
+    if (mode === 'hot' && !live) throw new PtcError(ErrorCode.GUEST_NOT_RUNNING, `cannot hotplug ${bdf} into ${guestName}: it is ${guest.state}; attach it cold (to its config) or start the guest first`);
+    const wantHot = mode !== 'cold' && live;
     if (wantHot && chooseAttachMode(guest, inv.capabilities.includes('hotplug')).mode === 'cold') {
       throw new PtcError(ErrorCode.HOTPLUG_UNSUPPORTED, chooseAttachMode(guest, inv.capabilities.includes('hotplug')).reason ?? `${guestName} cannot take a hotplug`);
     }

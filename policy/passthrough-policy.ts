@@ -151,8 +151,13 @@ export function checkGuestAccepts(inv: HostInventory, guest: Guest, device: PciD
  * Rule 7 and the guest's state decide how to attach: hot into a running guest that can take it,
  * cold (config only) otherwise, and say when the guest must reboot to see the device.
  */
+/** A guest QEMU runs now: running, or on KVM paused (QEMU adds a device to a paused machine; a paused Xen domain cannot answer pcifront). */
+export function takesHotplug(guest: Guest): boolean {
+  return guest.state === 'running' || (guest.virt === 'kvm' && guest.state === 'paused');
+}
+
 export function chooseAttachMode(guest: Guest, hostCanHotplug: boolean): { mode: AttachMode; guestRebootNeeded: boolean; reason: string | null } {
-  if (guest.state !== 'running') return { mode: 'cold', guestRebootNeeded: false, reason: `${guest.name} is ${guest.state}: the device is added to its config for its next start` };
+  if (!takesHotplug(guest)) return { mode: 'cold', guestRebootNeeded: false, reason: `${guest.name} is ${guest.state}: the device is added to its config for its next start` };
   if (!hostCanHotplug) return { mode: 'cold', guestRebootNeeded: true, reason: 'the host cannot hotplug PCI devices' };
   if (guest.virt === 'kvm' && guest.os.name === 'rhel' && guest.os.version.split('.')[0] === '5' && !guest.acpiphp) {
     return { mode: 'cold', guestRebootNeeded: true, reason: `acpiphp is not loaded in ${guest.name} (RHEL 5 on KVM needs it for hotplug): reboot the guest or run \`modprobe acpiphp\` in it` };

@@ -2,7 +2,7 @@ import { ApplicationFailure, isCancellation, patched } from '@temporalio/workflo
 import { ErrorCode } from '../schemas/errors.js';
 import { PassthroughRequest, type PassthroughRequestInput, type PassthroughResult } from '../schemas/passthrough.js';
 import type { HostInventory } from '../schemas/inventory.js';
-import { preflight } from '../policy/passthrough-policy.js';
+import { preflight, takesHotplug } from '../policy/passthrough-policy.js';
 import { agent, beginOperation, bootWaiter, parseWorkflowInput, undoAgent } from './saga-kit.js';
 
 export { failureInfo } from './saga-kit.js';
@@ -38,7 +38,8 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
       return op.result('attach', req.guest, 'attached');
     }
     const guest = inv.guests.find((g) => g.name === req.guest);
-    const needsHotplug = plan.mode !== 'cold' && guest?.state === 'running';
+    // A paused KVM guest takes a hotplug too (QEMU adds the device); for Xen guests this is `running` as before.
+    const needsHotplug = plan.mode !== 'cold' && guest !== undefined && takesHotplug(guest);
     // Refuse before any effect when the attach could not happen before the deadline anyway.
     if (needsHotplug && op.nextSlot() > op.deadlineAt) await op.hotplugGate();
 

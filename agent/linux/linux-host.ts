@@ -344,6 +344,11 @@ export class LinuxHost implements HostBackend {
     await (this.platform === 'xen' ? this.drivers : this.vfio).bindHostDriver(bdf, driver);
   }
 
+  /** KVM: the driver kmod's aliases name for the device; null on Xen, where pciback's own slots decide a reprobe. */
+  async aliasedDriver(bdf: PciAddress): Promise<DriverName | null> {
+    return this.platform === 'xen' ? null : this.vfio.aliasedDriver(bdf);
+  }
+
   // --- Toolstack -----------------------------------------------------------------------------
 
   /**

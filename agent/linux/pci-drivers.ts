@@ -12,7 +12,7 @@ import { DRIVERS_PROBE, normalizeOverride, PCI_DEVICES, PCI_DRIVERS, PCIBACK, PC
  * method reads the state first and returns at once when it is already as wanted; whether the kernel
  * really moved the device is for the caller to judge by state (rule 12).
  */
-export class LinuxPciDrivers implements PciDrivers {
+export class LinuxPciDrivers implements Omit<PciDrivers, 'aliasedDriver'> {
   constructor(
     private readonly tree: HostTree,
     private readonly runner: CommandRunner,

@@ -112,6 +112,26 @@ export class VfioPciDrivers implements PciDrivers {
   }
 
   /**
+   * The host driver kmod's aliases name for the device (`modprobe -R <modalias>`), vfio-pci aside,
+   * with its module loaded; null when there is none, or the modprobe cannot resolve aliases (busybox).
+   */
+  async aliasedDriver(bdf: PciAddress): Promise<DriverName | null> {
+    const alias = (await this.tree.text(`${PCI_DEVICES}/${bdf}/modalias`))?.trim();
+    if (!alias) return null;
+    const resolved = await this.runner.run([this.modprobe, '-R', alias]);
+    if (resolved.code !== 0) return null;
+    const norm = (m: string): string => m.replace(/-/g, '_');
+    for (const module of resolved.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '' && norm(l) !== 'vfio_pci')) {
+      if ((await this.runner.run([this.modprobe, module])).code !== 0) continue;
+      // The driver a module registers names the module in its `module` link (driver virtio-pci, module virtio_pci).
+      for (const d of await this.tree.list(PCI_DRIVERS)) {
+        if (norm((await this.tree.linkName(`${PCI_DRIVERS}/${d}/module`)) ?? d) === norm(module)) return d;
+      }
+    }
+    return null;
+  }
+
+  /**
    * Devices vfio-pci holds for ptctl's purpose: on vfio-pci through their own override, with the
    * group's device node present and the group viable (every endpoint on vfio-pci, pci-stub or no
    * driver; bridge ports may stay on pcieport). `overridden`: devices whose override is vfio-pci.

@@ -75,6 +75,10 @@ export class SimHost implements HostBackend {
     return this.linux.bindHostDriver(bdf, driver);
   }
 
+  aliasedDriver(bdf: PciAddress): Promise<DriverName | null> {
+    return this.linux.aliasedDriver(bdf);
+  }
+
   guestConfigPath(guest: GuestName): string {
     return this.linux.guestConfigPath(guest);
   }

@@ -338,6 +338,7 @@ export class SimKernel implements CommandRunner {
   }
 
   private modprobe(args: readonly string[]): CommandResult {
+    if (args[0] === '-R') return this.resolveAlias(args[1] ?? '');
     const remove = args.includes('-r');
     const firstTime = args.includes('--first-time');
     const ignoreInstall = args.includes('--ignore-install');
@@ -375,6 +376,15 @@ export class SimKernel implements CommandRunner {
     }
     k.loadDriver(driver, devices[0]?.module);
     return ok();
+  }
+
+  /** kmod's `modprobe -R <modalias>`: the modules whose aliases match, one per line; exit 1 when none. */
+  private resolveAlias(alias: string): CommandResult {
+    const m = /^pci:v0000([0-9A-F]{4})d0000([0-9A-F]{4})/i.exec(alias);
+    const dev = m ? this.opts.profile.spec.devices.find((d) => d.vendor === m[1]?.toLowerCase() && d.device === m[2]?.toLowerCase()) : undefined;
+    const driver = dev ? this.tree.kernel.hostDriverOf(dev.bdf) : null;
+    if (!dev || driver === null) return fail(`modprobe: FATAL: Module ${alias} not found in directory /lib/modules`);
+    return ok(`${normalizeModule(dev.module ?? driver)}\n`);
   }
 
   private ip(args: readonly string[]): CommandResult {
@@ -554,6 +564,13 @@ export class SimKernel implements CommandRunner {
         if (attach && this.roll() < this.opts.faults.attachFailureProbability) return fail(`error: Failed to attach device from ${second}\nerror: internal error: unable to execute QEMU command 'device_add': injected fault`);
         d.liveDevices = attach ? [...d.liveDevices, bdf] : d.liveDevices.filter((b) => b !== bdf);
         return ok(`Device ${attach ? 'attached' : 'detached'} successfully\n\n`);
+      }
+      case 'suspend':
+      case 'resume': {
+        const d = this.domain(name);
+        if (!d) return fail('error: Requested operation is not valid: domain is not running');
+        d.state = verb === 'suspend' ? 'paused' : 'running';
+        return ok(`Domain '${name}' ${verb === 'suspend' ? 'suspended' : 'resumed'}\n\n`);
       }
       case 'qemu-agent-command': {
         const d = this.domain(name);

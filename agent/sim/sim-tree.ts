@@ -163,6 +163,9 @@ export class SimTree {
       const dir = this.deviceDir(dev.bdf);
       this.write(`${dir}/vendor`, `0x${dev.vendor}\n`);
       this.write(`${dir}/device`, `0x${dev.device}\n`);
+      // What udev and `modprobe -R` match module aliases against.
+      const cls = dev.class.length === 4 ? `${dev.class}00` : dev.class;
+      this.write(`${dir}/modalias`, `pci:v0000${dev.vendor.toUpperCase()}d0000${dev.device.toUpperCase()}sv00001234sd00005678bc${cls.slice(0, 2).toUpperCase()}sc${cls.slice(2, 4).toUpperCase()}i${cls.slice(4, 6).toUpperCase()}\n`);
       this.write(`${dir}/class`, `0x${dev.class.length === 4 ? `${dev.class}00` : dev.class}\n`);
       if (dev.bootVga !== undefined) this.write(`${dir}/boot_vga`, dev.bootVga ? '1\n' : '0\n');
       if (dev.driverOverride !== undefined) this.write(`${dir}/driver_override`, `${dev.driverOverride ?? '(null)'}\n`);

@@ -154,8 +154,9 @@ void describe('KVM host (rhel9-kvm): vfio-pci and libvirt under the linux backen
     tree.kernel.observer({ path: '/sys/bus/pci/drivers/vfio-pci/new_id', data: '8086 1533\n' });
     assert.equal(k.driverOf(IGB), 'vfio-pci');
     await rejects(commandHandlers.verify(k.ctx, { bdf: IGB, expect: 'pciback' }), ErrorCode.VERIFY_FAILED, /without an override, as new_id/);
-    // Giving it back names igb for the reprobe: vfio-pci's dynamic id cannot take it again.
-    const back = await commandHandlers.unbind(k.ctx, { bdf: IGB, driver: 'igb' });
+    // ptctl never bound it, so it has no record: the kernel's aliases name igb, and the reprobe names it
+    // in driver_override, so vfio-pci's dynamic id cannot take it again.
+    const back = await commandHandlers.unbind(k.ctx, { bdf: IGB, driver: null });
     assert.equal(back.driver, 'igb');
     assert.equal(k.override(IGB), '(null)');
   });
@@ -222,6 +223,22 @@ void describe('KVM host (rhel9-kvm): vfio-pci and libvirt under the linux backen
     assert.ok(preflight(inv, { bdf: USB, guest: 'vm-kvm', strategy: 'auto', allowInsecurePV: false }).ok, 'the same guest may take it back');
     await rebootAndWait(k);
     assert.ok(preflight(await k.inspect(), { bdf: USB, guest: 'vm-kvm5', strategy: 'auto', allowInsecurePV: false }).ok, 'a boot reset the buses');
+  });
+
+  void it('hotplugs into a paused KVM guest (QEMU adds the device), and refuses an explicit hot attach to a stopped one', async () => {
+    const k = await kvmHost();
+    await k.host.kernel.run(['virsh', '-c', 'qemu:///system', 'suspend', 'vm-kvm']);
+    await commandHandlers.hide(k.ctx, { bdf: IGB });
+    await commandHandlers.bind(k.ctx, { bdf: IGB, strategy: 'dynamic' });
+    const inv = await k.inspect();
+    assert.equal(inv.guests.find((g) => g.name === 'vm-kvm')?.state, 'paused');
+    const plan = preflight(inv, { bdf: IGB, guest: 'vm-kvm', strategy: 'auto', allowInsecurePV: false });
+    assert.equal(plan.ok ? plan.plan.mode : null, 'both');
+    const hot = await commandHandlers.attach(k.ctx, { bdf: IGB, guest: 'vm-kvm', mode: 'hot', allowInsecurePV: false });
+    assert.deepEqual([hot.hot, hot.hotplugged], [true, true]);
+    await commandHandlers.detach(k.ctx, { bdf: IGB, guest: 'vm-kvm', mode: 'hot' });
+    await k.host.kernel.run(['virsh', '-c', 'qemu:///system', 'save', 'vm-kvm5', '/var/lib/ptctl/saved/vm-kvm5.save']);
+    await rejects(commandHandlers.attach(k.ctx, { bdf: IGB, guest: 'vm-kvm5', mode: 'hot', allowInsecurePV: false }), ErrorCode.GUEST_NOT_RUNNING, /it is stopped/);
   });
 
   void it('a KVM guest needs an IOMMU', async () => {
