@@ -179,7 +179,7 @@ const dom0Img = path.join(runDir, 'dom0-agent.img');
 }
 
 // --- 5. boot --------------------------------------------------------------------------------------
-const relay = path.join(here, 'relay.mjs');
+const relay = path.join(here, '..', 'realsys', 'relay.mjs');
 if (/[ ,]/.test(relay + process.execPath + boot + dom0Img)) {
   check('paths', false, 'QEMU options cannot carry spaces or commas in paths');
   await finish(1);

@@ -96,7 +96,7 @@ mkdirSync(logDir, { recursive: true });
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 logPath = path.join(logDir, `boot-${stamp}.log`);
 const logFile = createWriteStream(logPath);
-const relay = path.join(here, 'relay.mjs');
+const relay = path.join(here, '..', 'realsys', 'relay.mjs');
 // PTC_XEN_OVERLAY=dir: files for this run only (credentials, config) go into dom0 without a rebuild:
 // the kernel unpacks concatenated cpio archives, so dir's cpio is appended to a copy of dom0.img.
 let dom0Img = path.join(boot, 'dom0.img');
