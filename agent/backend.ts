@@ -31,13 +31,28 @@ export interface HostScan {
   iommu: boolean;
   capabilities: HostCapability[];
   devices: ScannedDevice[];
-  /** Running and defined guests; `configDevices` comes from their config files. */
-  guests: Omit<Guest, 'configDevices'>[];
+  /** Running and defined guests; what their persistent configs hold comes from `guestConfigDevices`. */
+  guests: Omit<Guest, 'configDevices' | 'configProblem'>[];
 }
 
 /** What the host is and what it has: one full rescan per call. */
 export interface HostScanner {
   scan(): Promise<HostScan>;
+}
+
+/**
+ * The file the host reads at boot to keep devices from their host drivers, and how ptctl edits its
+ * managed part: pciback's hide= in the modprobe file on Xen, vfio-pci override rules on KVM. Text
+ * outside ptctl's block is kept byte for byte.
+ */
+export interface HideConfig {
+  readonly file: string;
+  /** Every device the file keeps from its host driver (ptctl's and hand-written entries). */
+  hidden(text: string): PciAddress[];
+  /** `driver` is the device's host driver (Xen redirects its loading through pciback); null when none holds it. */
+  withHidden(text: string, bdf: PciAddress, driver: DriverName | null): string;
+  /** `driversStillNeeded`: host drivers of the devices that stay hidden. */
+  withoutHidden(text: string, bdf: PciAddress, driversStillNeeded: readonly DriverName[]): string;
 }
 
 /** Kernel modules: where modprobe reads its config on this host, and reloading a driver. */
@@ -49,22 +64,44 @@ export interface KernelModules {
    * install line when pciback loads now, through `new_slot` when pciback was loaded before.
    */
   reloadDriver(driver: DriverName): Promise<void>;
-  /** Other hide= sources read after `modprobe().file`, whose list wins over ptctl's (rule 15); [] when none. */
-  winningHideSources(): Promise<{ source: string; hidden: PciAddress[] }[]>;
+  /** The hide configuration of this host: the modprobe file on Xen, the vfio-pci rules on KVM. */
+  hideConfig(): HideConfig;
+  /**
+   * Other sources read after `hideConfig().file` that would keep `bdf` from being hidden (rule 15):
+   * a later hide= list without it, or an override giving it to another driver; [] when none.
+   */
+  winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[] }[]>;
 }
 
 /** PCI driver binding through sysfs. */
 export interface PciDrivers {
-  /** Unbinds the device from its driver and binds it to pciback (`new_slot` only when not in `slots`). */
-  bindPciback(bdf: PciAddress): Promise<void>;
-  /** Unbinds the device from pciback and binds it to `driver` (or lets the kernel probe when null). */
+  /**
+   * Unbinds the device from its driver and binds it to the host's stub driver (STUB_DRIVER): pciback
+   * (`new_slot` only when not in `slots`) on Xen, vfio-pci through `driver_override` on KVM.
+   */
+  bindStub(bdf: PciAddress): Promise<void>;
+  /** Unbinds the device from the stub driver and binds it to `driver` (or lets the kernel probe when null). */
   bindHostDriver(bdf: PciAddress, driver: DriverName | null): Promise<void>;
 }
 
-/** The Xen toolstack (xl, or xm on RHEL 5) and guest configs. */
+/** What a guest's persistent config gives it. */
+export interface GuestConfigDevices {
+  /** Devices the config gives the guest at its next start. */
+  configDevices: PciAddress[];
+  /** Why the config cannot be read safely; its guest is then fenced and every address it names counts as held. */
+  configProblem: string | null;
+}
+
+/** The toolstack (xl, or xm on RHEL 5; libvirt on KVM) and guest configs. */
 export interface Toolstack {
-  /** Path of a guest's config file on the host (under `files`). */
+  /** Where a guest's persistent config lives, for messages: its file on Xen, libvirt's domain XML on KVM. */
   guestConfigPath(guest: GuestName): string;
+  /** The devices the guest's persistent config holds; null when the guest has no config. */
+  guestConfigDevices(guest: GuestName): Promise<GuestConfigDevices | null>;
+  /** Adds the device to the guest's persistent config; false when it was there. Throws GUEST_NOT_FOUND without a config. */
+  addToGuestConfig(guest: GuestName, bdf: PciAddress): Promise<boolean>;
+  /** Removes the device from the guest's persistent config; false when it was not there. */
+  removeFromGuestConfig(guest: GuestName, bdf: PciAddress): Promise<boolean>;
   hotplug(guest: GuestName, bdf: PciAddress): Promise<void>;
   hotunplug(guest: GuestName, bdf: PciAddress): Promise<void>;
   /** `xl save`: the guest stops, its memory goes to a file on this host. */
@@ -88,8 +125,9 @@ export interface Power {
 }
 
 /**
- * Everything the agent needs from a host, composed from the domains above. Two implementations:
- * `linux` (sysfs, modprobe, xl/xm) and `sim` (a simulated kernel with the same files). Each method does
+ * Everything the agent needs from a host, composed from the domains above. One implementation,
+ * `linux` (sysfs, modprobe, xl/xm on Xen; vfio-pci and virsh on KVM), which `sim` runs over a
+ * simulated kernel. Each method does
  * one effect; safety checks, idempotency and verification live in the agent's command handlers so both
  * backends get exactly the same rules.
  */

@@ -1,13 +1,11 @@
 import type { AgentCommand, CommandArgsOf, CommandResultOf, EventKind } from '../schemas/agent-protocol.js';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
-import type { Guest, HostInventory, PciDevice } from '../schemas/inventory.js';
+import { type Guest, type HostInventory, type PciDevice, STUB_DRIVER } from '../schemas/inventory.js';
 import type { PciAddress } from '../schemas/pci-address.js';
 import { checkGuestAccepts, checkHideable, checkReloadSafe, chooseAttachMode, findDevice, findGuest, type Verdict } from '../policy/passthrough-policy.js';
 import type { HostBackend } from './backend.js';
 import type { DeviceRecords } from './device-records.js';
 import { readInventory } from './host-inventory.js';
-import { parseModprobeConf, renderModprobeConf, withHidden, withoutHidden } from './modprobe-conf.js';
-import { parseGuestConfig, renderGuestConfig, withGuestDevice, withoutGuestDevice } from './xen-guest-config.js';
 
 /**
  * The agent's own hotplug cap per device: a second line of defence under the workflow throttle (which
@@ -91,8 +89,9 @@ async function device(ctx: HandlerContext, bdf: PciAddress): Promise<{ inv: Host
   return { inv, device: must(findDevice(inv, bdf)).device };
 }
 
-async function editModprobe(ctx: HandlerContext, edit: (text: string) => string): Promise<{ changed: boolean; file: string }> {
-  const { file } = ctx.backend.modprobe();
+/** Edits ptctl's part of the host's hide configuration (modprobe file on Xen, vfio-pci rules on KVM). */
+async function editHideConfig(ctx: HandlerContext, edit: (text: string) => string): Promise<{ changed: boolean; file: string }> {
+  const { file } = ctx.backend.hideConfig();
   const before = (await ctx.backend.files.read(file)) ?? '';
   const after = edit(before);
   if (after === before) return { changed: false, file };
@@ -100,14 +99,13 @@ async function editModprobe(ctx: HandlerContext, edit: (text: string) => string)
   return { changed: true, file };
 }
 
-async function editGuestConfig(ctx: HandlerContext, guest: string, edit: (text: string) => string): Promise<boolean> {
-  const path = ctx.backend.guestConfigPath(guest);
-  const before = await ctx.backend.files.read(path);
-  if (before === null) throw new PtcError(ErrorCode.GUEST_NOT_FOUND, `guest ${guest} has no config file ${path} on host ${ctx.hostId}`);
-  const after = edit(before);
-  if (after === before) return false;
-  await ctx.backend.files.writeAtomic(path, after);
-  return true;
+async function guestConfigEdit(ctx: HandlerContext, edit: () => Promise<boolean>): Promise<boolean> {
+  try {
+    return await edit();
+  } catch (err) {
+    if (err instanceof PtcError && err.code === ErrorCode.GUEST_NOT_FOUND) throw new PtcError(ErrorCode.GUEST_NOT_FOUND, `${err.message} on host ${ctx.hostId}`, { cause: err });
+    throw err;
+  }
 }
 
 /** Rule: a guest whose config ptctl cannot parse is fenced; nothing that reads or edits that config runs. */
@@ -182,18 +180,20 @@ export const commandHandlers: CommandHandlers = {
     must(checkHideable(inv, dev));
     // A device no host driver holds (a GPU without a dom0 driver, or one hidden at boot and on pciback
     // already) is hidden with no install line: no driver load has to be redirected through pciback.
-    const candidate = dev.hostDriver ?? dev.driver;
-    const driver = candidate === 'pciback' ? null : candidate;
-    const { dialect, file: ours } = ctx.backend.modprobe();
-    // Rule 15: a hide= list read after ours wins; writing ours would "succeed" and hide nothing.
-    const winner = (await ctx.backend.winningHideSources()).find((s) => !s.hidden.includes(bdf));
+    // On KVM the override rule names vfio-pci for the device itself: no driver's loading is redirected.
+    const candidate = inv.hypervisor === 'kvm' ? null : (dev.hostDriver ?? dev.driver);
+    const driver = candidate === STUB_DRIVER[inv.hypervisor] ? null : candidate;
+    const config = ctx.backend.hideConfig();
+    // Rule 15: a source read after ours wins; writing ours would "succeed" and hide nothing.
+    const [winner] = await ctx.backend.winningHideSources(bdf);
     if (winner) {
+      const what = inv.hypervisor === 'kvm' ? `overrides ${bdf}'s driver` : `sets pciback's hide= list (${winner.hidden.join(', ') || 'empty'})`;
       throw new PtcError(
         ErrorCode.NOT_HIDDEN,
-        `${winner.source} sets pciback's hide= list (${winner.hidden.join(', ') || 'empty'}) and is read after ${ours}, so it wins and ${bdf} would not be hidden on host ${ctx.hostId}; add ${bdf} there or remove that hide=`,
+        `${winner.source} ${what} and is read after ${config.file}, so it wins and ${bdf} would not be hidden on host ${ctx.hostId}; ${inv.hypervisor === 'kvm' ? 'remove that override (driverctl unset-override)' : `add ${bdf} there or remove that hide=`}`,
       );
     }
-    const { changed, file } = await editModprobe(ctx, (text) => renderModprobeConf(withHidden(parseModprobeConf(text, dialect), bdf, driver), dialect));
+    const { changed, file } = await editHideConfig(ctx, (text) => config.withHidden(text, bdf, driver));
     ctx.checkpoint('hide:after-write');
     return { bdf, changed, file, driver };
   },
@@ -201,21 +201,23 @@ export const commandHandlers: CommandHandlers = {
   unhide: async (ctx, { bdf }) => {
     const { inv, device: dev } = await device(ctx, bdf);
     if (dev.assignedTo !== null) throw new PtcError(ErrorCode.DEVICE_ASSIGNED, `${bdf} is still assigned to ${dev.assignedTo}; detach it before giving it back to the host`);
-    const { dialect } = ctx.backend.modprobe();
-    const driver = dev.hostDriver ?? null;
-    const { changed, file } = await editModprobe(ctx, (text) => {
-      const conf = parseModprobeConf(text, dialect);
-      const stillNeeded = inv.devices.filter((d) => d.bdf !== bdf && conf.managed.hidden.includes(d.bdf)).flatMap((d) => (d.hostDriver ? [d.hostDriver] : []));
-      return renderModprobeConf(withoutHidden(conf, bdf, stillNeeded), dialect);
+    const config = ctx.backend.hideConfig();
+    const driver = inv.hypervisor === 'kvm' ? null : (dev.hostDriver ?? null);
+    const { changed, file } = await editHideConfig(ctx, (text) => {
+      const hidden = config.hidden(text);
+      const stillNeeded = inv.devices.filter((d) => d.bdf !== bdf && hidden.includes(d.bdf)).flatMap((d) => (d.hostDriver ? [d.hostDriver] : []));
+      return config.withoutHidden(text, bdf, stillNeeded);
     });
     return { bdf, changed, file, driver };
   },
 
   bind: async (ctx, { bdf, strategy }) => {
     const { inv, device: dev } = await device(ctx, bdf);
-    if (dev.driver === 'pciback') return { bdf, changed: false, driver: 'pciback', originalDriver: ctx.records.originalDriver(bdf) ?? null };
+    const stub = STUB_DRIVER[inv.hypervisor];
+    if (dev.driver === stub) return { bdf, changed: false, driver: stub, originalDriver: ctx.records.originalDriver(bdf) ?? null };
     must(checkHideable(inv, dev));
     if (strategy === 'reload') {
+      if (inv.hypervisor === 'kvm') throw new PtcError(ErrorCode.STRATEGY_UNSUPPORTED, `a KVM host binds ${bdf} to vfio-pci through its own driver_override, not by reloading ${dev.hostDriver ?? 'its driver'}; use the dynamic or reboot strategy`);
       must(checkReloadSafe(inv, dev));
       if (!dev.hidden) throw new PtcError(ErrorCode.NOT_HIDDEN, `${bdf} is not in the pciback hide= list, so reloading ${dev.hostDriver ?? 'its driver'} would not move it; hide it first`);
     }
@@ -230,22 +232,23 @@ export const commandHandlers: CommandHandlers = {
     const at = new Date(ctx.now()).toISOString();
     await ctx.records.setIntents(Object.fromEntries(touched.map((d) => [d.bdf, { op: strategy === 'dynamic' ? 'bind' : 'reload', opId: ctx.opId ?? '', originalDriver: d.bdf === bdf ? originalDriver : d.driver, at }] as const)));
     ctx.checkpoint('bind:after-record');
-    if (strategy === 'dynamic') await ctx.backend.bindPciback(bdf);
+    if (strategy === 'dynamic') await ctx.backend.bindStub(bdf);
     else await ctx.backend.reloadDriver(reloaded ?? '');
     ctx.checkpoint('bind:after-effect');
     await ctx.records.clearIntents(touched.map((d) => d.bdf));
     const after = (await device(ctx, bdf)).device;
-    expectDriver(after, 'pciback', `bind (${strategy})`);
-    return { bdf, changed: true, driver: 'pciback', originalDriver };
+    expectDriver(after, stub, `bind (${strategy})`);
+    return { bdf, changed: true, driver: stub, originalDriver };
   },
 
   unbind: async (ctx, { bdf, driver }) => {
-    const { device: dev } = await device(ctx, bdf);
+    const { inv, device: dev } = await device(ctx, bdf);
+    const stub = STUB_DRIVER[inv.hypervisor];
     const recordedDriver = ctx.records.originalDriver(bdf);
     // A device a failed bind left on no driver is given back too (rule 14), not reported as done.
     const stranded = dev.driver === null && typeof recordedDriver === 'string';
-    if (dev.driver !== 'pciback' && !stranded) return { bdf, changed: false, driver: dev.driver };
-    const attachedLive = (await inventory(ctx)).guests.find((g) => g.liveDevices.includes(bdf));
+    if (dev.driver !== stub && !stranded) return { bdf, changed: false, driver: dev.driver };
+    const attachedLive = inv.guests.find((g) => g.liveDevices.includes(bdf));
     if (attachedLive) throw new PtcError(ErrorCode.DEVICE_ASSIGNED, `${bdf} is live in guest ${attachedLive.name}; detach it first`);
     const recorded = ctx.records.originalDriver(bdf);
     const target = driver ?? recorded ?? dev.hostDriver;
@@ -254,7 +257,7 @@ export const commandHandlers: CommandHandlers = {
     // A device that had no driver before ptctl took it (recorded null) is given back to no driver.
     const wasDriverless = recorded === null && driver === null;
     if (target !== null) expectDriver(after, target, 'unbind');
-    else if (after.driver === 'pciback' || (after.driver === null && !wasDriverless)) throw new PtcError(ErrorCode.VERIFY_FAILED, `no host driver took ${bdf} back after unbinding it from pciback`);
+    else if (after.driver === stub || (after.driver === null && !wasDriverless)) throw new PtcError(ErrorCode.VERIFY_FAILED, `no host driver took ${bdf} back after unbinding it from ${stub}`);
     // The record of a driverless device stays: verify (expect host) reads it to accept "no driver".
     if (!wasDriverless) await ctx.records.forgetOriginalDriver(bdf);
     return { bdf, changed: true, driver: after.driver };
@@ -267,17 +270,21 @@ export const commandHandlers: CommandHandlers = {
   },
 
   verify: async (ctx, { bdf, expect }) => {
-    must(findDevice(await inventory(ctx), bdf));
+    const inv = await inventory(ctx);
+    must(findDevice(inv, bdf));
+    const stub = STUB_DRIVER[inv.hypervisor];
     const scanned = (await ctx.backend.scan()).devices.find((d) => d.bdf === bdf);
     if (!scanned) throw new PtcError(ErrorCode.DEVICE_NOT_FOUND, `${bdf} disappeared from host ${ctx.hostId}`);
     const observed = { bdf, driver: scanned.driver, inPcibackSlots: scanned.inPcibackSlots, assignable: scanned.assignable };
-    const backOnHost = scanned.driver !== 'pciback' && (scanned.driver !== null || (ctx.records.originalDriver(bdf) === null && !scanned.inPcibackSlots));
-    const good = expect === 'pciback' ? scanned.driver === 'pciback' && scanned.inPcibackSlots && scanned.assignable : backOnHost;
+    const backOnHost = scanned.driver !== stub && (scanned.driver !== null || (ctx.records.originalDriver(bdf) === null && !scanned.inPcibackSlots));
+    const good = expect === 'pciback' ? scanned.driver === stub && scanned.inPcibackSlots && scanned.assignable : backOnHost;
     if (!good) {
-      throw new PtcError(
-        ErrorCode.VERIFY_FAILED,
-        `${bdf} is not ${expect === 'pciback' ? 'held by pciback' : 'back on a host driver'}: driver ${scanned.driver ?? 'none'}, in pciback slots: ${scanned.inPcibackSlots}, assignable: ${scanned.assignable}`,
-      );
+      // On KVM "slots" is the device's own driver_override, "assignable" its group's /dev/vfio node and viability.
+      const facts =
+        inv.hypervisor === 'kvm'
+          ? `driver ${scanned.driver ?? 'none'}, driver_override vfio-pci: ${scanned.inPcibackSlots}, group viable with its /dev/vfio node: ${scanned.assignable}${scanned.driver === stub && !scanned.inPcibackSlots ? ' (bound without an override, as new_id or ids= do: vfio-pci then claims every device with this id and loses this one at the next reprobe; give it back with ptctl and bind again)' : ''}`
+          : `driver ${scanned.driver ?? 'none'}, in pciback slots: ${scanned.inPcibackSlots}, assignable: ${scanned.assignable}`;
+      throw new PtcError(ErrorCode.VERIFY_FAILED, `${bdf} is not ${expect === 'pciback' ? `held by ${stub}` : 'back on a host driver'}: ${facts}`);
     }
     return observed;
   },
@@ -288,7 +295,8 @@ export const commandHandlers: CommandHandlers = {
     const guest = must(findGuest(inv, guestName)).guest;
     requireReadableConfig(ctx, guest, `attach ${bdf} to`);
     must(checkGuestAccepts(inv, guest, dev, allowInsecurePV));
-    if (dev.driver !== 'pciback') throw new PtcError(ErrorCode.NOT_BOUND, `${bdf} is bound to ${dev.driver ?? 'no driver'}, not pciback; bind it before attaching`);
+    const stub = STUB_DRIVER[inv.hypervisor];
+    if (dev.driver !== stub) throw new PtcError(ErrorCode.NOT_BOUND, `${bdf} is bound to ${dev.driver ?? 'no driver'}, not ${stub}; bind it before attaching`);
     const wantHot = mode !== 'cold' && guest.state === 'running';
     if (wantHot && chooseAttachMode(guest, inv.capabilities.includes('hotplug')).mode === 'cold') {
       throw new PtcError(ErrorCode.HOTPLUG_UNSUPPORTED, chooseAttachMode(guest, inv.capabilities.includes('hotplug')).reason ?? `${guestName} cannot take a hotplug`);
@@ -296,7 +304,7 @@ export const commandHandlers: CommandHandlers = {
     let changed = false;
     let hotplugged = false;
     if (mode !== 'hot') {
-      changed = await editGuestConfig(ctx, guestName, (text) => renderGuestConfig(withGuestDevice(parseGuestConfig(text), bdf)));
+      changed = await guestConfigEdit(ctx, () => ctx.backend.addToGuestConfig(guestName, bdf));
       ctx.checkpoint('attach:after-config');
     }
     if (wantHot && !guest.liveDevices.includes(bdf)) {
@@ -327,7 +335,7 @@ export const commandHandlers: CommandHandlers = {
       hotplugged = true;
     }
     if (mode !== 'hot') {
-      changed = (await editGuestConfig(ctx, guestName, (text) => renderGuestConfig(withoutGuestDevice(parseGuestConfig(text), bdf)))) || changed;
+      changed = (await guestConfigEdit(ctx, () => ctx.backend.removeFromGuestConfig(guestName, bdf))) || changed;
     }
     const after = must(findGuest(await inventory(ctx), guestName)).guest;
     const hot = after.liveDevices.includes(bdf);

@@ -334,3 +334,18 @@ export function guestNameOf(text: string): string | null {
 export function guestNameFromFile(file: string): string {
   return file.endsWith('.cfg') ? file.slice(0, -4) : file;
 }
+
+/**
+ * The devices a guest's config holds. A config ptctl cannot parse fences only that guest: it is
+ * reported with the problem, and every address its file names counts as held (fail closed), so the
+ * device cannot be handed to a second guest.
+ */
+export function guestConfigDevices(text: string | null): { configDevices: PciAddress[]; configProblem: string | null } {
+  if (text === null) return { configDevices: [], configProblem: null };
+  try {
+    return { configDevices: [...parseGuestConfig(text).devices], configProblem: null };
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    return { configDevices: addressesMentioned(text), configProblem: message.slice(0, 500) };
+  }
+}

@@ -1,5 +1,5 @@
 import { ErrorCode } from '../schemas/errors.js';
-import type { Guest, HostInventory, PciDevice } from '../schemas/inventory.js';
+import { type Guest, type HostInventory, type PciDevice, STUB_DRIVER } from '../schemas/inventory.js';
 import type { AttachMode, BindStrategy, ConcreteBindStrategy } from '../schemas/passthrough.js';
 import { compareBdf, type PciAddress } from '../schemas/pci-address.js';
 
@@ -30,10 +30,18 @@ export function findGuest(inv: HostInventory, name: string): Verdict<{ guest: Gu
   return { ok: true, guest };
 }
 
-/** Devices that must move with `bdf` because they share its IOMMU group (rule 10). */
+/** PCI-to-PCI bridges and root ports (class 0604) carry the group's bus; vfio lets them stay on pcieport. */
+export function isBridgePort(device: PciDevice): boolean {
+  return device.class.startsWith('0604');
+}
+
+/**
+ * Devices that must move with `bdf` because they share its IOMMU group (rule 10): every endpoint of
+ * the group. A bridge or root port in the group is not a companion: it stays on its driver.
+ */
 export function iommuCompanions(inv: HostInventory, device: PciDevice): PciDevice[] {
   if (device.iommuGroup === null) return [];
-  return inv.devices.filter((d) => d.bdf !== device.bdf && d.iommuGroup === device.iommuGroup).sort((a, b) => compareBdf(a.bdf, b.bdf));
+  return inv.devices.filter((d) => d.bdf !== device.bdf && d.iommuGroup === device.iommuGroup && !isBridgePort(d)).sort((a, b) => compareBdf(a.bdf, b.bdf));
 }
 
 /** Rules 1 and 10: a device the host uses, or one sharing an IOMMU group with it, cannot be hidden. */
@@ -93,6 +101,10 @@ export function checkGuestAccepts(inv: HostInventory, guest: Guest, device: PciD
       return refuse(ErrorCode.PV_INSECURE, `${guest.name} is a PV guest: passthrough lets it reach dom0's DMA address space; set allowInsecurePV only if you accept that risk`);
     }
   }
+  if (guest.virt === 'kvm' && !inv.iommu) {
+    // vfio-pci refuses a device without an IOMMU group; there is no unsafe mode worth offering.
+    return refuse(ErrorCode.IOMMU_REQUIRED, `passthrough to KVM guest ${guest.name} needs an IOMMU; enable VT-d/AMD-Vi (intel_iommu=on) on ${inv.hostId}`);
+  }
   if (guest.virt === 'hvm') {
     // The 5.4 floor is a RHEL 5 fact (fully virtualized passthrough arrived in 5.4). Other distributions
     // ship a toolstack that has it; for them the IOMMU is what matters.
@@ -127,7 +139,7 @@ export function chooseStrategy(inv: HostInventory, device: PciDevice, requested:
     if (can('dynamic-bind')) return { ok: true, strategy: 'dynamic' };
     if (can('reload') && reloadVerdict.ok) return { ok: true, strategy: 'reload' };
     if (can('reboot')) return { ok: true, strategy: 'reboot' };
-    return refuse(ErrorCode.STRATEGY_UNSUPPORTED, `host ${inv.hostId} offers no way to bind ${device.bdf} to pciback`);
+    return refuse(ErrorCode.STRATEGY_UNSUPPORTED, `host ${inv.hostId} offers no way to bind ${device.bdf} to ${STUB_DRIVER[inv.hypervisor]}`);
   }
   const capability = requested === 'dynamic' ? 'dynamic-bind' : requested;
   if (!can(capability)) return refuse(ErrorCode.STRATEGY_UNSUPPORTED, `host ${inv.hostId} does not support the ${requested} strategy needed to bind ${device.bdf}; use --strategy auto`);
@@ -157,7 +169,7 @@ export function preflight(
   if (!guestFound.ok) return guestFound;
   const { device } = found;
   const { guest } = guestFound;
-  const alreadyAttached = device.driver === 'pciback' && guest.configDevices.includes(device.bdf) && (guest.state !== 'running' || guest.liveDevices.includes(device.bdf));
+  const alreadyAttached = device.driver === STUB_DRIVER[inv.hypervisor] && guest.configDevices.includes(device.bdf) && (guest.state !== 'running' || guest.liveDevices.includes(device.bdf));
   if (!alreadyAttached) {
     const hideable = checkHideable(inv, device);
     if (!hideable.ok) return hideable;

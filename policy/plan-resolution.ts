@@ -1,5 +1,5 @@
 import { ErrorCode } from '../schemas/errors.js';
-import type { HostInventory, PciDevice } from '../schemas/inventory.js';
+import { type HostInventory, type PciDevice, STUB_DRIVER } from '../schemas/inventory.js';
 import type { ConcreteBindStrategy, PassthroughRequestInput } from '../schemas/passthrough.js';
 import type { PciAddress } from '../schemas/pci-address.js';
 import {
@@ -16,7 +16,7 @@ import {
   globToRegExp,
 } from '../schemas/plan.js';
 import { RolloutInput, type HostWorkInput } from '../schemas/rollout.js';
-import { checkHideable, preflight, versionAtLeast } from './passthrough-policy.js';
+import { checkHideable, isBridgePort, preflight, versionAtLeast } from './passthrough-policy.js';
 
 /**
  * A plan resolved against live inventory, host by host, with the same rules the saga's preflight
@@ -55,7 +55,8 @@ class HostDevices {
   constructor(readonly inv: HostInventory) {
     for (const d of inv.devices) {
       this.byBdf.set(d.bdf, d);
-      if (d.iommuGroup === null) continue;
+      // A bridge or root port in a group stays with the host (rule 10): it claims nothing.
+      if (d.iommuGroup === null || isBridgePort(d)) continue;
       const members = this.groups.get(d.iommuGroup);
       if (members) members.push(d);
       else this.groups.set(d.iommuGroup, [d]);
@@ -96,10 +97,10 @@ function pickDevices(plan: Plan, host: HostDevices): (Pick | undefined)[] {
     for (const d of host.claimSet(bdf)) if (!groupOwner.has(d.bdf)) groupOwner.set(d.bdf, { index, guest, bdf });
   };
   plan.assignments.forEach((a, i) => {
-    if (a.device !== undefined) claim(i, a.guest, a.device);
+    if (a.device !== undefined && appliesTo(a, inv)) claim(i, a.guest, a.device);
   });
   plan.assignments.forEach((a, i) => {
-    if (a.device !== undefined || a.match === undefined) return;
+    if (a.device !== undefined || a.match === undefined || !appliesTo(a, inv)) return;
     const { guest, match } = a;
     const candidates = inv.devices.filter((d) => matches(match, d)).sort((x, y) => (x.bdf < y.bdf ? -1 : x.bdf > y.bdf ? 1 : 0));
     /** Why a candidate cannot be this assignment's device, or null when it can. */
@@ -176,12 +177,20 @@ function rebootReason(plan: Plan, inv: HostInventory, device: PciDevice): string
   return reasons.filter(Boolean).join('; ');
 }
 
-/** One targeted host: every assignment resolved to a change, already done, or a refusal. */
+/** An assignment limited to one hypervisor does not apply to hosts of the other. */
+function appliesTo(a: Plan['assignments'][number], inv: HostInventory): boolean {
+  return a.hypervisor === undefined || a.hypervisor === inv.hypervisor;
+}
+
+/** One targeted host: every assignment that applies to it resolved to a change, already done, or a refusal. */
 export function resolveHost(plan: Plan, inv: HostInventory): HostResolution {
   const host = new HostDevices(inv);
   const picks = pickDevices(plan, host);
   const conflicts = findConflicts(plan, host, picks);
-  const assignments = plan.assignments.map((a, index): AssignmentResolution => {
+  const assignments = plan.assignments.flatMap((a, index): AssignmentResolution[] => (appliesTo(a, inv) ? [resolveAssignment(a, index)] : []));
+  return { hostId: inv.hostId, rebootNeeded: assignments.some((a) => a.status === 'change' && a.rebootNeeded), assignments };
+
+  function resolveAssignment(a: Plan['assignments'][number], index: number): AssignmentResolution {
     // Literal objects, no `...base` spread: a spread followed by many keys costs V8 ~10 µs an object,
     // which is most of the time on a 10,000-host fleet.
     const { guest } = a;
@@ -213,6 +222,7 @@ export function resolveHost(plan: Plan, inv: HostInventory): HostResolution {
       bdf,
       driver: device.driver,
       hide: !device.hidden,
+      stubDriver: STUB_DRIVER[inv.hypervisor],
       companions: pf.devicesToHide.filter((b) => b !== bdf),
       strategy: pf.strategy,
       rebootNeeded: pf.strategy === 'reboot',
@@ -220,8 +230,7 @@ export function resolveHost(plan: Plan, inv: HostInventory): HostResolution {
       guestRebootNeeded: pf.guestRebootNeeded,
       attachNote: pf.attachNote,
     };
-  });
-  return { hostId: inv.hostId, rebootNeeded: assignments.some((a) => a.status === 'change' && a.rebootNeeded), assignments };
+  }
 }
 
 /** The plan against the fleet's inventory: which hosts it targets, and what would happen on each. */
@@ -234,7 +243,7 @@ export function resolvePlan(plan: Plan, inventories: readonly HostInventory[]): 
   for (const inv of [...inventories].sort((a, b) => hostOrder(a.hostId, b.hostId))) {
     known.add(inv.hostId);
     if (names.size > 0 && !names.has(inv.hostId)) continue;
-    const why = hostExclusion(plan.hosts, inv, idPattern);
+    const why = hostExclusion(plan.hosts, inv, idPattern) ?? (plan.assignments.some((a) => appliesTo(a, inv)) ? null : `no assignment of the plan is for ${inv.hypervisor} hosts`);
     if (why !== null) {
       if (names.has(inv.hostId)) excluded.push({ hostId: inv.hostId, reason: why });
       continue;

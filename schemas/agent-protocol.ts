@@ -27,6 +27,7 @@ export const CommandArgs = {
   bind: z.object({ bdf: PciAddress, strategy: z.enum(['dynamic', 'reload']) }).strict(),
   unbind: z.object({ bdf: PciAddress, driver: DriverName.nullable().describe('driver to give the device back to') }).strict(),
   reboot: z.object({}).strict(),
+  // `pciback` is the protocol's name for the host's stub driver: pciback on Xen, vfio-pci on KVM (STUB_DRIVER).
   verify: z.object({ bdf: PciAddress, expect: z.enum(['pciback', 'host']) }).strict(),
   attach: z
     .object({ bdf: PciAddress, guest: GuestName, mode: AttachMode, allowInsecurePV: z.boolean().default(false) })
@@ -48,7 +49,12 @@ export function isAgentCommand(value: string): value is AgentCommand {
 }
 
 /** Replies of each command. `changed` says whether this call altered the host (false on a repeat). */
-export const HideResult = z.object({ bdf: PciAddress, changed: z.boolean(), file: z.string(), driver: DriverName.nullable().describe('driver whose loading goes through pciback (install line); null for a device no host driver holds') });
+export const HideResult = z.object({
+  bdf: PciAddress,
+  changed: z.boolean(),
+  file: z.string().describe('the file the host reads at boot: the modprobe file (Xen), the vfio-pci override rules (KVM)'),
+  driver: DriverName.nullable().describe('Xen: driver whose loading goes through pciback (install line); null for a device no host driver holds, and on KVM'),
+});
 export const BindResult = z.object({
   bdf: PciAddress,
   changed: z.boolean(),
@@ -60,8 +66,8 @@ export const RebootResult = z.object({ previousBootId: z.string() });
 export const VerifyResult = z.object({
   bdf: PciAddress,
   driver: DriverName.nullable(),
-  inPcibackSlots: z.boolean(),
-  assignable: z.boolean(),
+  inPcibackSlots: z.boolean().describe("Xen: in pciback's slots; KVM: driver_override is vfio-pci"),
+  assignable: z.boolean().describe('Xen: in the toolstack\'s assignable list; KVM: /dev/vfio/<group> exists and every endpoint of the group is on vfio-pci or no driver'),
 });
 export const AttachResult = z.object({
   bdf: PciAddress,

@@ -11,6 +11,13 @@ export type OsRelease = z.infer<typeof OsRelease>;
 export const Hypervisor = z.enum(['xen', 'kvm']);
 export type Hypervisor = z.infer<typeof Hypervisor>;
 
+/**
+ * The driver that holds a device for a guest: Xen's pciback, the kernel's vfio-pci on KVM. "Bound to
+ * pciback" in the protocol (`verify expect pciback`) means bound to this driver.
+ */
+export const STUB_DRIVER = { xen: 'pciback', kvm: 'vfio-pci' } as const satisfies Record<Hypervisor, string>;
+export type StubDriver = (typeof STUB_DRIVER)[Hypervisor];
+
 /** What the host's agent can do to bind a device: decides which bind strategies `auto` may pick. */
 export const HostCapability = z.enum(['dynamic-bind', 'reload', 'reboot', 'hotplug']);
 export type HostCapability = z.infer<typeof HostCapability>;
@@ -26,7 +33,7 @@ export const PciDevice = z.object({
   iommuGroup: z.number().int().nonnegative().nullable(),
   netdev: z.string().max(32).nullable().describe('network interface name when the device is a NIC bound to its host driver'),
   inUse: z.string().max(300).nullable().describe('why the host uses this device (uplink, mounted filesystems…); null when idle'),
-  hidden: z.boolean().describe('listed in the pciback hide= configuration'),
+  hidden: z.boolean().describe('kept from its host driver at boot: in the pciback hide= configuration (Xen), in ptctl\'s vfio-pci override rules (KVM)'),
   assignedTo: GuestName.nullable().describe('guest holding the device, live or in its config'),
 });
 export type PciDevice = z.infer<typeof PciDevice>;

@@ -109,6 +109,9 @@ export const PlanAssignment = z
     device: PciAddress.optional().describe('the device to pass through, by address; give this or `match`'),
     match: DeviceMatch.optional().describe('pick the device by PCI ids on each host; give this or `device`'),
     guest: GuestName.describe('the guest (domain) that gets the device'),
+    hypervisor: Hypervisor.optional().describe(
+      'only on hosts running this hypervisor (`xen` or `kvm`); on the others the assignment does not apply, so one plan can name the Xen guests and the KVM guests of a mixed fleet',
+    ),
   })
   .strict()
   // `when`: report these even when another key of the assignment is also wrong (all problems at once).
@@ -304,7 +307,8 @@ export const AssignmentChange = z.object({
   ...assignmentBase,
   bdf: PciAddress,
   driver: z.string().nullable().describe('the device\'s driver now'),
-  hide: z.boolean().describe('the device is not yet in the pciback hide= list'),
+  hide: z.boolean().describe('the device is not yet hidden (pciback hide= list on Xen, vfio-pci override rules on KVM)'),
+  stubDriver: z.enum(['pciback', 'vfio-pci']).describe('the driver that will hold the device for the guest: pciback on Xen, vfio-pci on KVM'),
   companions: z.array(PciAddress).describe('devices of the same IOMMU group, hidden and bound with it'),
   strategy: z.enum(['dynamic', 'reload', 'reboot']),
   rebootNeeded: z.boolean().describe('binding reboots the host'),

@@ -130,13 +130,24 @@ export interface NetworkUse {
 /** Interfaces the toolstack or a hypervisor makes for guests: Xen's `vifD.N` and `tapD.N`, KVM's `vnetN` and `macvtapN`. */
 const GUEST_INTERFACE = /^(?:vif\d+\.\d+|tap\d+\.\d+|vnet\d+|macvtap\d+)$/;
 
-/** The guest behind a Xen backend interface (`vif2.0` → domain 2), when the domain list says. */
-function guestOf(iface: string, domains: ReadonlyMap<number, string>): string | null {
+/**
+ * The guest behind a guest interface: libvirt's domain XML names its `vnetN` (`owners`); a Xen
+ * backend interface carries its domain id (`vif2.0` → domain 2).
+ */
+function guestOf(iface: string, domains: ReadonlyMap<number, string>, owners: ReadonlyMap<string, string>): string | null {
+  const owner = owners.get(iface);
+  if (owner !== undefined) return owner;
   const m = /^(?:vif|tap)(\d+)\./.exec(iface);
   return m ? (domains.get(Number(m[1])) ?? null) : null;
 }
 
-export async function readNetworkUse(tree: HostTree, runner: CommandRunner, uplinks: readonly string[], domains: ReadonlyMap<number, string> = new Map()): Promise<NetworkUse> {
+export async function readNetworkUse(
+  tree: HostTree,
+  runner: CommandRunner,
+  uplinks: readonly string[],
+  domains: ReadonlyMap<number, string> = new Map(),
+  owners: ReadonlyMap<string, string> = new Map(),
+): Promise<NetworkUse> {
   const routes = [...parseProcNetRoute((await tree.text('/proc/net/route')) ?? ''), ...parseIpv6Route((await tree.text('/proc/net/ipv6_route')) ?? '')];
   const ip = await runner.run(['ip', '-o', 'addr', 'show']);
   const addresses = ip.code === 0 ? parseIpAddr(ip.stdout) : null;
@@ -178,7 +189,7 @@ export async function readNetworkUse(tree: HostTree, runner: CommandRunner, upli
   const named = (ports: readonly string[]): string =>
     ports
       .map((p) => {
-        const guest = guestOf(p, domains);
+        const guest = guestOf(p, domains, owners);
         return guest === null ? p : `${p} (${guest})`;
       })
       .join(', ');

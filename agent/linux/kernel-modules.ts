@@ -1,8 +1,8 @@
 import type { DriverName } from '../../schemas/ids.js';
 import type { PciAddress } from '../../schemas/pci-address.js';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
-import type { KernelModules } from '../backend.js';
-import { effectiveHidden, KMOD_DIALECT, type ModprobeDialect, parseModprobeConf, RHEL5_DIALECT } from '../modprobe-conf.js';
+import type { HideConfig } from '../backend.js';
+import { effectiveHidden, KMOD_DIALECT, type ModprobeDialect, parseModprobeConf, renderModprobeConf, RHEL5_DIALECT, withHidden, withoutHidden } from '../modprobe-conf.js';
 import { type CommandRunner, mustRun } from './command-runner.js';
 import type { HostRelease } from './host-release.js';
 import type { HostTree } from './host-tree.js';
@@ -31,7 +31,7 @@ export function modulesListed(text: string): Set<string> {
 }
 
 /** Kernel modules on a real host: which modprobe file counts, loading pciback, reloading a driver. */
-export class LinuxKernelModules implements KernelModules {
+export class LinuxKernelModules {
   private readonly available = new Map<string, boolean>();
 
   constructor(
@@ -46,6 +46,17 @@ export class LinuxKernelModules implements KernelModules {
     return this.release().rhel5 ? { file: RHEL5_MODPROBE_FILE, dialect: RHEL5_DIALECT } : { file: KMOD_MODPROBE_FILE, dialect: KMOD_DIALECT };
   }
 
+  /** pciback's hide= list in the modprobe file this host reads, as ptctl edits it. */
+  hideConfig(): HideConfig {
+    const { file, dialect } = this.modprobe();
+    return {
+      file,
+      hidden: (text) => effectiveHidden(parseModprobeConf(text, dialect)),
+      withHidden: (text, bdf, driver) => renderModprobeConf(withHidden(parseModprobeConf(text, dialect), bdf, driver), dialect),
+      withoutHidden: (text, bdf, stillNeeded) => renderModprobeConf(withoutHidden(parseModprobeConf(text, dialect), bdf, stillNeeded), dialect),
+    };
+  }
+
   /** Devices the modprobe file hides (ptctl's and foreign hide= lines); [] when the file does not exist. */
   async hidden(): Promise<PciAddress[]> {
     const { file, dialect } = this.modprobe();
@@ -56,10 +67,10 @@ export class LinuxKernelModules implements KernelModules {
    * Every other source of pciback's hide= list that is read after ptctl's modprobe file, so its list
    * wins (rule 15): on kmod hosts the /etc/modprobe.d/*.conf files that sort after ptctl's (kmod reads
    * them in name order and the last value of an option wins), and on every host the kernel command
-   * line (`xen-pciback.hide=`, which a built-in pciback reads and kmod applies after the files). []
-   * when ptctl's file is the one that counts.
+   * line (`xen-pciback.hide=`, which a built-in pciback reads and kmod applies after the files); only
+   * those whose list leaves `bdf` out. [] when ptctl's file is the one that counts.
    */
-  async winningHideSources(): Promise<{ source: string; hidden: PciAddress[] }[]> {
+  async winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[] }[]> {
     const { file } = this.modprobe();
     const out: { source: string; hidden: PciAddress[] }[] = [];
     const hideOf = (text: string): PciAddress[] | null => {
@@ -79,7 +90,7 @@ export class LinuxKernelModules implements KernelModules {
     }
     const cmdline = /(?:^|\s)(?:xen[-_]pciback|pciback)\.hide=(\S+)/.exec((await this.tree.text('/proc/cmdline')) ?? '');
     if (cmdline) out.push({ source: '/proc/cmdline', hidden: bdfsIn(cmdline[1] ?? '') });
-    return out;
+    return out.filter((s) => !s.hidden.includes(bdf));
   }
 
   /**

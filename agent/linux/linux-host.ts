@@ -1,21 +1,35 @@
 import type { DriverName, GuestName } from '../../schemas/ids.js';
-import type { HostCapability, Hypervisor } from '../../schemas/inventory.js';
+import { type HostCapability, type Hypervisor, STUB_DRIVER } from '../../schemas/inventory.js';
 import type { PciAddress } from '../../schemas/pci-address.js';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
-import type { HostBackend, HostScan } from '../backend.js';
+import type { GuestConfigDevices, HideConfig, HostBackend, HostScan } from '../backend.js';
 import type { HostFiles } from '../host-files.js';
 import type { ModprobeDialect } from '../modprobe-conf.js';
 import type { CommandRunner } from './command-runner.js';
-import { type HostRelease, readHostRelease, readHypervisor } from './host-release.js';
+import { type HostRelease, readHostRelease } from './host-release.js';
 import { HostTree, type SysfsWriteObserver } from './host-tree.js';
 import { type GuestDisk, guestPhyDisks, readNetworkUse, readStorageUse } from './host-usage.js';
 import { LinuxKernelModules } from './kernel-modules.js';
 import { LinuxPciDrivers } from './pci-drivers.js';
 import { PciNames } from './pci-names.js';
 import { PCIBACK_DIR, PciSysfs } from './pci-sysfs.js';
+import { blockDisksOf, guestOsOf, HOSTDEV_XML_DIR, hostdevsOf, hostdevXml, interfacesOf, LibvirtToolstack } from './libvirt-toolstack.js';
+import { VFIO_PCI, VFIO_PCI_DIR, VfioPciDrivers } from './vfio-drivers.js';
+import { DRIVERCTL_DIR, VFIO_HIDE_CONFIG } from '../vfio-rules.js';
 import { LinuxPower } from './power.js';
 import { SysfsScanner } from './sysfs-scan.js';
-import { guestConfigCandidates, guestNameFromFile, guestNameOf, XEN_AUTO_DIR, XEN_CONFIG_DIR } from '../xen-guest-config.js';
+import {
+  guestConfigCandidates,
+  guestConfigDevices,
+  guestNameFromFile,
+  guestNameOf,
+  parseGuestConfig,
+  renderGuestConfig,
+  withGuestDevice,
+  withoutGuestDevice,
+  XEN_AUTO_DIR,
+  XEN_CONFIG_DIR,
+} from '../xen-guest-config.js';
 import { guestOsFromConfig, guestVirtFromConfig, isGuestName, type ToolstackName, XenToolstack } from './xen-toolstack.js';
 
 export interface LinuxHostOptions {
@@ -34,6 +48,18 @@ export interface LinuxHostOptions {
 }
 
 const TOOL_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin', '/usr/local/sbin'];
+/** Where libvirt keeps the definitions of qemu:///system domains. */
+const LIBVIRT_CONFIG_DIR = '/etc/libvirt/qemu';
+
+/** What the toolstack says about guests that the device scan needs. */
+interface GuestFacts {
+  guests: HostScan['guests'];
+  /** Xen domain ids: a `vifD.N` belongs to domain D. */
+  domains: Map<number, string>;
+  /** libvirt: the guest each `vnetN` belongs to. */
+  owners: Map<string, string>;
+  disks: GuestDisk[];
+}
 
 /**
  * The host backend for a real Xen dom0: sysfs and procfs under a root prefix, modprobe and the
@@ -48,12 +74,15 @@ export class LinuxHost implements HostBackend {
   private readonly pci: PciSysfs;
   private readonly modules: LinuxKernelModules;
   private readonly drivers: LinuxPciDrivers;
+  private readonly vfio: VfioPciDrivers;
+  private readonly libvirt: LibvirtToolstack;
   private readonly power: LinuxPower;
   private readonly scanner: SysfsScanner;
   private readonly toolstackChoice: ToolstackName | 'auto';
   private releaseCache: HostRelease | null = null;
   private toolstackCache: XenToolstack | null = null;
   private xenIommuCache: boolean | null = null;
+  private platformCache: Hypervisor | null = null;
 
   constructor(options: LinuxHostOptions) {
     this.tree = new HostTree(options.root, options.onSysfsWrite, options.sysfsWriteTimeoutMs);
@@ -64,6 +93,8 @@ export class LinuxHost implements HostBackend {
     this.pci = new PciSysfs(this.tree);
     this.modules = new LinuxKernelModules(this.tree, this.runner, this.pci, () => this.release());
     this.drivers = new LinuxPciDrivers(this.tree, this.runner, this.pci, this.modules);
+    this.vfio = new VfioPciDrivers(this.tree, this.runner, this.pci, this.modules.modprobe().dialect.modprobe);
+    this.libvirt = new LibvirtToolstack(this.runner);
     this.power = new LinuxPower(this.tree, this.runner);
     this.scanner = new SysfsScanner(this.tree, this.pci, new PciNames(this.tree));
   }
@@ -74,6 +105,19 @@ export class LinuxHost implements HostBackend {
     return this.releaseCache;
   }
 
+  /**
+   * 'xen' in a Xen domain (/proc/xen, or /sys/hypervisor/type says xen), 'kvm' otherwise: a host
+   * whose guests run under QEMU/KVM and libvirt. Read once; it cannot change while the agent runs.
+   */
+  get platform(): Hypervisor {
+    this.platformCache ??= this.tree.existsSync('/proc/xen') || this.tree.textSync('/sys/hypervisor/type')?.trim() === 'xen' ? 'xen' : 'kvm';
+    return this.platformCache;
+  }
+
+  private installed(tool: string): boolean {
+    return TOOL_DIRS.some((d) => this.tree.existsSync(`${d}/${tool}`));
+  }
+
   /** The toolstack this host answers to, chosen once. */
   get toolstack(): XenToolstack {
     if (this.toolstackCache) return this.toolstackCache;
@@ -81,10 +125,9 @@ export class LinuxHost implements HostBackend {
     if (this.toolstackChoice !== 'auto') {
       name = this.toolstackChoice;
     } else {
-      const installed = (tool: string): boolean => TOOL_DIRS.some((d) => this.tree.existsSync(`${d}/${tool}`));
       const preferred: ToolstackName = this.release().rhel5 ? 'xm' : 'xl';
       const other: ToolstackName = preferred === 'xm' ? 'xl' : 'xm';
-      name = !installed(preferred) && installed(other) ? other : preferred;
+      name = !this.installed(preferred) && this.installed(other) ? other : preferred;
     }
     this.toolstackCache = new XenToolstack(this.runner, name);
     return this.toolstackCache;
@@ -93,24 +136,30 @@ export class LinuxHost implements HostBackend {
   // --- HostScanner ---------------------------------------------------------------------------
 
   /**
-   * One full rescan. Devices: every PCI function sysfs lists (none → []). Guests: Xen domains except
-   * Domain-0, plus guests defined by /etc/xen/<name> that are not running ([] on a non-Xen host).
-   * Throws COMMAND_FAILED when the toolstack cannot list guests or a running guest's devices:
-   * an inventory that silently lost them would let a device be handed out twice.
+   * One full rescan. Devices: every PCI function sysfs lists (none → []). Guests: on Xen the domains
+   * except Domain-0 plus guests defined by /etc/xen/<name> that are not running; on KVM libvirt's
+   * domains ([] without virsh). Throws COMMAND_FAILED when the toolstack cannot list guests or a
+   * running guest's devices: an inventory that silently lost them would let a device be handed out twice.
    */
   async scan(): Promise<HostScan> {
-    const hypervisor = await readHypervisor(this.tree);
+    const hypervisor = this.platform;
     const xen = hypervisor === 'xen';
-    // Guests first: their interfaces (vifD.N) and phy: disks make devices in use.
-    const { guests, domains } = xen ? await this.guests() : { guests: [], domains: new Map<number, string>() };
-    const guestDisks: GuestDisk[] = [];
-    for (const g of guests) guestDisks.push(...guestPhyDisks(g.name, (await this.files.read(this.guestConfigPath(g.name))) ?? ''));
-    const net = await readNetworkUse(this.tree, this.runner, this.uplinks, domains);
-    const storage = await readStorageUse(this.tree, guestDisks);
-    const slots = new Set(await this.pci.pcibackSlots());
-    // An unreadable assignable list counts as empty: verification then fails rather than passes.
-    const assignable = new Set(xen ? ((await this.toolstack.assignable()) ?? []) : []);
-    const devices = await this.scanner.devices({ net, storage: storage.byController, unmappedStorage: storage.unmapped, slots, assignable, xen });
+    // Guests first: their interfaces (vifD.N, vnetN) and block disks make devices in use.
+    const { guests, domains, owners, disks } = xen ? await this.xenGuests() : await this.kvmGuests();
+    const net = await readNetworkUse(this.tree, this.runner, this.uplinks, domains, owners);
+    const storage = await readStorageUse(this.tree, disks);
+    let slots: Set<PciAddress>;
+    let assignable: Set<PciAddress>;
+    if (xen) {
+      slots = new Set(await this.pci.pcibackSlots());
+      // An unreadable assignable list counts as empty: verification then fails rather than passes.
+      assignable = new Set((await this.toolstack.assignable()) ?? []);
+    } else {
+      const states = await this.vfio.states(await this.pci.devices());
+      slots = states.overridden;
+      assignable = states.assignable;
+    }
+    const devices = await this.scanner.devices({ net, storage: storage.byController, unmappedStorage: storage.unmapped, slots, assignable, xen, stubDriver: STUB_DRIVER[hypervisor] });
     return {
       os: this.release().os,
       hypervisor,
@@ -139,17 +188,22 @@ export class LinuxHost implements HostBackend {
    * On Xen: reboot and hotplug always; dynamic-bind and reload when pciback can take a device at run
    * time: loaded with a `new_slot` file, or not loaded yet and its module exists (it reads hide= as
    * it loads). An old pciback loaded at boot without `new_slot` takes devices only at the next boot.
-   * [] elsewhere: this backend binds pciback only.
+   * On KVM: dynamic-bind and reboot (the vfio-pci override rules apply at boot) when vfio-pci is
+   * there or can be loaded, hotplug when virsh is installed; never reload: a device moves to vfio-pci
+   * by its own override, not by its driver's reload.
    */
   private async capabilities(hypervisor: Hypervisor): Promise<HostCapability[]> {
-    if (hypervisor !== 'xen') return [];
+    if (hypervisor !== 'xen') {
+      const vfio = (await this.tree.exists(VFIO_PCI_DIR)) || (await this.modules.moduleAvailable(VFIO_PCI));
+      return [...(vfio ? (['dynamic-bind', 'reboot'] as const) : []), ...(this.installed('virsh') ? (['hotplug'] as const) : [])];
+    }
     const loaded = await this.pci.pcibackLoaded();
     const runtime = loaded ? await this.tree.exists(`${PCIBACK_DIR}/new_slot`) : await this.modules.moduleAvailable(this.modprobe().dialect.module);
     return [...(runtime ? (['dynamic-bind', 'reload'] as const) : []), 'reboot', 'hotplug'];
   }
 
-  /** The guests, and the running domains' ids (a `vifD.N` interface belongs to domain D). */
-  private async guests(): Promise<{ guests: HostScan['guests']; domains: Map<number, string> }> {
+  /** Xen's guests, the running domains' ids (a `vifD.N` interface belongs to domain D) and the guests' `phy:` disks. */
+  private async xenGuests(): Promise<GuestFacts> {
     const toolstack = this.toolstack;
     const out: HostScan['guests'] = [];
     // A domain whose name the schema cannot carry is one ptctl cannot address either.
@@ -188,7 +242,41 @@ export class LinuxHost implements HostBackend {
         out.push({ name: entry, virt: guestVirtFromConfig(config), os: guestOsFromConfig(config), state: 'stopped', acpiphp: true, liveDevices: [] });
       }
     }
-    return { guests: out, domains: ids };
+    const disks: GuestDisk[] = [];
+    for (const g of out) disks.push(...guestPhyDisks(g.name, (await this.files.read(this.guestConfigPath(g.name))) ?? ''));
+    return { guests: out, domains: ids, owners: new Map(), disks };
+  }
+
+  /**
+   * libvirt's domains: live devices and interfaces from the running XML, OS and block disks from the
+   * definition. A RHEL 5 guest's acpiphp is asked through its QEMU guest agent; one that does not
+   * answer counts as without it (rule 7: attach cold and say the guest must reboot).
+   */
+  private async kvmGuests(): Promise<GuestFacts> {
+    const facts: GuestFacts = { guests: [], domains: new Map(), owners: new Map(), disks: [] };
+    if (!this.installed('virsh')) return facts;
+    for (const d of (await this.libvirt.domains()).filter((x) => isGuestName(x.name))) {
+      const name = d.name;
+      let state = d.state;
+      let live: string | null = null;
+      if (state !== 'stopped') {
+        try {
+          live = await this.libvirt.liveXml(name);
+        } catch (err) {
+          if ((await this.libvirt.domains()).some((still) => still.name === name && still.state !== 'stopped')) throw err;
+          state = 'stopped';
+        }
+      }
+      const config = await this.libvirt.configXml(name);
+      const xml = (config !== null && 'xml' in config ? config.xml : null) ?? live ?? '';
+      const os = guestOsOf(xml);
+      const rhel5 = os.name === 'rhel' && os.version.split('.')[0] === '5';
+      const acpiphp = !rhel5 || (state === 'running' && (await this.libvirt.acpiphpLoaded(name)) === true);
+      for (const iface of live === null ? [] : interfacesOf(live)) facts.owners.set(iface, name);
+      for (const path of blockDisksOf(live ?? xml)) facts.disks.push({ guest: name, path });
+      facts.guests.push({ name, virt: 'kvm', os, state, acpiphp, liveDevices: live === null ? [] : hostdevsOf(live) });
+    }
+    return facts;
   }
 
   // --- KernelModules -------------------------------------------------------------------------
@@ -204,43 +292,57 @@ export class LinuxHost implements HostBackend {
    * device failed. Throws COMMAND_FAILED with the command and stderr's last line.
    */
   async reloadDriver(driver: DriverName): Promise<void> {
+    if (this.platform !== 'xen') throw new PtcError(ErrorCode.STRATEGY_UNSUPPORTED, `a KVM host moves a device to vfio-pci by its own driver_override, not by reloading ${driver}; use the dynamic or reboot strategy`);
     await this.modules.reloadDriver(driver);
   }
 
-  /** /etc/modprobe.d files sorting after ptctl's (kmod hosts) and /proc/cmdline, when they set hide=. */
-  async winningHideSources(): Promise<{ source: string; hidden: PciAddress[] }[]> {
-    return this.modules.winningHideSources();
+  /** Xen: pciback's hide= in the modprobe file; KVM: ptctl's vfio-pci override rules. */
+  hideConfig(): HideConfig {
+    return this.platform === 'xen' ? this.modules.hideConfig() : VFIO_HIDE_CONFIG;
+  }
+
+  /**
+   * Xen: /etc/modprobe.d files sorting after ptctl's (kmod hosts) and /proc/cmdline whose hide= leaves
+   * `bdf` out. KVM: a driverctl override that gives `bdf` to another driver (its udev rule runs after ours).
+   */
+  async winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[] }[]> {
+    if (this.platform === 'xen') return this.modules.winningHideSources(bdf);
+    const source = `${DRIVERCTL_DIR}/pci-${bdf}`;
+    const driver = (await this.tree.text(source))?.trim();
+    return driver === undefined || driver === '' || driver === VFIO_PCI ? [] : [{ source, hidden: [] }];
   }
 
   // --- PciDrivers ----------------------------------------------------------------------------
 
   /**
-   * `modprobe <module>` when pciback is absent, unbind from the current driver (when bound), new_slot
-   * only when the address is not in slots, bind. Returns at once when the device is already on
-   * pciback; throws DEVICE_NOT_FOUND for an unknown address, COMMAND_FAILED when a command or write fails.
+   * Xen: `modprobe <module>` when pciback is absent, unbind from the current driver (when bound),
+   * new_slot only when the address is not in slots, bind. KVM: vfio-pci through driver_override and
+   * drivers_probe. Returns at once when the device is already on the stub driver; throws DEVICE_NOT_FOUND for an unknown address, COMMAND_FAILED when a command or write fails.
    */
-  async bindPciback(bdf: PciAddress): Promise<void> {
-    await this.drivers.bindPciback(bdf);
+  async bindStub(bdf: PciAddress): Promise<void> {
+    await (this.platform === 'xen' ? this.drivers : this.vfio).bindStub(bdf);
   }
 
   /**
-   * pciback/unbind, remove_slot (when pciback has it and the address is in slots), then
+   * Xen: pciback/unbind, remove_slot (when pciback has it and the address is in slots), then
    * `<driver>/bind`, or `drivers_probe` when driver is null. Returns at once when the device is already
-   * on that driver (for null: on any host driver); throws DEVICE_NOT_FOUND for an unknown address,
+   * on that driver (for null: on any host driver). KVM: vfio-pci/unbind and a reprobe with the
+   * driver named in driver_override. Throws DEVICE_NOT_FOUND for an unknown address,
    * COMMAND_FAILED when the device is on a driver other than pciback or a command or write fails.
    */
   async bindHostDriver(bdf: PciAddress, driver: DriverName | null): Promise<void> {
-    await this.drivers.bindHostDriver(bdf, driver);
+    await (this.platform === 'xen' ? this.drivers : this.vfio).bindHostDriver(bdf, driver);
   }
 
   // --- Toolstack -----------------------------------------------------------------------------
 
   /**
-   * The first of `/etc/xen/<guest>`, `/etc/xen/<guest>.cfg`, `/etc/xen/auto/<guest>[.cfg]` that exists,
-   * with an autostart symlink followed to its file (an atomic write must replace the file, not the
-   * link); `/etc/xen/<guest>` when none exists (callers read it through `files`, which answers null).
+   * Xen: the first of `/etc/xen/<guest>`, `/etc/xen/<guest>.cfg`, `/etc/xen/auto/<guest>[.cfg]` that
+   * exists, with an autostart symlink followed to its file (an atomic write must replace the file, not
+   * the link); `/etc/xen/<guest>` when none exists. KVM: libvirt's domain XML (edited through virsh only).
    */
   guestConfigPath(guest: GuestName): string {
+    if (this.platform !== 'xen') return `${LIBVIRT_CONFIG_DIR}/${guest}.xml`;
     for (const candidate of guestConfigCandidates(guest)) {
       if (!this.tree.existsSync(candidate)) continue;
       return this.tree.realHostPathSync(candidate) ?? candidate;
@@ -248,20 +350,63 @@ export class LinuxHost implements HostBackend {
     return `${XEN_CONFIG_DIR}/${guest}`;
   }
 
-  private async requireXen(verb: string): Promise<void> {
-    if ((await readHypervisor(this.tree)) !== 'xen') throw new PtcError(ErrorCode.COMMAND_FAILED, `cannot ${verb}: this host is not running under Xen (no /proc/xen)`);
+  /** Xen: the config file's `pci = [...]` (fenced when unparseable); KVM: the definition's hostdevs. Null without a config. */
+  async guestConfigDevices(guest: GuestName): Promise<GuestConfigDevices | null> {
+    if (this.platform === 'xen') {
+      const text = await this.files.read(this.guestConfigPath(guest));
+      return text === null ? null : guestConfigDevices(text);
+    }
+    const config = await this.libvirt.configXml(guest);
+    if (config === null) return null;
+    return 'xml' in config ? { configDevices: hostdevsOf(config.xml), configProblem: null } : { configDevices: [], configProblem: config.problem.slice(0, 500) };
   }
 
-  /** `xl|xm pci-attach <guest> <bdf>`. Throws COMMAND_FAILED on a non-zero exit or a non-Xen host. */
+  async addToGuestConfig(guest: GuestName, bdf: PciAddress): Promise<boolean> {
+    if (this.platform === 'xen') return this.editXenConfig(guest, (text) => renderGuestConfig(withGuestDevice(parseGuestConfig(text), bdf)));
+    const held = await this.guestConfigDevices(guest);
+    if (held === null) throw new PtcError(ErrorCode.GUEST_NOT_FOUND, `libvirt has no domain ${guest} defined`);
+    if (held.configDevices.includes(bdf)) return false;
+    await this.libvirt.attach(guest, await this.hostdevFile(bdf), 'config');
+    return true;
+  }
+
+  async removeFromGuestConfig(guest: GuestName, bdf: PciAddress): Promise<boolean> {
+    if (this.platform === 'xen') return this.editXenConfig(guest, (text) => renderGuestConfig(withoutGuestDevice(parseGuestConfig(text), bdf)));
+    const held = await this.guestConfigDevices(guest);
+    if (held === null || !held.configDevices.includes(bdf)) return false;
+    await this.libvirt.detach(guest, await this.hostdevFile(bdf), bdf, 'config');
+    return true;
+  }
+
+  private async editXenConfig(guest: GuestName, edit: (text: string) => string): Promise<boolean> {
+    const path = this.guestConfigPath(guest);
+    const before = await this.files.read(path);
+    if (before === null) throw new PtcError(ErrorCode.GUEST_NOT_FOUND, `guest ${guest} has no config file ${path}`);
+    const after = edit(before);
+    if (after === before) return false;
+    await this.files.writeAtomic(path, after);
+    return true;
+  }
+
+  /** The hostdev XML for a device, written where virsh can read it; its host path. Throws COMMAND_FAILED without libvirt. */
+  private async hostdevFile(bdf: PciAddress): Promise<string> {
+    if (!this.installed('virsh')) throw new PtcError(ErrorCode.COMMAND_FAILED, `virsh is not installed: this KVM host has no libvirt to give ${bdf} to a guest`);
+    const path = `${HOSTDEV_XML_DIR}/${bdf}.xml`;
+    const xml = hostdevXml(bdf);
+    if ((await this.files.read(path)) !== xml) await this.files.writeAtomic(path, xml);
+    return path;
+  }
+
+  /** `xl|xm pci-attach <guest> <bdf>`, or `virsh attach-device --live`. Throws COMMAND_FAILED on a non-zero exit. */
   async hotplug(guest: GuestName, bdf: PciAddress): Promise<void> {
-    await this.requireXen(`hotplug ${bdf} into ${guest}`);
-    await this.toolstack.attach(guest, bdf);
+    if (this.platform === 'xen') await this.toolstack.attach(guest, bdf);
+    else await this.libvirt.attach(guest, await this.hostdevFile(bdf), 'live');
   }
 
-  /** `xl|xm pci-detach <guest> <bdf>`. Throws COMMAND_FAILED on a non-zero exit or a non-Xen host. */
+  /** `xl|xm pci-detach <guest> <bdf>`, or `virsh detach-device --live` until the guest let go. Throws COMMAND_FAILED on a non-zero exit. */
   async hotunplug(guest: GuestName, bdf: PciAddress): Promise<void> {
-    await this.requireXen(`hotunplug ${bdf} from ${guest}`);
-    await this.toolstack.detach(guest, bdf);
+    if (this.platform === 'xen') await this.toolstack.detach(guest, bdf);
+    else await this.libvirt.detach(guest, await this.hostdevFile(bdf), bdf, 'live');
   }
 
   /** Saved images live with the agent's state, one per guest. */
@@ -269,23 +414,23 @@ export class LinuxHost implements HostBackend {
     return `/var/lib/ptctl/saved/${guest}.save`;
   }
 
-  /** `xl|xm save <guest> <file>`. Throws COMMAND_FAILED on a non-zero exit or a non-Xen host. */
+  /** `xl|xm save` or `virsh save` of the guest to a file with the agent's state. */
   async saveGuest(guest: GuestName): Promise<void> {
-    await this.requireXen(`save ${guest}`);
     await this.files.writeAtomic(`/var/lib/ptctl/saved/.keep`, '');
-    await this.toolstack.save(guest, this.saveFile(guest));
+    if (this.platform === 'xen') await this.toolstack.save(guest, this.saveFile(guest));
+    else await this.libvirt.save(guest, this.saveFile(guest));
   }
 
-  /** `xl|xm restore <file>` of the image `saveGuest` wrote. */
+  /** `xl|xm restore` or `virsh restore` of the image `saveGuest` wrote. */
   async restoreGuest(guest: GuestName): Promise<void> {
-    await this.requireXen(`restore ${guest}`);
-    await this.toolstack.restore(this.saveFile(guest));
+    if (this.platform === 'xen') await this.toolstack.restore(this.saveFile(guest));
+    else await this.libvirt.restore(this.saveFile(guest));
   }
 
-  /** `xl|xm migrate <guest> <target>`. */
+  /** `xl|xm migrate <guest> <target>`, or `virsh migrate --live` to the target's libvirt. */
   async migrateGuest(guest: GuestName, target: string): Promise<void> {
-    await this.requireXen(`migrate ${guest}`);
-    await this.toolstack.migrate(guest, target);
+    if (this.platform === 'xen') await this.toolstack.migrate(guest, target);
+    else await this.libvirt.migrate(guest, target);
   }
 
   // --- Power ---------------------------------------------------------------------------------

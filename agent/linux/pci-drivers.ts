@@ -5,7 +5,7 @@ import type { PciDrivers } from '../backend.js';
 import { type CommandRunner, mustRun } from './command-runner.js';
 import type { HostTree } from './host-tree.js';
 import type { LinuxKernelModules } from './kernel-modules.js';
-import { DRIVERS_PROBE, PCI_DEVICES, PCI_DRIVERS, PCIBACK, PCIBACK_DIR, type PciSysfs } from './pci-sysfs.js';
+import { DRIVERS_PROBE, normalizeOverride, PCI_DEVICES, PCI_DRIVERS, PCIBACK, PCIBACK_DIR, type PciSysfs } from './pci-sysfs.js';
 
 /**
  * Driver binding through sysfs control files, the way `xl pci-assignable-add/-remove` does it. Each
@@ -34,7 +34,7 @@ export class LinuxPciDrivers implements PciDrivers {
    * at once when the device is already on pciback. Throws DEVICE_NOT_FOUND for an unknown address and
    * COMMAND_FAILED when modprobe fails or the kernel refuses a write (saying where the device is now).
    */
-  async bindPciback(bdf: PciAddress): Promise<void> {
+  async bindStub(bdf: PciAddress): Promise<void> {
     await this.requirePresent(bdf);
     const current = await this.pci.driverOf(bdf);
     if (current === PCIBACK) return;
@@ -54,7 +54,7 @@ export class LinuxPciDrivers implements PciDrivers {
     }
   }
 
-  /** Undoes a part-done bindPciback; returns where the device is now, for the error message. Never throws. */
+  /** Undoes a part-done bindStub; returns where the device is now, for the error message. Never throws. */
   private async rollBack(bdf: PciAddress, original: string | null, previousOverride: string | null | undefined, hadSlot: boolean): Promise<string> {
     const attempt = async (path: string, data: string): Promise<boolean> =>
       this.tree.writeControl(path, data).then(
@@ -105,10 +105,4 @@ export class LinuxPciDrivers implements PciDrivers {
     }
     await this.tree.writeControl(`${PCI_DRIVERS}/${driver}/bind`, bdf);
   }
-}
-
-/** `driver_override` as the kernel prints it ("(null)\n" when unset) → the driver name, or null. */
-function normalizeOverride(text: string | null): string | null {
-  const t = text?.trim() ?? '';
-  return t === '' || t === '(null)' ? null : t;
 }

@@ -72,3 +72,9 @@ export class PciSysfs {
     return bdfsIn((await this.tree.text(`${PCIBACK_DIR}/slots`)) ?? '');
   }
 }
+
+/** `driver_override` as the kernel prints it ("(null)\n" when unset) → the driver name, or null. */
+export function normalizeOverride(text: string | null): string | null {
+  const t = text?.trim() ?? '';
+  return t === '' || t === '(null)' ? null : t;
+}

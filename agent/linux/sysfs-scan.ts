@@ -3,7 +3,7 @@ import type { ScannedDevice } from '../backend.js';
 import type { NetworkUse } from './host-usage.js';
 import type { HostTree } from './host-tree.js';
 import type { PciNames } from './pci-names.js';
-import { lastBdf, PCI_DEVICES, PCIBACK, type PciSysfs } from './pci-sysfs.js';
+import { lastBdf, PCI_DEVICES, type PciSysfs } from './pci-sysfs.js';
 
 /** "0x8086\n" → "8086"; null when the file is missing or not `width` hex digits. */
 export function sysfsHex(text: string | null, width: number): string | null {
@@ -22,6 +22,8 @@ export interface DeviceScanContext {
   assignable: ReadonlySet<PciAddress>;
   /** A Xen dom0 (no iommu_groups: Xen owns the IOMMU), where co-assignment follows the topology. */
   xen: boolean;
+  /** The driver that holds devices for guests here (pciback, vfio-pci): a device on it is not on a host driver. */
+  stubDriver: string;
 }
 
 /** What the topology rule needs of a device. */
@@ -128,7 +130,7 @@ export class SysfsScanner {
     if (vendor === null || device === null || pciClass === null) return null;
     const driver = await this.pci.driverOf(bdf);
     const group = await this.tree.linkName(`${base}/iommu_group`);
-    const onHostDriver = driver !== null && driver !== PCIBACK;
+    const onHostDriver = driver !== null && driver !== ctx.stubDriver;
     const ifaces = onHostDriver ? await this.interfaces(bdf, byDevice) : [];
     const netdev = ifaces[0] ?? null;
 

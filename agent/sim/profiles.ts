@@ -9,8 +9,12 @@ export interface SimGuestSpec {
   virt: GuestVirt;
   os: OsRelease;
   state: GuestState;
-  /** Bridge its `vif` is on. */
+  /** Bridge its `vif` (Xen) or `vnet` (KVM) is on. */
   bridge: string;
+  /** KVM: the guest runs the QEMU guest agent, through which the host can ask about acpiphp. */
+  guestAgent?: boolean;
+  /** KVM: acpiphp is loaded in the guest (RHEL 5 needs it for hotplug). */
+  acpiphp?: boolean;
 }
 
 /** What a simulated host is: the declarative host (its tree), and the few facts only its kernel and toolstack know. */
@@ -19,7 +23,7 @@ export interface SimProfile {
   spec: HostSpec;
   /** The pciback module's name on this kernel: it decides where modprobe reads (RHEL 5: /etc/modprobe.conf). */
   pcibackModule: 'pciback' | 'xen-pciback';
-  /** `virt_caps` has hvm_directio. */
+  /** Xen: `virt_caps` has hvm_directio. KVM: the kernel has IOMMU groups (the spec's devices carry them). */
   iommu: boolean;
   /** pciback is loaded before every other driver at boot (built in, or from the initrd). */
   pcibackAtBoot?: boolean;
@@ -133,11 +137,119 @@ const RHEL5_IN_USE: Record<string, string> = {
 
 const rhel5Xen: SimProfile = { name: 'rhel5-xen', spec: RHEL5_SPEC, pcibackModule: 'pciback', iommu: true, guests: XEN_GUESTS, inUse: RHEL5_IN_USE };
 
+/** The guest interface libvirt names for a domain's first NIC. */
+export const vnetOf = (guest: SimGuestSpec): string => `vnet${guest.domId - 1}`;
+
+/**
+ * A libvirt domain definition as virt-install writes it: the OS in libosinfo metadata, an LV as its
+ * block disk, one NIC on a bridge, the guest agent's channel when it has one.
+ */
+export function initialDomainXml(guest: SimGuestSpec): string {
+  const osId = guest.os.name === 'rhel' ? `http://redhat.com/rhel/${guest.os.version}` : `http://${guest.os.name}.org/${guest.os.name}/${guest.os.version}`;
+  return [
+    "<domain type='kvm'>",
+    `  <name>${guest.name}</name>`,
+    '  <metadata>',
+    "    <libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>",
+    `      <libosinfo:os id='${osId}'/>`,
+    '    </libosinfo:libosinfo>',
+    '  </metadata>',
+    "  <memory unit='KiB'>2097152</memory>",
+    '  <vcpu>2</vcpu>',
+    "  <os><type arch='x86_64' machine='q35'>hvm</type></os>",
+    '  <devices>',
+    "    <disk type='block' device='disk'>",
+    `      <source dev='/dev/guests/${guest.name}'/>`,
+    "      <target dev='vda' bus='virtio'/>",
+    '    </disk>',
+    "    <interface type='bridge'>",
+    `      <source bridge='${guest.bridge}'/>`,
+    "      <model type='virtio'/>",
+    '    </interface>',
+    ...(guest.guestAgent ? ["    <channel type='unix'>", "      <target type='virtio' name='org.qemu.guest_agent.0'/>", '    </channel>'] : []),
+    '  </devices>',
+    '</domain>',
+    '',
+  ].join('\n');
+}
+
+const KVM_GUESTS: SimGuestSpec[] = [
+  { name: 'vm-kvm', domId: 1, virt: 'kvm', os: { name: 'rhel', version: '9.2' }, state: 'running', bridge: 'br0', guestAgent: true, acpiphp: true },
+  // The seed's KVM warning: a RHEL 5 guest without acpiphp cannot take a hotplug.
+  { name: 'vm-kvm5', domId: 2, virt: 'kvm', os: { name: 'rhel', version: '5.11' }, state: 'running', bridge: 'br1', guestAgent: true, acpiphp: false },
+];
+
+const RHEL9_KERNEL = '5.14.0-284.11.1.el9_2.x86_64';
+
+/**
+ * A RHEL 9 KVM host with libvirt. IOMMU groups as a desktop-class chipset without ACS makes them: the
+ * GPU and its audio function share group 1 with their root port (a companion pair; the port stays on
+ * pcieport); two Intel 82574L NICs with the same ids as the uplink (a `new_id` for them would claim
+ * each other); a bridge `br0` carrying vm-kvm's vnet0 over eno3.
+ */
+const RHEL9_KVM_DEVICES: HostPciDevice[] = [
+  { bdf: '0000:00:00.0', vendor: '8086', device: '3e30', class: '060000', driver: null, iommuGroup: 0 },
+  { bdf: '0000:00:01.0', vendor: '8086', device: '1901', class: '060400', driver: 'pcieport', iommuGroup: 1, driverOverride: null },
+  { bdf: '0000:01:00.0', vendor: '10de', device: '1eb8', class: '030200', driver: null, iommuGroup: 1, driverOverride: null, resetMethod: 'flr bus' },
+  { bdf: '0000:01:00.1', vendor: '10de', device: '10f9', class: '040300', driver: 'snd_hda_intel', iommuGroup: 1, driverOverride: null, resetMethod: 'bus' },
+  { bdf: '0000:00:17.0', vendor: '8086', device: 'a352', class: '010601', driver: 'ahci', iommuGroup: 10, driverOverride: null, disks: [{ name: 'sda', dev: '8:0', partitions: ['sda1', 'sda2'] }] },
+  { bdf: '0000:02:00.0', vendor: '8086', device: '10d3', class: '020000', driver: 'e1000e', iommuGroup: 11, driverOverride: null, net: ['eno1'], resetMethod: 'flr bus' },
+  { bdf: '0000:03:00.0', vendor: '8086', device: '1533', class: '020000', driver: 'igb', iommuGroup: 12, driverOverride: null, net: ['eno2'], resetMethod: 'flr bus' },
+  { bdf: '0000:04:00.0', vendor: '8086', device: '1533', class: '020000', driver: 'igb', iommuGroup: 13, driverOverride: null, net: ['eno3'], resetMethod: 'flr bus' },
+  { bdf: '0000:05:00.0', vendor: '8086', device: '10d3', class: '020000', driver: 'e1000e', iommuGroup: 14, driverOverride: null, net: ['eno4'], resetMethod: 'flr bus' },
+];
+
+const RHEL9_KVM_SPEC: HostSpec = {
+  osRelease: 'NAME="Red Hat Enterprise Linux"\nVERSION="9.2 (Plow)"\nID="rhel"\nVERSION_ID="9.2"\n',
+  kernelRelease: RHEL9_KERNEL,
+  modules: ['vfio/pci/vfio-pci', 'net/ethernet/intel/e1000e/e1000e', 'net/ethernet/intel/igb/igb', 'ata/ahci', 'sound/pci/hda/snd-hda-intel'].map((m) => `/lib/modules/${RHEL9_KERNEL}/kernel/drivers/${m}.ko.xz`),
+  cmdline: 'BOOT_IMAGE=(hd0,gpt2)/vmlinuz ro root=/dev/mapper/rhel-root intel_iommu=on',
+  machineId: '8c2f0a6e1b7d4e5f9a3c6b2d1e0f4a57',
+  devices: RHEL9_KVM_DEVICES,
+  drivers: ['pcieport'],
+  interfaces: {
+    eno1: { operstate: 'up', addresses: ['10.1.0.21/24'] },
+    eno2: { operstate: 'down' },
+    eno3: { operstate: 'up', master: 'br0' },
+    eno4: { operstate: 'down' },
+    br0: { operstate: 'up', bridge: true },
+    vnet0: { operstate: 'up', master: 'br0' },
+    // vm-kvm5's bridge has no physical port: nothing of the host's to cut off.
+    br1: { operstate: 'up', bridge: true },
+    vnet1: { operstate: 'up', master: 'br1' },
+  },
+  routes: [
+    ['eno1', '10.1.0.0/24'],
+    ['eno1', 'default'],
+  ],
+  deviceMappers: [
+    { name: 'dm-0', mapperName: 'rhel-root', uuid: 'LVM-rhelroot000000000000000000000000000000', slaves: ['sda2'], devLinks: ['/dev/rhel/root'] },
+    { name: 'dm-1', mapperName: 'guests-vm--kvm', uuid: 'LVM-guestsVG0000000000000000000000000001', slaves: ['sda2'], devLinks: ['/dev/guests/vm-kvm'] },
+    { name: 'dm-2', mapperName: 'guests-vm--kvm5', uuid: 'LVM-guestsVG0000000000000000000000000002', slaves: ['sda2'], devLinks: ['/dev/guests/vm-kvm5'] },
+  ],
+  mounts: [
+    ['/dev/mapper/rhel-root', '/', 'xfs'],
+    ['/dev/sda1', '/boot', 'xfs'],
+  ],
+  files: { '/usr/bin/virsh': '', ...Object.fromEntries(KVM_GUESTS.map((g) => [`/etc/libvirt/qemu/${g.name}.xml`, initialDomainXml(g)])) },
+};
+
+const rhel9Kvm: SimProfile = {
+  name: 'rhel9-kvm',
+  spec: RHEL9_KVM_SPEC,
+  // Not read on KVM (no pciback); kmod's name, for the modprobe dialect.
+  pcibackModule: 'xen-pciback',
+  iommu: true,
+  guests: KVM_GUESTS,
+  inUse: { '0000:00:00.0': 'platform', '0000:00:01.0': 'platform', '0000:00:17.0': 'root-disk', '0000:02:00.0': 'uplink', '0000:04:00.0': 'guests-network' },
+};
+
 export const SIM_PROFILES: Readonly<Record<string, SimProfile>> = {
   'rhel5-xen': rhel5Xen,
   'rhel5-xen-noiommu': { ...rhel5Xen, name: 'rhel5-xen-noiommu', iommu: false },
   // An older dom0 kernel whose pciback is loaded early and has no new_slot: only a boot with hide= binds.
   'rhel5-xen-rebootonly': { ...rhel5Xen, name: 'rhel5-xen-rebootonly', pcibackAtBoot: true, spec: { ...RHEL5_SPEC, pciback: { slots: [], newSlot: false, removeSlot: false } } },
+  'rhel9-kvm': rhel9Kvm,
 };
 
 export const DEFAULT_PROFILE = 'rhel5-xen';

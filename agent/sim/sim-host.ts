@@ -1,7 +1,7 @@
 import type { DriverName, GuestName } from '../../schemas/ids.js';
 import type { PciAddress } from '../../schemas/pci-address.js';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
-import type { HostBackend, HostScan } from '../backend.js';
+import type { GuestConfigDevices, HideConfig, HostBackend, HostScan } from '../backend.js';
 import type { HostFiles } from '../host-files.js';
 import type { ModprobeDialect } from '../modprobe-conf.js';
 import { LinuxHost } from '../linux/linux-host.js';
@@ -59,12 +59,16 @@ export class SimHost implements HostBackend {
     return this.linux.reloadDriver(driver);
   }
 
-  winningHideSources(): Promise<{ source: string; hidden: PciAddress[] }[]> {
-    return this.linux.winningHideSources();
+  hideConfig(): HideConfig {
+    return this.linux.hideConfig();
   }
 
-  bindPciback(bdf: PciAddress): Promise<void> {
-    return this.linux.bindPciback(bdf);
+  winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[] }[]> {
+    return this.linux.winningHideSources(bdf);
+  }
+
+  bindStub(bdf: PciAddress): Promise<void> {
+    return this.linux.bindStub(bdf);
   }
 
   bindHostDriver(bdf: PciAddress, driver: DriverName | null): Promise<void> {
@@ -73,6 +77,18 @@ export class SimHost implements HostBackend {
 
   guestConfigPath(guest: GuestName): string {
     return this.linux.guestConfigPath(guest);
+  }
+
+  guestConfigDevices(guest: GuestName): Promise<GuestConfigDevices | null> {
+    return this.linux.guestConfigDevices(guest);
+  }
+
+  addToGuestConfig(guest: GuestName, bdf: PciAddress): Promise<boolean> {
+    return this.linux.addToGuestConfig(guest, bdf);
+  }
+
+  removeFromGuestConfig(guest: GuestName, bdf: PciAddress): Promise<boolean> {
+    return this.linux.removeFromGuestConfig(guest, bdf);
   }
 
   hotplug(guest: GuestName, bdf: PciAddress): Promise<void> {

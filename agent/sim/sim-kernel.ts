@@ -9,8 +9,11 @@ import type { SysfsWrite } from '../linux/host-tree.js';
 import { readJson, writeJsonAtomic } from '../host-files.js';
 import { type ModprobeDialect, KMOD_DIALECT, RHEL5_DIALECT, effectiveHidden, parseModprobeConf } from '../modprobe-conf.js';
 import { parseGuestConfig } from '../xen-guest-config.js';
+import { parseVfioRules, VFIO_RULES_FILE, DRIVERCTL_DIR } from '../vfio-rules.js';
+import { hostdevsOf } from '../linux/libvirt-toolstack.js';
+import { type SimGuestSpec, vnetOf } from './profiles.js';
 import type { SimProfile } from './profiles.js';
-import { PCIBACK, SimTree } from './sim-tree.js';
+import { PCIBACK, SimTree, VFIO_PCI } from './sim-tree.js';
 
 /** The Red Hat guide's warning: >512 hotplugs of an assigned device in a brief period crash the kernel. */
 export const KERNEL_HOTPLUG_LIMIT = 512;
@@ -210,6 +213,12 @@ export class SimKernel implements CommandRunner {
     this.state.silentUntil = null;
     this.state.hotplugs = {};
     this.tree.rebuildKernel(this.state.bootId);
+    if (this.kvm) {
+      this.bootKvm();
+      await this.save();
+      for (const listener of this.bootListeners) listener();
+      return;
+    }
     const { hidden, installModules } = this.modprobeConfig();
     const k = this.tree.kernel;
     // At boot pciback (with hide=) gets a hidden device first only when something loads it first: the
@@ -236,6 +245,34 @@ export class SimKernel implements CommandRunner {
     }
     await this.save();
     for (const listener of this.bootListeners) listener();
+  }
+
+  /** A KVM host's devices appear through udev: ptctl's rules name vfio-pci, driverctl's (read after ours) may name another driver. */
+  private get kvm(): boolean {
+    return this.opts.profile.spec.xen !== true;
+  }
+
+  private bootKvm(): void {
+    const k = this.tree.kernel;
+    const overrides = new Map<string, string>();
+    for (const bdf of parseVfioRules(this.tree.read(VFIO_RULES_FILE) ?? '').hidden) overrides.set(bdf, VFIO_PCI);
+    for (const d of this.opts.profile.spec.devices) {
+      const driverctl = this.tree.read(`${DRIVERCTL_DIR}/pci-${d.bdf}`)?.trim();
+      if (driverctl) overrides.set(d.bdf, driverctl);
+    }
+    for (const [bdf, driver] of overrides) {
+      if (!this.tree.exists(`/sys/bus/pci/devices/${bdf}`)) continue;
+      this.tree.write(`${this.tree.deviceDir(bdf)}/driver_override`, `${driver}\n`);
+      if (k.driverOf(bdf) !== null) k.setDriver(bdf, null);
+      if (driver === VFIO_PCI) k.loadVfio();
+      else if (this.tree.exists(`/sys/bus/pci/drivers/${driver}`)) k.setDriver(bdf, driver);
+    }
+    // Guests start from their definitions; QEMU opens the groups of their hostdevs, which must be on vfio-pci.
+    for (const d of this.state.domains) {
+      const configured = hostdevsOf(this.tree.read(domainXmlPath(d.name)) ?? '');
+      d.state = 'running';
+      d.liveDevices = configured.filter((b) => k.driverOf(b) === VFIO_PCI && k.groupViable(b));
+    }
   }
 
   private moduleOfDevice(bdf: string): string {
@@ -288,6 +325,7 @@ export class SimKernel implements CommandRunner {
     if (program === 'modprobe') result = this.modprobe(args);
     else if (program === 'ip') result = this.ip(args);
     else if (program === 'xm' || program === 'xl') result = await this.toolstack(program, args);
+    else if (program === 'virsh') result = this.virsh(args);
     else if (program === 'reboot') {
       await this.startReboot();
       return ok();
@@ -304,7 +342,12 @@ export class SimKernel implements CommandRunner {
     if (!name) return fail('modprobe: no module name given');
     const module = normalizeModule(name);
     const k = this.tree.kernel;
-    if (module === normalizeModule(this.opts.profile.pcibackModule)) {
+    if (module === 'vfio_pci' && this.kvm) {
+      if (remove) k.unloadDriver(VFIO_PCI);
+      else if (!this.tree.exists(`/sys/bus/pci/drivers/${VFIO_PCI}`)) k.loadVfio();
+      return ok();
+    }
+    if (module === normalizeModule(this.opts.profile.pcibackModule) && !this.kvm) {
       if (remove) {
         k.unloadDriver(PCIBACK);
         return ok();
@@ -419,6 +462,107 @@ export class SimKernel implements CommandRunner {
     }
   }
 
+  private kvmGuest(name: string): SimGuestSpec | undefined {
+    return this.opts.profile.guests.find((g) => g.name === name);
+  }
+
+  /** The running domain's XML: its definition with the live hostdevs instead of the configured ones, and its vnet. */
+  private liveDomainXml(d: SimState['domains'][number]): string {
+    const spec = this.kvmGuest(d.name);
+    let xml = withHostdevs(this.tree.read(domainXmlPath(d.name)) ?? `<domain type='kvm'><name>${d.name}</name><devices></devices></domain>`, d.liveDevices);
+    if (spec) xml = xml.replace(/(<interface type='bridge'>)/, `$1\n      <target dev='${vnetOf(spec)}'/>`);
+    return xml.replace("<domain type='kvm'>", `<domain type='kvm' id='${d.id}'>`);
+  }
+
+  /** libvirt's `virsh -c qemu:///system …`, for the verbs the linux backend runs. */
+  private virsh(argv: readonly string[]): CommandResult {
+    const args = argv[0] === '-c' ? argv.slice(2) : [...argv];
+    const [verb = '', ...rest] = args;
+    const k = this.tree.kernel;
+    const flags = rest.filter((a) => a.startsWith('--'));
+    const [name = '', second = ''] = rest.filter((a) => !a.startsWith('--'));
+    const defined = (n: string): boolean => this.tree.exists(domainXmlPath(n));
+    const noDomain = (n: string): CommandResult => fail(`error: failed to get domain '${n}'`);
+    switch (verb) {
+      case 'list': {
+        const rows = [' Id   Name      State', '------------------------'];
+        for (const d of this.state.domains) rows.push(` ${d.id}    ${d.name}   ${d.state === 'paused' ? 'paused' : 'running'}`);
+        for (const g of this.opts.profile.guests) if (defined(g.name) && !this.domain(g.name)) rows.push(` -    ${g.name}   shut off`);
+        return ok(`${rows.join('\n')}\n\n`);
+      }
+      case 'dumpxml': {
+        const d = this.domain(name);
+        if (flags.includes('--inactive') || !d) return defined(name) ? ok(this.tree.read(domainXmlPath(name)) ?? '') : noDomain(name);
+        return ok(this.liveDomainXml(d));
+      }
+      case 'attach-device':
+      case 'detach-device': {
+        const bdf = hostdevsOf(this.tree.read(second) ?? '')[0];
+        if (!bdf) return fail(`error: Failed to open file '${second}': No such file or directory`);
+        if (!defined(name)) return noDomain(name);
+        const attach = verb === 'attach-device';
+        if (flags.includes('--config')) {
+          const config = this.tree.read(domainXmlPath(name)) ?? '';
+          const held = hostdevsOf(config);
+          if (attach && held.includes(bdf)) return fail(`error: Failed to attach device from ${second}\nerror: Requested operation is not valid: PCI device ${bdf} is in use by driver QEMU, domain ${name}`);
+          if (!attach && !held.includes(bdf)) return fail(`error: Failed to detach device from ${second}\nerror: device not found: host pci device ${bdf} not found`);
+          this.tree.write(domainXmlPath(name), withHostdevs(config, attach ? [...held, bdf] : held.filter((b) => b !== bdf)));
+          return ok(`Device ${attach ? 'attached' : 'detached'} successfully\n\n`);
+        }
+        const d = this.domain(name);
+        if (!d) return fail(`error: Failed to ${attach ? 'attach' : 'detach'} device from ${second}\nerror: Requested operation is not valid: domain is not running`);
+        if (attach) {
+          if (d.liveDevices.includes(bdf)) return fail(`error: Failed to attach device from ${second}\nerror: Requested operation is not valid: PCI device ${bdf} is in use by driver QEMU, domain ${name}`);
+          // QEMU's vfio-pci realize: the device must be on vfio-pci and its group viable.
+          if (k.driverOf(bdf) !== VFIO_PCI) return fail(`error: Failed to attach device from ${second}\nerror: internal error: qemu unexpectedly closed the monitor: vfio ${bdf}: no such host device: driver ${k.driverOf(bdf) ?? 'none'}`);
+          if (!k.groupViable(bdf)) return fail(`error: Failed to attach device from ${second}\nerror: internal error: vfio ${bdf}: group is not viable; please ensure all devices within the iommu_group are bound to their vfio bus driver.`);
+        } else if (!d.liveDevices.includes(bdf)) {
+          return fail(`error: Failed to detach device from ${second}\nerror: device not found: host pci device ${bdf} not found`);
+        }
+        const crash = this.countHotplug(bdf);
+        if (crash) return crash;
+        if (attach && this.roll() < this.opts.faults.attachFailureProbability) return fail(`error: Failed to attach device from ${second}\nerror: internal error: unable to execute QEMU command 'device_add': injected fault`);
+        d.liveDevices = attach ? [...d.liveDevices, bdf] : d.liveDevices.filter((b) => b !== bdf);
+        return ok(`Device ${attach ? 'attached' : 'detached'} successfully\n\n`);
+      }
+      case 'qemu-agent-command': {
+        const d = this.domain(name);
+        const spec = this.kvmGuest(name);
+        if (!d) return fail('error: Requested operation is not valid: domain is not running');
+        if (!spec?.guestAgent || d.state !== 'running') return fail('error: Guest agent is not responding: QEMU guest agent is not connected');
+        const command = second;
+        if (command.includes('guest-file-open') && command.includes('/sys/module/acpiphp')) {
+          return spec.acpiphp ? ok('{"return":1000}\n') : fail("error: internal error: unable to execute QEMU agent command 'guest-file-open': failed to open file '/sys/module/acpiphp/uevent' (mode: 'r'): No such file or directory");
+        }
+        return ok('{"return":{}}\n');
+      }
+      case 'save': {
+        const d = this.domain(name);
+        if (!d) return fail('error: Requested operation is not valid: domain is not running');
+        this.tree.write(second, `${name}\n`);
+        this.state.domains = this.state.domains.filter((x) => x !== d);
+        this.state.savedGuests = [...new Set([...this.state.savedGuests, name])];
+        return ok(`\nDomain '${name}' saved to ${second}\n`);
+      }
+      case 'restore': {
+        const guest = this.tree.read(name)?.trim() ?? '';
+        if (!this.state.savedGuests.includes(guest)) return fail(`error: Failed to restore domain from ${name}`);
+        this.state.domains.push({ name: guest, id: this.kvmGuest(guest)?.domId ?? 99, state: 'running', liveDevices: [] });
+        this.state.savedGuests = this.state.savedGuests.filter((g) => g !== guest);
+        return ok(`Domain restored from ${name}\n`);
+      }
+      case 'migrate': {
+        const d = this.domain(name);
+        if (!d) return fail('error: Requested operation is not valid: domain is not running');
+        this.state.domains = this.state.domains.filter((x) => x !== d);
+        if (flags.includes('--undefinesource')) this.tree.unlink(domainXmlPath(name));
+        return ok();
+      }
+      default:
+        return fail(`error: unknown command: '${verb}'`);
+    }
+  }
+
   private countHotplug(bdf: string): CommandResult | null {
     const now = this.opts.now();
     const recent = (this.state.hotplugs[bdf] ?? []).filter((t) => now - t < KERNEL_HOTPLUG_WINDOW_MS);
@@ -444,4 +588,20 @@ function tryDevices(text: string): PciAddress[] {
   } catch {
     return [];
   }
+}
+
+/** libvirt's saved definition of a qemu:///system domain. */
+function domainXmlPath(name: string): string {
+  return `/etc/libvirt/qemu/${name}.xml`;
+}
+
+/** A domain XML with exactly these PCI hostdevs (managed='no', as ptctl attaches them) before `</devices>`. */
+function withHostdevs(xml: string, bdfs: readonly string[]): string {
+  const without = xml.replace(/\n?\s*<hostdev\b[^>]*type='pci'[\s\S]*?<\/hostdev>/g, '');
+  const blocks = bdfs.map((b) => {
+    const [domain = '', bus = '', slotFn = ''] = b.split(':');
+    const [slot = '', fn = ''] = slotFn.split('.');
+    return `    <hostdev mode='subsystem' type='pci' managed='no'>\n      <source>\n        <address domain='0x${domain}' bus='0x${bus}' slot='0x${slot}' function='0x${fn}'/>\n      </source>\n    </hostdev>`;
+  });
+  return blocks.length === 0 ? without : without.replace('  </devices>', `${blocks.join('\n')}\n  </devices>`);
 }

@@ -4,6 +4,7 @@ import type { SysfsWrite } from '../linux/host-tree.js';
 import type { HostSpec } from './host-spec.js';
 
 export const PCIBACK = 'pciback';
+export const VFIO_PCI = 'vfio-pci';
 
 /** Host paths a boot rebuilds: what the kernel shows. /etc (the files ptctl edits) survives a reboot. */
 const KERNEL_DIRS = ['/sys', '/proc', '/dev', '/lib/modules'];
@@ -296,6 +297,8 @@ export class SysfsKernel {
   /** Called when a device's driver changes (the simulated host watches the uplink). */
   onDriverChange: ((bdf: string, driver: string | null) => void) | null = null;
   private readonly hostDrivers = new Map<string, string>();
+  /** Ids added with `new_id` ("8086 10d3") per driver: the driver then matches every device with them. */
+  private readonly dynamicIds = new Map<string, Set<string>>();
 
   constructor(private readonly host: SimTree) {
     for (const d of host.spec.devices) {
@@ -348,7 +351,28 @@ export class SysfsKernel {
     this.host.unlink(link);
     if (driver !== null) this.host.link(link, `/sys/bus/pci/drivers/${driver}`);
     this.syncInterfaces();
+    this.syncVfioNodes();
     if (before !== driver) this.onDriverChange?.(bdf, driver);
+  }
+
+  /** `/dev/vfio/<group>` exists while a device of the group is on vfio-pci, as vfio creates it. */
+  private syncVfioNodes(): void {
+    const groups = new Map<number, boolean>();
+    for (const d of this.host.spec.devices) {
+      if (d.iommuGroup === undefined) continue;
+      groups.set(d.iommuGroup, (groups.get(d.iommuGroup) ?? false) || this.driverOf(d.bdf) === VFIO_PCI);
+    }
+    for (const [group, bound] of groups) {
+      if (bound && !this.host.exists(`/dev/vfio/${group}`)) this.host.write(`/dev/vfio/${group}`, '');
+      if (!bound) this.host.unlink(`/dev/vfio/${group}`);
+    }
+  }
+
+  /** Whether `vfio-pci` could open the device's group: every endpoint on vfio-pci, pci-stub or no driver, bridges on pcieport. */
+  groupViable(bdf: string): boolean {
+    const group = this.host.spec.devices.find((d) => d.bdf === bdf)?.iommuGroup;
+    if (group === undefined) return false;
+    return this.host.spec.devices.filter((d) => d.iommuGroup === group).every((d) => [null, VFIO_PCI, 'pci-stub', 'pcieport'].includes(this.driverOf(d.bdf)));
   }
 
   /** A NIC has its interfaces exactly while a host (non-pciback) driver holds it; a port rejoins its bridge. */
@@ -377,11 +401,42 @@ export class SysfsKernel {
     }
   }
 
-  /** Whether `driver` may probe `bdf`: driver_override first (it wins over pciback's slots), then ids or slots. */
+  /** Whether `driver` may probe `bdf`: driver_override first (it wins over pciback's slots), then ids (static or `new_id`) or slots. */
   private matches(bdf: string, driver: string): boolean {
     const override = this.override(bdf);
     if (override !== null) return override === driver;
-    return driver === PCIBACK ? this.slots().includes(bdf) : this.hostDrivers.get(bdf) === driver;
+    if (driver === PCIBACK) return this.slots().includes(bdf);
+    return this.hostDrivers.get(bdf) === driver || this.hasDynamicId(bdf, driver);
+  }
+
+  private hasDynamicId(bdf: string, driver: string): boolean {
+    const dev = this.host.spec.devices.find((d) => d.bdf === bdf);
+    return dev !== undefined && (this.dynamicIds.get(driver)?.has(`${dev.vendor} ${dev.device}`) ?? false);
+  }
+
+  /**
+   * The driver the bus gives a driverless device on a probe: the override when it names a registered
+   * driver (and nothing else), else pciback for a slot, a driver that learnt its id through `new_id`
+   * (registered before the host driver reloads: the "stuck on vfio-pci" report), then its host driver.
+   */
+  private probe(bdf: string): void {
+    if (this.driverOf(bdf) !== null) return;
+    const registered = (d: string): boolean => this.host.exists(`/sys/bus/pci/drivers/${d}`);
+    const override = this.override(bdf);
+    if (override !== null) {
+      if (registered(override)) this.setDriver(bdf, override);
+      return;
+    }
+    if (this.pcibackLoaded() && this.matches(bdf, PCIBACK)) return this.setDriver(bdf, PCIBACK);
+    for (const driver of this.dynamicIds.keys()) if (registered(driver) && this.hasDynamicId(bdf, driver)) return this.setDriver(bdf, driver);
+    const hostDriver = this.hostDrivers.get(bdf);
+    if (hostDriver && registered(hostDriver)) this.setDriver(bdf, hostDriver);
+  }
+
+  /** `modprobe vfio-pci`: registers the driver; it takes the driverless devices whose override names it. */
+  loadVfio(): void {
+    this.host.addDriver(VFIO_PCI, 'vfio_pci');
+    for (const d of this.host.spec.devices) if (this.driverOf(d.bdf) === null && this.override(d.bdf) === VFIO_PCI) this.setDriver(d.bdf, VFIO_PCI);
   }
 
   /** `modprobe <pciback>`: registers pciback with its hide= list as slots; it claims hidden devices that are driverless. */
@@ -435,10 +490,21 @@ export class SysfsKernel {
       this.setDriver(bdf, driver);
     } else if (path === '/sys/bus/pci/drivers_probe') {
       device(bdf);
-      if (this.driverOf(bdf) !== null) return;
-      const hostDriver = this.hostDrivers.get(bdf);
-      if (this.pcibackLoaded() && this.matches(bdf, PCIBACK)) this.setDriver(bdf, PCIBACK);
-      else if (hostDriver && this.host.exists(`/sys/bus/pci/drivers/${hostDriver}`) && this.matches(bdf, hostDriver)) this.setDriver(bdf, hostDriver);
+      this.probe(bdf);
+    } else if ((m = /^\/sys\/bus\/pci\/drivers\/([^/]+)\/(new_id|remove_id)$/.exec(path))) {
+      // "8086 10d3": the driver's dynamic id table; new_id also probes every driverless device with the id.
+      const driver = m[1] ?? '';
+      if (!this.host.exists(`/sys/bus/pci/drivers/${driver}`)) throw kernelRefuses('ENOENT', `${driver} is not registered`);
+      const id = data.trim().toLowerCase().split(/\s+/).slice(0, 2).join(' ');
+      if (!/^[0-9a-f]{4} [0-9a-f]{4}$/.test(id)) throw kernelRefuses('EINVAL', `${path}: "${data}" is not "vendor device"`);
+      const ids = this.dynamicIds.get(driver) ?? new Set<string>();
+      if (m[2] === 'remove_id') {
+        if (!ids.delete(id)) throw kernelRefuses('ENODEV', `${driver} has no dynamic id ${id}`);
+      } else {
+        ids.add(id);
+        this.dynamicIds.set(driver, ids);
+        for (const d of this.host.spec.devices) if (this.driverOf(d.bdf) === null && this.override(d.bdf) === null && this.hasDynamicId(d.bdf, driver)) this.setDriver(d.bdf, driver);
+      }
     } else {
       throw new Error(`SysfsKernel: no model for a write to ${path}`);
     }

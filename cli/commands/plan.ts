@@ -67,9 +67,9 @@ function renderAssignment(a: AssignmentResolution, hostId: string): string[] {
       return [`  ! ${a.bdf ?? a.selector} → ${a.guest} refused: ${a.code}: ${a.message}`];
     case 'change': {
       const state = `${a.driver ?? 'no driver'}${a.hide ? '' : ', already hidden'}`;
-      const lines = [`  + ${a.hide ? 'hide ' : ''}${a.bdf} (${state}) → bind ${a.strategy} → attach ${a.mode} to ${a.guest}`];
+      const lines = [`  + ${a.hide ? 'hide ' : ''}${a.bdf} (${state}) → bind ${a.strategy} to ${a.stubDriver} → attach ${a.mode} to ${a.guest}`];
       if (a.companions.length > 0) lines.push(`      also hides ${a.companions.join(', ')} (same IOMMU group)`);
-      if (a.rebootNeeded) lines.push(`      reboot needed: ${hostId} reboots so pciback claims the device at boot`);
+      if (a.rebootNeeded) lines.push(`      reboot needed: ${hostId} reboots so ${a.stubDriver} claims the device at boot`);
       if (a.guestRebootNeeded) lines.push(`      guest reboot needed: ${a.attachNote ?? `${a.guest} sees the device at its next boot`}`);
       else if (a.attachNote) lines.push(`      note: ${a.attachNote}`);
       return lines;

@@ -154,7 +154,7 @@ void describe('transactional bind (rule 14)', () => {
   void it('a pciback bind the kernel refuses part-way puts the device back on its driver before failing', async () => {
     const { fx, host } = xenHost();
     fx.kernel.refusals.push({ path: '/sys/bus/pci/drivers/pciback/bind', code: 'EBUSY' });
-    await assert.rejects(host.bindPciback(NIC), (err: unknown) => {
+    await assert.rejects(host.bindStub(NIC), (err: unknown) => {
       assert.ok(isPtcError(err) && err.code === ErrorCode.COMMAND_FAILED, String(err));
       assert.match(err.message, /EBUSY.*rolled back: 0000:00:06\.0 is on e1000 again/);
       return true;
@@ -167,7 +167,7 @@ void describe('transactional bind (rule 14)', () => {
     const spec = XEN_HOST();
     spec.devices = spec.devices.map((d) => (d.bdf === NIC ? { ...d, driverOverride: 'e1000' } : d));
     const { fx, host } = xenHost(spec);
-    await host.bindPciback(NIC);
+    await host.bindStub(NIC);
     assert.equal(fx.kernel.driverOf(NIC), 'pciback');
     assert.equal(fx.kernel.writes[0]?.path, `/sys/bus/pci/devices/${NIC}/driver_override`, 'the override is written before the unbind');
     await host.bindHostDriver(NIC, 'e1000');

@@ -460,7 +460,7 @@ void describe('linux backend on RHEL 5.4 with xm', () => {
 
   void it('bindPciback: unbind, no new_slot for an address already in slots, bind; no commands with pciback loaded', async () => {
     const { host, runner, fx } = rhel5Host();
-    await host.bindPciback('0000:09:00.0');
+    await host.bindStub('0000:09:00.0');
     assert.deepEqual(runner.calls, []);
     assert.deepEqual(fx.kernel.writes, [w('/sys/bus/pci/devices/0000:09:00.0/driver/unbind', '0000:09:00.0'), w('/sys/bus/pci/drivers/pciback/bind', '0000:09:00.0')]);
     assert.equal(fx.read('/sys/bus/pci/drivers/bnx2/unbind'), '0000:09:00.0\n');
@@ -468,9 +468,9 @@ void describe('linux backend on RHEL 5.4 with xm', () => {
     assert.equal(fx.read('/sys/bus/pci/drivers/pciback/bind'), '0000:09:00.0\n');
     assert.equal(fx.kernel.driverOf('0000:09:00.0'), 'pciback');
     // Idempotent: on pciback already, nothing is written.
-    await host.bindPciback('0000:09:00.0');
+    await host.bindStub('0000:09:00.0');
     assert.equal(fx.kernel.writes.length, 2);
-    await assert.rejects(host.bindPciback('0000:77:00.0'), ptcError(ErrorCode.DEVICE_NOT_FOUND, '0000:77:00.0'));
+    await assert.rejects(host.bindStub('0000:77:00.0'), ptcError(ErrorCode.DEVICE_NOT_FOUND, '0000:77:00.0'));
   });
 
   void it('reloadDriver with pciback loaded: modprobe -r, new_slot and bind for the hidden device only, modprobe', async () => {
@@ -600,7 +600,7 @@ void describe('linux backend on Debian 12 with xl', () => {
   void it('bindPciback loads xen-pciback when absent, then unbind, new_slot, bind: exact argv and bytes', async () => {
     const { host, runner, fx } = debianHost();
     assert.equal(fx.kernel.pcibackLoaded(), false);
-    await host.bindPciback('0000:00:04.0');
+    await host.bindStub('0000:00:04.0');
     assert.deepEqual(runner.calls, [['/sbin/modprobe', 'xen-pciback']]);
     assert.deepEqual(fx.kernel.writes, [
       w('/sys/bus/pci/devices/0000:00:04.0/driver/unbind', '0000:00:04.0'),
@@ -617,7 +617,7 @@ void describe('linux backend on Debian 12 with xl', () => {
 
   void it('bindHostDriver with a recorded driver: pciback/unbind, remove_slot, <driver>/bind', async () => {
     const { host, runner, fx } = debianHost();
-    await host.bindPciback('0000:00:04.0');
+    await host.bindStub('0000:00:04.0');
     fx.kernel.writes.length = 0;
     runner.clear();
     await host.bindHostDriver('0000:00:04.0', 'e1000');
@@ -637,7 +637,7 @@ void describe('linux backend on Debian 12 with xl', () => {
 
   void it('bindHostDriver without a driver asks the kernel to probe (drivers_probe)', async () => {
     const { host, fx } = debianHost();
-    await host.bindPciback('0000:00:04.0');
+    await host.bindStub('0000:00:04.0');
     fx.kernel.writes.length = 0;
     await host.bindHostDriver('0000:00:04.0', null);
     assert.deepEqual(fx.kernel.writes, [
@@ -721,7 +721,7 @@ void describe('linux backend on a Xen host without IOMMU', () => {
 
   void it('writes new_slot for an address not in slots, and skips remove_slot where pciback has none', async () => {
     const { host, runner, fx } = noIommuHost();
-    await host.bindPciback('0000:03:00.0');
+    await host.bindStub('0000:03:00.0');
     await host.bindHostDriver('0000:03:00.0', 'igb');
     assert.deepEqual(runner.calls, []);
     assert.deepEqual(fx.kernel.writes, [
@@ -748,7 +748,7 @@ void describe('linux backend on a Xen host without IOMMU', () => {
     const { host, fx } = noIommuHost();
     fx.kernel.setDriver('0000:03:00.0', null);
     fx.write('/sys/bus/pci/drivers/pciback/slots', '0000:03:00.0\n');
-    await host.bindPciback('0000:03:00.0');
+    await host.bindStub('0000:03:00.0');
     assert.deepEqual(fx.kernel.writes, [w('/sys/bus/pci/drivers/pciback/bind', '0000:03:00.0')]);
     // e1000e is registered but does not match an igb device: the kernel answers ENODEV.
     await assert.rejects(host.bindHostDriver('0000:03:00.0', 'e1000e'), ptcError(ErrorCode.COMMAND_FAILED, 'writing 0000:03:00.0 to /sys/bus/pci/drivers/e1000e/bind failed', 'ENODEV'));
@@ -775,7 +775,7 @@ void describe('linux backend on a KVM host', () => {
     assert.equal(byBdf(scan.devices, '0000:02:00.0').inUse, 'it controls nvme0n1, mounted on / and used as swap');
     assert.equal(byBdf(scan.devices, '0000:01:00.0').inUse, null);
     assert.deepEqual(runner.calls, [['ip', '-o', 'addr', 'show']]);
-    await assert.rejects(host.hotplug('vm1', '0000:01:00.0'), ptcError(ErrorCode.COMMAND_FAILED, 'not running under Xen'));
+    await assert.rejects(host.hotplug('vm1', '0000:01:00.0'), ptcError(ErrorCode.COMMAND_FAILED, 'virsh is not installed'));
   });
 });
 

@@ -479,23 +479,23 @@ void describe('ptctl plan output', () => {
     assert.equal(
       renderPlan(resolvePlan(p, inventories)),
       `sim-1:
-  + hide 0000:09:00.0 (bnx2) → bind dynamic → attach both to vm-hvm
-  + hide 0000:0a:04.0 (e1000) → bind dynamic → attach both to vm-hvm
+  + hide 0000:09:00.0 (bnx2) → bind dynamic to pciback → attach both to vm-hvm
+  + hide 0000:0a:04.0 (e1000) → bind dynamic to pciback → attach both to vm-hvm
       also hides 0000:0a:04.1 (same IOMMU group)
 sim-2:
   = 0000:09:00.0 already attached to vm-hvm
   = 0000:0a:04.0 already attached to vm-hvm
 sim-3:
   ! 0000:09:00.0 → vm-hvm refused: REBOOT_NOT_ALLOWED: binding 0000:09:00.0 on sim-3 needs a host reboot (no dynamic bind on this host; reloading bnx2 would also drop 0000:01:00.0, which the host uses), and the plan does not allow reboots; set allowReboot: true to let sim-3 reboot
-  + hide 0000:0a:04.0 (e1000) → bind reload → attach both to vm-hvm
+  + hide 0000:0a:04.0 (e1000) → bind reload to pciback → attach both to vm-hvm
       also hides 0000:0a:04.1 (same IOMMU group)
 sim-4:
   ! 0000:09:00.0 → vm-hvm refused: IOMMU_REQUIRED: passthrough to fully virtualized guest vm-hvm needs an IOMMU; enable VT-d/AMD-Vi (iommu=1) on sim-4
   ! 0000:0a:04.0 → vm-hvm refused: IOMMU_REQUIRED: passthrough to fully virtualized guest vm-hvm needs an IOMMU; enable VT-d/AMD-Vi (iommu=1) on sim-4
 sim-10:
-  + hide 0000:09:00.0 (bnx2) → bind dynamic → attach cold to vm-hvm
+  + hide 0000:09:00.0 (bnx2) → bind dynamic to pciback → attach cold to vm-hvm
       note: vm-hvm is stopped: the device is added to its config for its next start
-  + hide 0000:0a:04.0 (e1000) → bind dynamic → attach cold to vm-hvm
+  + hide 0000:0a:04.0 (e1000) → bind dynamic to pciback → attach cold to vm-hvm
       also hides 0000:0a:04.1 (same IOMMU group)
       note: vm-hvm is stopped: the device is added to its config for its next start
 ? sim-9: unknown host: no agent reports it (\`ptctl hosts\` lists the known hosts)
@@ -512,9 +512,9 @@ Plan mixed: 3 hosts to change, 1 already done, 2 refused, 1 unknown.
     assert.equal(
       renderPlan(r),
       `sim-3:
-  + hide 0000:09:00.0 (bnx2) → bind reboot → attach both to vm-hvm
+  + hide 0000:09:00.0 (bnx2) → bind reboot to pciback → attach both to vm-hvm
       reboot needed: sim-3 reboots so pciback claims the device at boot
-  + hide 0000:0a:04.0 (e1000) → bind reload → attach both to vm-hvm
+  + hide 0000:0a:04.0 (e1000) → bind reload to pciback → attach both to vm-hvm
       also hides 0000:0a:04.1 (same IOMMU group)
 
 Plan mixed: 1 host to change (1 host reboot), 0 already done, 0 refused, 0 unknown.

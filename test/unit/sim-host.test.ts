@@ -271,7 +271,7 @@ void describe('SimHost: reboots', () => {
 void describe('SimHost: dynamic bind', () => {
   void it('bindPciback works without any config and does not survive a reboot', async () => {
     const { host } = await openHost();
-    await host.bindPciback(BDF);
+    await host.bindStub(BDF);
     assert.equal(await driverOf(host, BDF), 'pciback');
     const scanned = (await host.scan()).devices.find((d) => d.bdf === BDF);
     assert.equal(scanned?.inPcibackSlots, true);
@@ -286,7 +286,7 @@ void describe('SimHost: dynamic bind', () => {
 
   void it('bindHostDriver gives the device back and leaves pciback slots', async () => {
     const { host } = await openHost();
-    await host.bindPciback(BDF);
+    await host.bindStub(BDF);
     await host.bindHostDriver(BDF, 'bnx2');
     assert.equal(await driverOf(host, BDF), 'bnx2');
     assert.ok(!host.kernel.facts.pcibackSlots.includes(BDF));
@@ -303,7 +303,7 @@ void describe('SimHost: hotplug', () => {
 
   void it('hotplug and hotunplug move a pciback device in and out of a running guest', async () => {
     const { host } = await openHost();
-    await host.bindPciback(BDF);
+    await host.bindStub(BDF);
     await host.hotplug('vm-hvm', BDF);
     assert.deepEqual(await liveDevices(host, 'vm-hvm'), [BDF]);
     await host.hotunplug('vm-hvm', BDF);
@@ -315,7 +315,7 @@ void describe('SimHost: hotplug', () => {
     assert.equal(KERNEL_HOTPLUG_LIMIT, 512);
     assert.equal(KERNEL_HOTPLUG_WINDOW_MS, 60_000);
     const { host, clock } = await openHost();
-    await host.bindPciback(BDF);
+    await host.bindStub(BDF);
     for (let i = 0; i < KERNEL_HOTPLUG_LIMIT; i++) {
       clock.advance(1);
       if (i % 2 === 0) await host.hotplug('vm-hvm', BDF);
@@ -338,7 +338,7 @@ void describe('SimHost: hotplug', () => {
 
   void it('the same number of hotplugs spread over more than 60 s does not fail the kernel', async () => {
     const { host, clock } = await openHost();
-    await host.bindPciback(BDF);
+    await host.bindStub(BDF);
     // 513 calls 118 ms apart span 60.5 s; no 60 s window holds more than 509 of them.
     const calls = KERNEL_HOTPLUG_LIMIT + 1;
     for (let i = 0; i < calls; i++) {
@@ -354,7 +354,7 @@ void describe('SimHost: hotplug', () => {
 
   void it('attachFailureProbability 1 makes every hotplug fail and leaves the guest without the device', async () => {
     const { host } = await openHost({ attachFailureProbability: 1 });
-    await host.bindPciback(BDF);
+    await host.bindStub(BDF);
     // xm exits 1, which the linux backend reports as COMMAND_FAILED (the agent's handler makes it ATTACH_FAILED).
     await assert.rejects(host.hotplug('vm-hvm', BDF), commandFailed(/xm pci-attach vm-hvm 0000:09:00.0 failed .*injected fault/));
     await assert.rejects(host.hotplug('vm-hvm', BDF), commandFailed(/injected fault/));
@@ -370,7 +370,7 @@ void describe('SimHost: persistence', () => {
     const { host, clock, dir } = await openHost();
     await hideInFile(host, E1000E, 'e1000e');
     await host.reloadDriver('e1000e');
-    await host.bindPciback(BDF);
+    await host.bindStub(BDF);
     await host.hotplug('vm-hvm', BDF);
     const reopened = (await openHost({}, clock, dir)).host;
     assert.equal(await reopened.bootId(), await host.bootId());
@@ -412,7 +412,7 @@ void describe('SimHost: one model, detected by the linux backend', () => {
 
   void it('unbinding the uplink NIC through sysfs silences the host (no policy in the way at this level)', async () => {
     const { host, clock } = await openHost({ uplinkDropMs: 1000 });
-    await host.bindPciback(UPLINK);
+    await host.bindStub(UPLINK);
     assert.equal(host.responsive(), false);
     clock.advance(1000);
     assert.equal(host.responsive(), true);
@@ -433,10 +433,10 @@ void describe('SimHost: one model, detected by the linux backend', () => {
 void describe('SimHost: refused writes (fleet-file fault)', () => {
   void it('refuseWrites makes the kernel refuse a sysfs write once; the linux backend rolls the bind back, the retry binds', async () => {
     const { host } = await openHost({ refuseWrites: [{ path: '/pciback/bind', code: 'EBUSY' }] });
-    await assert.rejects(host.bindPciback(BDF), commandFailed(/EBUSY.*rolled back: 0000:09:00\.0 is on bnx2 again/));
+    await assert.rejects(host.bindStub(BDF), commandFailed(/EBUSY.*rolled back: 0000:09:00\.0 is on bnx2 again/));
     assert.equal(await driverOf(host, BDF), 'bnx2');
     assert.deepEqual(host.kernel.facts.pcibackSlots, []);
-    await host.bindPciback(BDF);
+    await host.bindStub(BDF);
     assert.equal(await driverOf(host, BDF), 'pciback');
   });
 });

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { addressesMentioned, type GuestConfig, guestDeviceSpec, parseGuestConfig, renderGuestConfig, withGuestDevice, withoutGuestDevice } from '../../agent/xen-guest-config.js';
-import { guestConfigDevices } from '../../agent/host-inventory.js';
+import { guestConfigDevices } from '../../agent/xen-guest-config.js';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import type { PciAddress } from '../../schemas/pci-address.js';
 
