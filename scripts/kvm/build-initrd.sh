@@ -88,6 +88,7 @@ install -m 644 "$shared/ptc-lib.sh" "$d/usr/lib/ptc/ptc-lib.sh"
 install -m 755 "$rootfs/tools-scenario.sh" "$d/opt/ptctl-test/scenario.sh"
 install -m 644 "$rootfs/libvirtd.conf" "$d/etc/libvirt/libvirtd.conf"
 install -m 644 "$rootfs/qemu.conf" "$d/etc/libvirt/qemu.conf"
+install -m 755 "$rootfs/agent-scenario.sh" "$d/opt/ptctl-test/agent-scenario.sh"
 install -m 644 "$rootfs"/nested.xml "$rootfs"/nested-acpi.xml "$rootfs"/hostdev.xml "$rootfs"/hostdev-rootport.xml "$d/etc/ptc-kvm/"
 # libvirt resolves its build-time default user and group (libvirt-qemu, kvm) before it reads qemu.conf
 # (which says root): they must exist.

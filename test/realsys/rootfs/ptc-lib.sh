@@ -94,3 +94,51 @@ poweroff_now() {
   sleep 5
   echo o >/proc/sysrq-trigger
 }
+
+# start_agent: ptctl's agent (linux backend, /opt/ptctl/ptctl-agent.mjs) against the host's NATS
+# server, from /etc/ptctl/agent.env (HOST_ID NATS_URL HEARTBEAT_MS), its log followed as [agent].
+# Restarted when it exits with an error, as deploy/ptctl-agent.service does (Restart=always): under
+# TCG the first NATS handshake (nkey signature) can overrun nats-server's authentication timeout, and
+# the agent gives up on a failed first connect. stop_agent ends it.
+start_agent() {
+  mkdir -p /var/lib/ptctl
+  (
+    n=0
+    while [ $n -lt 5 ]; do
+      n=$((n + 1))
+      node /opt/ptctl/ptctl-agent.mjs --backend linux --host-id "$HOST_ID" --nats-url "$NATS_URL" \
+        --nats-creds /etc/ptctl/host.creds --root / --state-dir /var/lib/ptctl --toolstack auto \
+        --heartbeat "$HEARTBEAT_MS" >>/run/agent.log 2>&1 &
+      echo $! >/run/agent.pid
+      wait $!
+      rc=$?
+      echo "@@PTC agent-exit rc=$rc start=$n"
+      [ $rc -eq 0 ] || [ -e /run/agent.stop ] && break
+      sleep 3
+    done
+  ) &
+  sleep 1
+  fact "agent-started pid=$(cat /run/agent.pid) uptime=$(now)"
+  follow agent /run/agent.log &
+}
+stop_agent() {
+  touch /run/agent.stop
+  AGENT=$(cat /run/agent.pid)
+  kill "$AGENT" 2>/dev/null
+  i=0
+  while kill -0 "$AGENT" 2>/dev/null && [ $i -lt 10 ]; do sleep 1; i=$((i + 1)); done
+  fact "agent-stopped after=${i}s"
+}
+
+# next_step: sends the last step's result ($last) to the host's step server (STEP_ADDR) and reads the
+# next step into $step; false when the channel is lost (more than 10 failed tries).
+next_step() {
+  misses=0
+  while :; do
+    step=$(echo "${last:-start}" | timeout 1200 nc "${STEP_ADDR%:*}" "${STEP_ADDR#*:}" 2>/dev/null | head -n 1)
+    [ -n "$step" ] && return 0
+    misses=$((misses + 1))
+    [ $misses -gt 10 ] && { fact "step-channel-lost"; return 1; }
+    sleep 2
+  done
+}
