@@ -1,3 +1,4 @@
+import { Context } from '@temporalio/activity';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { validatePlan } from '../schemas/plan.js';
 import type { RolloutInput } from '../schemas/rollout.js';
@@ -12,7 +13,9 @@ export function createWindowActivities(deps: { nc: NatsConnection }) {
   return {
     async resolvePlanNow(plan: unknown, source: string): Promise<RolloutInput> {
       const valid = validatePlan(plan, source);
-      return toRolloutInput(valid, resolvePlan(valid, await readHostInventories(deps.nc)));
+      // Heartbeats while a large fleet's inventory streams in: a worker that died mid-read is noticed.
+      const inventories = await readHostInventories(deps.nc, (hosts) => Context.current().heartbeat({ inventoriesRead: hosts }));
+      return toRolloutInput(valid, resolvePlan(valid, inventories));
     },
   };
 }

@@ -23,6 +23,8 @@ export interface ScannedDevice {
   inPcibackSlots: boolean;
   /** Listed by the toolstack as assignable (`xl pci-assignable-list`). */
   assignable: boolean;
+  /** The kernel offers a reset for the device (its sysfs `reset` file); null when the host does not say (Xen dom0s). */
+  resettable: boolean | null;
 }
 
 export interface HostScan {

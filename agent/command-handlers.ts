@@ -319,6 +319,8 @@ export const commandHandlers: CommandHandlers = {
     if ((wantHot && !hot) || (mode !== 'hot' && !cold)) {
       throw new PtcError(ErrorCode.ATTACH_FAILED, `attach reported success but ${guestName} has ${bdf} live: ${hot}, in config: ${cold}`);
     }
+    // The next guest of a device that cannot be reset is checked against this one (rule: no data between tenants).
+    await ctx.records.setTenant(bdf, guestName, inv.bootId);
     return { bdf, guest: guestName, hot, cold, changed, hotplugged, guestRebootNeeded: guest.state === 'running' && !hot };
   },
 

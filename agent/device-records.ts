@@ -14,6 +14,8 @@ const Records = z.object({
    * crash in between left behind, for the next start to repair. Absent in records of older agents.
    */
   intents: z.record(z.string(), z.object({ op: z.enum(['bind', 'reload']), opId: z.string(), originalDriver: z.string().nullable(), at: z.string() })).default({}),
+  /** The guest each device was last attached to, and in which boot (a boot resets the buses). Absent in older records. */
+  tenants: z.record(z.string(), z.object({ guest: z.string(), bootId: z.string() })).default({}),
 });
 type Records = z.infer<typeof Records>;
 export type Intent = Records['intents'][string];
@@ -28,7 +30,7 @@ export class DeviceRecords {
   static async open(stateDir: string): Promise<DeviceRecords> {
     const path = join(stateDir, 'records.json');
     const raw = await readJson(path);
-    const data = raw === null ? { originalDrivers: {}, hotplugs: {}, lastBootId: null, intents: {} } : Records.parse(raw);
+    const data = raw === null ? { originalDrivers: {}, hotplugs: {}, lastBootId: null, intents: {}, tenants: {} } : Records.parse(raw);
     return new DeviceRecords(path, data);
   }
 
@@ -68,6 +70,19 @@ export class DeviceRecords {
 
   async setLastBootId(bootId: string): Promise<void> {
     this.data.lastBootId = bootId;
+    await this.flush();
+  }
+
+  /** The guest that last held the device in boot `bootId`; null when none did since that boot. */
+  lastTenant(bdf: string, bootId: string): string | null {
+    const t = this.data.tenants[bdf];
+    return t !== undefined && t.bootId === bootId ? t.guest : null;
+  }
+
+  async setTenant(bdf: string, guest: string, bootId: string): Promise<void> {
+    const t = this.data.tenants[bdf];
+    if (t?.guest === guest && t.bootId === bootId) return;
+    this.data.tenants[bdf] = { guest, bootId };
     await this.flush();
   }
 

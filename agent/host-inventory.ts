@@ -21,10 +21,11 @@ export async function readInventory(hostId: string, backend: HostBackend, record
   const guests = await Promise.all(
     scan.guests.map(async (g) => ({ ...g, ...((await backend.guestConfigDevices(g.name)) ?? { configDevices: [], configProblem: null }) })),
   );
+  const bootId = await backend.bootId();
   const holder = (bdf: string): string | null => guests.find((g) => g.liveDevices.includes(bdf) || g.configDevices.includes(bdf))?.name ?? null;
   return {
     hostId,
-    bootId: await backend.bootId(),
+    bootId,
     agentVersion: AGENT_VERSION,
     os: scan.os,
     hypervisor: scan.hypervisor,
@@ -36,6 +37,7 @@ export async function readInventory(hostId: string, backend: HostBackend, record
       hostDriver: records.originalDriver(d.bdf) ?? d.hostDriver,
       hidden: hidden.includes(d.bdf),
       assignedTo: holder(d.bdf),
+      lastGuest: records.lastTenant(d.bdf, bootId),
     })),
     guests,
     seenAt: new Date().toISOString(),

@@ -25,7 +25,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { DevStack } from '../cli/dev-stack.js';
 import { PTCTL_ENTRY } from '../cli/tools.js';
 import { connectNats } from '../transport/nats-connection.js';
-import { agentSubject } from '../schemas/agent-protocol.js';
+import { agentSubject, HOSTS_BUCKET } from '../schemas/agent-protocol.js';
+import { Kvm } from '@nats-io/kv';
+import { readHostInventories } from '../transport/host-inventories.js';
 import type { BaselineInput } from './baseline-workflows.js';
 
 const { values: flags } = parseArgs({
@@ -89,18 +91,42 @@ interface Row {
 
 // ---------- agents process memory (no Temporal) ----------
 
-async function agentsMemory(hosts: number): Promise<{ hosts: number; readyS: number; rssMiB: number; kibPerHost: number }> {
+async function agentsMemory(hosts: number): Promise<{ hosts: number; readyS: number; rssMiB: number; kibPerHost: number; inventoryReadMs: number; inventoryGetsMs: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'ptctl-bench-'));
   const started = Date.now();
   const stack = await DevStack.start({ dir, simHosts: hosts, temporal: false, heartbeatMs: 60_000, agentsReadyMs: 300_000 });
   const readyS = (Date.now() - started) / 1000;
+  const nc = await connectNats({ servers: stack.connection.natsUrl, seedFile: stack.connection.natsCreds, name: 'ptc-bench-inventory' });
   try {
     const rss = await rssMiB(stack.agentsPid);
-    return { hosts, readyS, rssMiB: rss, kibPerHost: (rss * 1024) / hosts };
+    // The fleet's inventory as plan/apply/windows read it (one watch) vs a get per key (what it did before).
+    const read: number[] = [];
+    const gets: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      let t = performance.now();
+      const a = await readHostInventories(nc);
+      read.push(performance.now() - t);
+      t = performance.now();
+      const b = await inventoriesByGets(nc);
+      gets.push(performance.now() - t);
+      if (a.length !== hosts || b !== hosts) throw new Error(`inventory read saw ${a.length} and ${b} of ${hosts} hosts`);
+    }
+    return { hosts, readyS, rssMiB: rss, kibPerHost: (rss * 1024) / hosts, inventoryReadMs: median(read), inventoryGetsMs: median(gets) };
   } finally {
+    await nc.close();
     await stack.stop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The baseline: list the keys, then one get per key. */
+async function inventoriesByGets(nc: NatsConnection): Promise<number> {
+  const kv = await new Kvm(nc).open(HOSTS_BUCKET);
+  const keys = new Set<string>();
+  for await (const key of await kv.keys()) keys.add(key);
+  let n = 0;
+  for (const key of keys) if ((await kv.get(key))?.operation === 'PUT') n += 1;
+  return n;
 }
 
 // ---------- agent round trip ----------
@@ -260,6 +286,9 @@ if (SECTIONS.has('memory')) {
   for (const n of AGENT_FLEETS) agentsMem.push(await agentsMemory(n));
   result.agentsMemory = agentsMem;
   const [small, ...larger] = agentsMem;
+  for (const m of agentsMem) {
+    rows.push({ figure: `inventory read at ${m.hosts} hosts`, ptctl: `${m.inventoryReadMs.toFixed(0)} ms (one watch)`, baseline: `${m.inventoryGetsMs.toFixed(0)} ms (a get per host)`, ratio: m.inventoryReadMs / m.inventoryGetsMs, target: '< 1' });
+  }
   for (const m of larger) {
     if (!small) break;
     rows.push({ figure: `agents RSS at ${m.hosts} hosts`, ptctl: `${m.rssMiB.toFixed(0)} MiB (${m.kibPerHost.toFixed(0)} KiB/host)`, baseline: `${small.rssMiB.toFixed(0)} MiB at ${small.hosts} (${small.kibPerHost.toFixed(0)} KiB/host)`, ratio: m.kibPerHost / small.kibPerHost, target: '≤ 1 GiB at 1,000' });

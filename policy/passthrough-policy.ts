@@ -101,6 +101,13 @@ export function checkGuestAccepts(inv: HostInventory, guest: Guest, device: PciD
       return refuse(ErrorCode.PV_INSECURE, `${guest.name} is a PV guest: passthrough lets it reach dom0's DMA address space; set allowInsecurePV only if you accept that risk`);
     }
   }
+  if (guest.virt === 'kvm' && device.resettable === false && device.lastGuest && device.lastGuest !== guest.name) {
+    // Without a reset the device keeps what the last guest left in it (buffers, firmware state).
+    return refuse(
+      ErrorCode.DEVICE_NOT_RESETTABLE,
+      `${device.bdf} has no reset the kernel can use, and it held ${device.lastGuest}'s data since the host booted; giving it to ${guest.name} could expose that data. Reboot ${inv.hostId} (the platform resets its buses) or give it back to ${device.lastGuest}`,
+    );
+  }
   if (guest.virt === 'kvm' && !inv.iommu) {
     // vfio-pci refuses a device without an IOMMU group; there is no unsafe mode worth offering.
     return refuse(ErrorCode.IOMMU_REQUIRED, `passthrough to KVM guest ${guest.name} needs an IOMMU; enable VT-d/AMD-Vi (intel_iommu=on) on ${inv.hostId}`);

@@ -35,6 +35,14 @@ export const PciDevice = z.object({
   inUse: z.string().max(300).nullable().describe('why the host uses this device (uplink, mounted filesystems…); null when idle'),
   hidden: z.boolean().describe('kept from its host driver at boot: in the pciback hide= configuration (Xen), in ptctl\'s vfio-pci override rules (KVM)'),
   assignedTo: GuestName.nullable().describe('guest holding the device, live or in its config'),
+  resettable: z
+    .boolean()
+    .nullable()
+    .optional()
+    .describe('the kernel can reset the device between guests (sysfs `reset`; its methods in `reset_method`); null when the host does not say. Absent from older agents'),
+  lastGuest: GuestName.nullable()
+    .optional()
+    .describe('the guest that last held the device since the host booted; a device that cannot be reset keeps that guest\'s data for the next one. Absent from older agents'),
 });
 export type PciDevice = z.infer<typeof PciDevice>;
 

@@ -30,6 +30,8 @@ export interface RolloutCarry {
   total: number;
   counts: Record<HostRolloutState, number>;
   problems: HostRolloutReport[];
+  /** Problems beyond MAX_PROBLEMS, counted but not kept (absent in carries of older generations). */
+  problemsOmitted?: number;
   canariesLeft: number;
   stopReason: string | null;
   paused: boolean;
@@ -42,8 +44,17 @@ export interface RolloutReport {
   counts: Record<HostRolloutState, number>;
   stopReason: string | null;
   problems: HostRolloutReport[];
+  /** Hosts that did not succeed beyond the first MAX_PROBLEMS: `ptctl list --outcome …` finds them. */
+  problemsOmitted?: number;
   generations: number;
 }
+
+/**
+ * Problems kept in workflow state, in its carry and in its report: 100,000 skipped hosts would be
+ * ~20 MB, far past Temporal's payload limit. The rest are counted; each host's own workflow and its
+ * search attributes still say what happened to it.
+ */
+export const MAX_PROBLEMS = 200;
 
 /** History length at which a generation stops launching, drains and continues as new (tests lower it). */
 export const DEFAULT_HISTORY_LIMIT = 5000;
@@ -113,6 +124,13 @@ export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry
     done: false,
   }));
 
+  // Histories from before the cap kept every problem and replay that way.
+  const capped = patched('rollout-problems-capped');
+  const addProblem = (report: HostRolloutReport): void => {
+    if (!capped || state.problems.length < MAX_PROBLEMS) state.problems.push(report);
+    else state.problemsOmitted = (state.problemsOmitted ?? 0) + 1;
+  };
+
   const move = (from: HostRolloutState, to: HostRolloutState): void => {
     state.counts[from] -= 1;
     state.counts[to] += 1;
@@ -140,7 +158,7 @@ export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry
     }
     running.delete(work.hostId);
     move('running', report.state);
-    if (report.state !== 'succeeded') state.problems.push(report);
+    if (report.state !== 'succeeded') addProblem(report);
     if (canary && report.state === 'failed') state.stopReason ??= `canary ${work.hostId} failed`;
     if (!canary && failuresExceeded(state.counts.failed, state.total, options.maxFailures)) {
       state.stopReason ??= `failures (${state.counts.failed}) exceed maxFailures ${JSON.stringify(options.maxFailures)}`;
@@ -192,7 +210,7 @@ export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry
   }
   for (const work of remaining) {
     move('pending', 'skipped');
-    state.problems.push({ hostId: work.hostId, state: 'skipped', canary: false, details: [`not started: ${state.stopReason ?? 'stopped'}`] });
+    addProblem({ hostId: work.hostId, state: 'skipped', canary: false, details: [`not started: ${state.stopReason ?? 'stopped'}`] });
   }
   // A rollout always completes; how it went is searchable (histories from before replay without it).
   if (patched('visibility-outcome')) {
@@ -201,5 +219,13 @@ export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry
       { key: PtcFailedHosts, value: state.counts.failed },
     ]);
   }
-  return { name, total: state.total, counts: state.counts, stopReason: state.stopReason, problems: state.problems, generations: state.generation + 1 };
+  return {
+    name,
+    total: state.total,
+    counts: state.counts,
+    stopReason: state.stopReason,
+    problems: state.problems,
+    ...(state.problemsOmitted ? { problemsOmitted: state.problemsOmitted } : {}),
+    generations: state.generation + 1,
+  };
 }

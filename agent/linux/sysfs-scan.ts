@@ -165,6 +165,9 @@ export class SysfsScanner {
       inUse: reasons.length === 0 ? null : clip(reasons.join('; '), 300),
       inPcibackSlots: ctx.slots.has(bdf),
       assignable: ctx.assignable.has(bdf),
+      // The kernel shows `reset` (and `reset_method`) only for a device it can reset. On a Xen dom0 pciback
+      // resets devices itself and co-assignment already covers functions without FLR, so it does not say.
+      resettable: ctx.xen ? null : await this.tree.exists(`${base}/reset`),
     };
   }
 }

@@ -36,7 +36,7 @@ export interface HostPciDevice {
   bootVga?: boolean;
   /** `driver_override` as set by driverctl or libvirt; absent: the kernel has no such file (2.6.18). */
   driverOverride?: string | null;
-  /** `reset_method` (kernels ≥ 5.15), e.g. "flr bus"; absent: the kernel does not say. */
+  /** `reset_method` (kernels ≥ 5.15), e.g. "flr bus", and a `reset` file; "": the kernel cannot reset it (neither file); absent: the kernel does not say. */
   resetMethod?: string;
 }
 

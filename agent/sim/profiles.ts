@@ -197,12 +197,14 @@ const RHEL9_KVM_DEVICES: HostPciDevice[] = [
   { bdf: '0000:03:00.0', vendor: '8086', device: '1533', class: '020000', driver: 'igb', iommuGroup: 12, driverOverride: null, net: ['eno2'], resetMethod: 'flr bus' },
   { bdf: '0000:04:00.0', vendor: '8086', device: '1533', class: '020000', driver: 'igb', iommuGroup: 13, driverOverride: null, net: ['eno3'], resetMethod: 'flr bus' },
   { bdf: '0000:05:00.0', vendor: '8086', device: '10d3', class: '020000', driver: 'e1000e', iommuGroup: 14, driverOverride: null, net: ['eno4'], resetMethod: 'flr bus' },
+  // A USB 3 controller without FLR or any other reset: what one guest leaves in it, the next one sees.
+  { bdf: '0000:06:00.0', vendor: '1912', device: '0014', class: '0c0330', driver: 'xhci_hcd', iommuGroup: 15, driverOverride: null, resetMethod: '' },
 ];
 
 const RHEL9_KVM_SPEC: HostSpec = {
   osRelease: 'NAME="Red Hat Enterprise Linux"\nVERSION="9.2 (Plow)"\nID="rhel"\nVERSION_ID="9.2"\n',
   kernelRelease: RHEL9_KERNEL,
-  modules: ['vfio/pci/vfio-pci', 'net/ethernet/intel/e1000e/e1000e', 'net/ethernet/intel/igb/igb', 'ata/ahci', 'sound/pci/hda/snd-hda-intel'].map((m) => `/lib/modules/${RHEL9_KERNEL}/kernel/drivers/${m}.ko.xz`),
+  modules: ['vfio/pci/vfio-pci', 'net/ethernet/intel/e1000e/e1000e', 'net/ethernet/intel/igb/igb', 'ata/ahci', 'sound/pci/hda/snd-hda-intel', 'usb/host/xhci-pci'].map((m) => `/lib/modules/${RHEL9_KERNEL}/kernel/drivers/${m}.ko.xz`),
   cmdline: 'BOOT_IMAGE=(hd0,gpt2)/vmlinuz ro root=/dev/mapper/rhel-root intel_iommu=on',
   machineId: '8c2f0a6e1b7d4e5f9a3c6b2d1e0f4a57',
   devices: RHEL9_KVM_DEVICES,

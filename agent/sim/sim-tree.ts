@@ -162,7 +162,11 @@ export class SimTree {
       this.write(`${dir}/class`, `0x${dev.class.length === 4 ? `${dev.class}00` : dev.class}\n`);
       if (dev.bootVga !== undefined) this.write(`${dir}/boot_vga`, dev.bootVga ? '1\n' : '0\n');
       if (dev.driverOverride !== undefined) this.write(`${dir}/driver_override`, `${dev.driverOverride ?? '(null)'}\n`);
-      if (dev.resetMethod !== undefined) this.write(`${dir}/reset_method`, `${dev.resetMethod}\n`);
+      // The kernel shows `reset` (and `reset_method`) only for a device it can reset.
+      if (dev.resetMethod !== undefined && dev.resetMethod !== '') {
+        this.write(`${dir}/reset_method`, `${dev.resetMethod}\n`);
+        this.write(`${dir}/reset`, '');
+      }
       this.link(`/sys/bus/pci/devices/${dev.bdf}`, dir);
       if (dev.iommuGroup !== undefined) {
         this.mkdir(`/sys/kernel/iommu_groups/${dev.iommuGroup}/devices`);

@@ -21,6 +21,7 @@ export function describeRolloutProgress(p: Pick<RolloutProgress, 'total' | 'coun
 export function describeRolloutReport(r: RolloutReport): string {
   const lines = [`rollout ${r.name}: ${describeRolloutProgress({ ...r, paused: false, running: [] })}`];
   for (const p of r.problems) lines.push(`  ${p.hostId}${p.canary ? ' (canary)' : ''}: ${p.state}${p.details.length ? ` — ${p.details.join('; ')}` : ''}`);
+  if (r.problemsOmitted) lines.push(`  … and ${r.problemsOmitted} more hosts that did not succeed (counted above); \`ptctl list --rollout ${r.name}\` lists the operations of the hosts that started`);
   return lines.join('\n');
 }
 

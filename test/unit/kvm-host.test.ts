@@ -204,6 +204,26 @@ void describe('KVM host (rhel9-kvm): vfio-pci and libvirt under the linux backen
     await commandHandlers.hide(k.ctx, { bdf: E1000E });
   });
 
+  void it('a device without a reset goes to a second guest only after a host reboot', async () => {
+    const k = await kvmHost({ rebootMs: 1 });
+    const USB = '0000:06:00.0';
+    assert.equal((await k.inspect()).devices.find((d) => d.bdf === USB)?.resettable, false);
+    assert.equal((await k.inspect()).devices.find((d) => d.bdf === IGB)?.resettable, true);
+    await commandHandlers.hide(k.ctx, { bdf: USB });
+    await commandHandlers.bind(k.ctx, { bdf: USB, strategy: 'dynamic' });
+    await commandHandlers.attach(k.ctx, { bdf: USB, guest: 'vm-kvm', mode: 'both', allowInsecurePV: false });
+    await commandHandlers.detach(k.ctx, { bdf: USB, guest: 'vm-kvm', mode: 'both' });
+    const inv = await k.inspect();
+    assert.equal(inv.devices.find((d) => d.bdf === USB)?.lastGuest, 'vm-kvm');
+    const refused = preflight(inv, { bdf: USB, guest: 'vm-kvm5', strategy: 'auto', allowInsecurePV: false });
+    assert.equal(refused.ok ? null : refused.code, ErrorCode.DEVICE_NOT_RESETTABLE);
+    assert.match(refused.ok ? '' : refused.message, /held vm-kvm's data since the host booted.*Reboot kvm1/);
+    await rejects(commandHandlers.attach(k.ctx, { bdf: USB, guest: 'vm-kvm5', mode: 'cold', allowInsecurePV: false }), ErrorCode.DEVICE_NOT_RESETTABLE);
+    assert.ok(preflight(inv, { bdf: USB, guest: 'vm-kvm', strategy: 'auto', allowInsecurePV: false }).ok, 'the same guest may take it back');
+    await rebootAndWait(k);
+    assert.ok(preflight(await k.inspect(), { bdf: USB, guest: 'vm-kvm5', strategy: 'auto', allowInsecurePV: false }).ok, 'a boot reset the buses');
+  });
+
   void it('a KVM guest needs an IOMMU', async () => {
     const k = await kvmHost();
     const inv = { ...(await k.inspect()), iommu: false };

@@ -435,6 +435,7 @@ void describe('linux backend on RHEL 5.4 with xm', () => {
       inUse: null,
       inPcibackSlots: true,
       assignable: false,
+      resettable: null,
     });
     assert.equal(byBdf(devices, '0000:01:00.0').inUse, "peth0 is part of eth0, which carries the host's default route");
     assert.equal(byBdf(devices, '0000:0a:04.1').inUse, 'eth3 is up with address 10.1.0.5/24');
@@ -551,6 +552,7 @@ void describe('linux backend on Debian 12 with xl', () => {
       inUse: null,
       inPcibackSlots: false,
       assignable: false,
+      resettable: null,
     });
     // virtio keeps the interface under <bdf>/virtio0/net: found through /sys/class/net/eth1/device.
     assert.equal(byBdf(devices, '0000:00:05.0').inUse, "eth1 carries the host's default route");

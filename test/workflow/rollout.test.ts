@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { OperationActivities, OperationOutcome } from '../../activities/operation-activities.js';
 import type { RolloutReport, rolloutWorkflow } from '../../workflows/rollout-workflow.js';
-import { failuresExceeded } from '../../workflows/rollout-workflow.js';
+import { MAX_PROBLEMS, failuresExceeded } from '../../workflows/rollout-workflow.js';
 import { cancelRolloutSignal, pauseRolloutSignal, resumeRolloutSignal, rolloutProgressQuery } from '../../workflows/definitions.js';
 import { RolloutInput, type RolloutInputRaw } from '../../schemas/rollout.js';
 import { useTimeSkippingEnv } from '../helpers/temporal-env.js';
@@ -79,6 +79,15 @@ void describe('fleet rollout (time-skipping test server)', () => {
     assert.deepEqual(log, ['enqueue h1']);
     assert.equal(report.stopReason, 'canary h1 failed');
     assert.deepEqual(report.counts, { pending: 0, running: 0, succeeded: 0, failed: 1, skipped: 4, cancelled: 0 });
+  });
+
+  void it('keeps at most MAX_PROBLEMS problems in state and report, counting the rest', async () => {
+    const log: string[] = [];
+    const { report } = await run({ name: 'many-skipped', hosts: hostsNamed(MAX_PROBLEMS + 100), options: { canary: 1 } }, { h1: { outcome: 'failed' } }, log);
+    assert.equal(report.counts.skipped, MAX_PROBLEMS + 99);
+    assert.equal(report.problems.length, MAX_PROBLEMS);
+    assert.equal(report.problemsOmitted, 100);
+    assert.deepEqual(report.problems[0] && [report.problems[0].hostId, report.problems[0].state], ['h1', 'failed']);
   });
 
   void it('stops launching when failures exceed maxFailures (count)', async () => {
