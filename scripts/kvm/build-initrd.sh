@@ -24,14 +24,9 @@ shared=$repo/test/realsys/rootfs
 out=$cache/boot
 work=$cache/build
 
-log() { printf 'build: %s\n' "$*"; }
-die() { printf 'build: %s\n' "$*" >&2; exit 1; }
-
-[[ -f $sysroot/.ptc-versions ]] || die "no sysroot at $sysroot: run scripts/kvm/fetch.sh first"
-[[ $(id -u) == 0 ]] || die "needs root (device nodes in the initramfs, chroot for the library check)"
-# shellcheck source=/dev/null
-source "$sysroot/.ptc-versions" # KABI KVER LIBVIRT QEMU
-kver=$KABI-amd64
+# shellcheck source=../lib/initrd.sh
+source "$repo/scripts/lib/initrd.sh" # log die initrd_begin skeleton busybox_links install_modules install_node check_libs make_cpio
+initrd_begin scripts/kvm/fetch.sh # KABI KVER LIBVIRT QEMU
 agent_dir=${PTC_KVM_AGENT_DIR:-$repo/test/xen/rootfs/opt-ptctl}
 
 # Modules loaded by name in L1 (their dependencies are added automatically). vfio_iommu_type1 is
@@ -48,34 +43,17 @@ stamp_input() {
   find "$rootfs" "$shared" "$agent_dir" -type f -print0 | sort -z | xargs -0 sha256sum
 }
 stamp=$(stamp_input | sha256sum | cut -d' ' -f1)
-if [[ -z ${PTC_KVM_FORCE:-} && -f $out/.stamp && $(cat "$out/.stamp") == "$stamp" ]]; then
-  log "boot files up to date ($out)"
-  exit 0
-fi
+initrd_skip_if_current "$stamp" "${PTC_KVM_FORCE:-}"
 
-rm -rf "$work" "$out.tmp"
-mkdir -p "$work" "$out.tmp"
-
-# shellcheck source=../lib/initrd.sh
-source "$repo/scripts/lib/initrd.sh"
 initrd_modules_index
 
 d=$work/l1
 skeleton "$d"
 # Everything the packages ship, except the kernel, its modules, docs, locales, the initramfs tools.
-(cd "$sysroot" && tar -c --exclude=./boot --exclude=./lib/modules --exclude=./usr/share/doc \
-  --exclude=./usr/share/man --exclude=./usr/share/locale --exclude=./usr/share/lintian \
-  --exclude=./usr/share/initramfs-tools --exclude=./etc/initramfs-tools \
-  --exclude=./.ptc-manifest --exclude=./.ptc-versions \
-  --exclude=./bin --exclude=./sbin --exclude=./lib --exclude=./lib64 .) | (cd "$d" && tar -x)
-for top in bin sbin lib lib64; do
-  [[ -d $sysroot/$top ]] || continue
-  (cd "$sysroot/$top" && tar -c --exclude=./modules .) | (cd "$d/usr/$top" && tar -x)
-done
+copy_sysroot "$d" --exclude=./usr/share/initramfs-tools --exclude=./etc/initramfs-tools
 for drv in "${DROP_DRIVERS[@]}"; do
   rm -f "$d/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_$drv.so"
 done
-ln -sfn /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$d/usr/lib64/ld-linux-x86-64.so.2"
 busybox_links "$d"
 install_modules "$d" "${L1_MODULES[@]}"
 install_node "$d"
@@ -104,9 +82,5 @@ check_libs "$d" /usr/sbin/libvirtd /usr/bin/virsh /usr/bin/qemu-system-x86_64 /u
 
 make_cpio "$d" "$out.tmp/l1.img"
 log "L1 initramfs: $(du -h "$out.tmp/l1.img" | cut -f1) (uncompressed cpio)"
-cp "$sysroot/boot/vmlinuz-$kver" "$out.tmp/vmlinuz"
-cp "$sysroot/.ptc-versions" "$out.tmp/versions"
-printf '%s\n' "$stamp" >"$out.tmp/.stamp"
-rm -rf "$out" && mv "$out.tmp" "$out"
-rm -rf "$work"
+initrd_publish "$stamp"
 log "ok: $out/{vmlinuz,l1.img}"

@@ -1,7 +1,8 @@
 # Shared by the real-system initramfs builds (scripts/xen/build-initrd.sh, scripts/kvm/build-initrd.sh).
-# Source it after setting: sysroot (the unpacked packages), kver (e.g. 6.1.0-56-amd64), and
-# die()/log(). Defines functions only, plus MODPATH (module name -> .ko path) on initrd_modules_index.
+# Source it after setting sysroot (the unpacked packages); then initrd_begin. Defines functions only,
+# plus MODPATH (module name -> .ko path) on initrd_modules_index.
 #
+#   initrd_begin FETCH_SCRIPT    checks (sysroot, root), sources the sysroot's .ptc-versions, sets kver, mods
 #   skeleton DIR                 usr-merged root with /dev/console, /dev/null, root in passwd/group
 #   busybox_links DIR            busybox + a link for every applet DIR does not already provide
 #   initrd_modules_index         fill MODPATH from $sysroot/lib/modules/$kver
@@ -10,7 +11,17 @@
 #   check_libs DIR BIN...        every BIN resolves all its libraries inside DIR (chroot + ld.so --list)
 #   make_cpio DIR FILE           a newc cpio of DIR (sorted, owner 0:0, reproducible)
 
-mods=$sysroot/lib/modules/$kver
+log() { printf 'build: %s\n' "$*"; }
+die() { printf 'build: %s\n' "$*" >&2; exit 1; }
+
+initrd_begin() {
+  [[ -f $sysroot/.ptc-versions ]] || die "no sysroot at $sysroot: run $1 first"
+  [[ $(id -u) == 0 ]] || die "needs root (device nodes in the initramfs, chroot for the library check)"
+  # shellcheck source=/dev/null
+  source "$sysroot/.ptc-versions" # KABI KVER and the harness's own versions
+  kver=$KABI-amd64
+  mods=$sysroot/lib/modules/$kver
+}
 
 # usr-merged skeleton: /bin /sbin /lib /lib64 are links into /usr.
 skeleton() {
@@ -112,4 +123,40 @@ check_libs() {
 make_cpio() { # dir file
   (cd "$1" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
     cpio --null --create --format=newc --owner=0:0 --reproducible --quiet) >"$2"
+}
+
+# initrd_skip_if_current STAMP FORCE: exits 0 (nothing to do) when $out/.stamp is STAMP and FORCE is
+# empty; otherwise starts fresh $work and $out.tmp.
+initrd_skip_if_current() {
+  if [[ -z ${2:-} && -f $out/.stamp && $(cat "$out/.stamp") == "$1" ]]; then
+    log "boot files up to date ($out)"
+    exit 0
+  fi
+  rm -rf "$work" "$out.tmp"
+  mkdir -p "$work" "$out.tmp"
+}
+
+# copy_sysroot DIR [tar --exclude=...]: everything the packages ship into the usr-merged DIR, except
+# the kernel, its modules, docs, man pages, locales and what the caller excludes.
+copy_sysroot() {
+  local r=$1 top
+  shift
+  (cd "$sysroot" && tar -c --exclude=./boot --exclude=./lib/modules --exclude=./usr/share/doc \
+    --exclude=./usr/share/man --exclude=./usr/share/locale --exclude=./usr/share/lintian \
+    --exclude=./.ptc-manifest --exclude=./.ptc-versions "$@" \
+    --exclude=./bin --exclude=./sbin --exclude=./lib --exclude=./lib64 .) | (cd "$r" && tar -x)
+  for top in bin sbin lib lib64; do
+    [[ -d $sysroot/$top ]] || continue
+    (cd "$sysroot/$top" && tar -c --exclude=./modules .) | (cd "$r/usr/$top" && tar -x)
+  done
+  ln -sfn /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$r/usr/lib64/ld-linux-x86-64.so.2"
+}
+
+# initrd_publish STAMP: the kernel, the versions and STAMP into $out.tmp, which replaces $out.
+initrd_publish() {
+  cp "$sysroot/boot/vmlinuz-$kver" "$out.tmp/vmlinuz"
+  cp "$sysroot/.ptc-versions" "$out.tmp/versions"
+  printf '%s\n' "$1" >"$out.tmp/.stamp"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+  rm -rf "$work"
 }

@@ -23,14 +23,9 @@ rootfs=$repo/test/xen/rootfs
 out=$cache/boot
 work=$cache/build
 
-log() { printf 'build: %s\n' "$*"; }
-die() { printf 'build: %s\n' "$*" >&2; exit 1; }
-
-[[ -f $sysroot/.ptc-versions ]] || die "no sysroot at $sysroot: run scripts/xen/fetch.sh first"
-[[ $(id -u) == 0 ]] || die "needs root (device nodes in the initramfs, chroot for the library check)"
-# shellcheck source=/dev/null
-source "$sysroot/.ptc-versions" # XEN, KABI, KVER
-kver=$KABI-amd64
+# shellcheck source=../lib/initrd.sh
+source "$repo/scripts/lib/initrd.sh" # log die initrd_begin skeleton busybox_links install_modules install_node check_libs make_cpio
+initrd_begin scripts/xen/fetch.sh # XEN, KABI, KVER
 node_bin=$(readlink -f "$(command -v node)") || die "node not found on PATH"
 agent_dir=${PTC_XEN_AGENT_DIR:-$rootfs/opt-ptctl}
 
@@ -42,21 +37,13 @@ GUEST_MODULES=(xen-pcifront e1000)
 stamp_input() {
   cat "$sysroot/.ptc-manifest" "$0" "$repo/scripts/lib/initrd.sh"
   printf '%s\n' "$node_bin" "$(node -v)" "${DOM0_MODULES[*]}" "${GUEST_MODULES[*]}"
-  find "$rootfs" "$agent_dir" -type f -print0 | sort -z | xargs -0 sha256sum
+  find "$rootfs" "$repo/test/realsys/rootfs" "$agent_dir" -type f -print0 | sort -z | xargs -0 sha256sum
   stat -c '%s %Y' "$node_bin"
 }
 stamp=$(stamp_input | sha256sum | cut -d' ' -f1)
-if [[ -z ${PTC_XEN_FORCE:-} && -f $out/.stamp && $(cat "$out/.stamp") == "$stamp" ]]; then
-  log "boot files up to date ($out)"
-  exit 0
-fi
+initrd_skip_if_current "$stamp" "${PTC_XEN_FORCE:-}"
 
-rm -rf "$work" "$out.tmp"
-mkdir -p "$work" "$out.tmp"
-
-# --- helpers: skeleton, busybox_links, install_modules, install_node, check_libs, make_cpio -------
-# shellcheck source=../lib/initrd.sh
-source "$repo/scripts/lib/initrd.sh"
+# --- the kernel modules the sysroot has ----------------------------------------------------------
 initrd_modules_index
 
 # --- PV guest initramfs ---------------------------------------------------------------------------
@@ -73,15 +60,7 @@ log "guest initramfs: $(du -h "$out.tmp/guest.img" | cut -f1)"
 d=$work/dom0
 skeleton "$d"
 # Everything the packages ship, except the kernel, its modules, docs and Python bits (pygrub etc.).
-(cd "$sysroot" && tar -c --exclude=./boot --exclude=./lib/modules --exclude=./usr/share/doc \
-  --exclude=./usr/share/man --exclude=./usr/share/locale --exclude=./usr/share/lintian \
-  --exclude='./usr/lib/python3*' --exclude=./usr/lib/xen-4.17/lib/python \
-  --exclude=./.ptc-manifest --exclude=./.ptc-versions \
-  --exclude=./bin --exclude=./sbin --exclude=./lib --exclude=./lib64 .) | (cd "$d" && tar -x)
-for top in bin sbin lib lib64; do
-  [[ -d $sysroot/$top ]] || continue
-  (cd "$sysroot/$top" && tar -c --exclude=./modules .) | (cd "$d/usr/$top" && tar -x)
-done
+copy_sysroot "$d" --exclude='./usr/lib/python3*' --exclude=./usr/lib/xen-4.17/lib/python
 # The Debian wrappers (/usr/sbin/xl -> xen-utils-wrapper) pick /usr/lib/xen-<ver>/bin at run time;
 # point the links straight at the 4.17 binaries instead.
 for f in "$d"/usr/sbin/* "$d"/usr/bin/*; do
@@ -90,7 +69,6 @@ for f in "$d"/usr/sbin/* "$d"/usr/bin/*; do
     [[ -x $d/usr/lib/xen-4.17/bin/$b ]] && ln -sfn "../lib/xen-4.17/bin/$b" "$f"
   fi
 done
-ln -sfn /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$d/usr/lib64/ld-linux-x86-64.so.2"
 busybox_links "$d"
 install_modules "$d" "${DOM0_MODULES[@]}"
 
@@ -100,6 +78,7 @@ mkdir -p "$d/opt/ptctl" "$d/opt/ptctl-test" "$d/var/lib/ptc-xen" "$d/var/lib/xen
   "$d/var/log/xen/console" "$d/var/lib/xenstored" "$d/etc/xen/auto"
 cp -a "$agent_dir/." "$d/opt/ptctl/"
 install -m 755 "$rootfs/dom0-init" "$d/init"
+install -D -m 644 "$repo/test/realsys/rootfs/ptc-lib.sh" "$d/usr/lib/ptc/ptc-lib.sh"
 install -m 755 "$rootfs/dom0-scenario.sh" "$d/opt/ptctl-test/scenario.sh"
 install -m 644 "$rootfs/pvguest.cfg" "$d/etc/xen/pvguest.cfg"
 install -m 644 "$sysroot/boot/vmlinuz-$kver" "$d/var/lib/ptc-xen/vmlinuz"
@@ -115,9 +94,5 @@ make_cpio "$d" "$out.tmp/dom0.img"
 log "dom0 initramfs: $(du -h "$out.tmp/dom0.img" | cut -f1) (uncompressed cpio)"
 
 zcat "$sysroot/boot/xen-4.17-amd64.gz" >"$out.tmp/xen"
-cp "$sysroot/boot/vmlinuz-$kver" "$out.tmp/vmlinuz"
-cp "$sysroot/.ptc-versions" "$out.tmp/versions"
-printf '%s\n' "$stamp" >"$out.tmp/.stamp"
-rm -rf "$out" && mv "$out.tmp" "$out"
-rm -rf "$work"
+initrd_publish "$stamp"
 log "ok: $out/{xen,vmlinuz,dom0.img,guest.img}"

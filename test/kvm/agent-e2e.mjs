@@ -13,12 +13,10 @@
 // scenario asks for its next step. L1's uplink (user net, restrict=on) has two guestfwd addresses:
 // 10.0.2.100:4222 -> NATS, 10.0.2.101:4223 -> the step server (both through test/realsys/relay.mjs).
 // Env: PTC_KVM_CACHE, PTC_KVM_TIMEOUT (whole QEMU run, default 1500 s), PTC_KVM_QEMU, PTC_KVM_VERBOSE.
-import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
-import { agentCaller, appendOverlay, brief, cliArgs, createReport, devOf, newLogPath, phase, secs, startQemu, startStepServer, unsafeQemuPath } from '../realsys/harness.mjs';
+import { appendOverlay, brief, cliArgs, createReport, devOf, newLogPath, secs, startQemu, startStepServer, unsafeQemuPath } from '../realsys/harness.mjs';
+import { agentOverlay, buildAgentBundle, firstInventory, runScenario, startHostNats } from '../realsys/agent-run.mjs';
 import { BDF, OTHER_BDF, UPLINK_BDF, boot, buildL1, cache, l1QemuArgs, qemuBin, relay, repo } from './l1.mjs';
 
 const { flag, opt } = cliArgs();
@@ -35,67 +33,22 @@ const RULES_FILE = '/etc/udev/rules.d/60-ptctl-vfio-pci.rules';
 
 // --- 1. build: TypeScript, the agent bundle, the Debian packages, L1's initramfs -------------------
 const agentDir = path.join(cache, 'agent');
-if (!flag('--no-build')) {
-  // tsc emits even when some file has type errors; only a missing agent build stops the run (the
-  // type check itself belongs to `npm test`). --no-tsc bundles dist/ as it is.
-  if (!flag('--no-tsc')) {
-    const start = Date.now();
-    const r = spawnSync(process.execPath, [path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: repo, encoding: 'utf8', timeout: 300_000, killSignal: 'SIGKILL' });
-    timings.tsc = Date.now() - start;
-    if (r.status !== 0) note(`tsc reported errors (continuing with what it emitted; \`npm run typecheck\` shows them):\n${(r.stdout + r.stderr).split('\n').slice(0, 5).join('\n')}`);
-  }
-  if (!existsSync(path.join(repo, 'dist', 'cli', 'linux-agent.js'))) {
-    check('build', false, 'dist/cli/linux-agent.js missing: run `npm run build`');
-    await report.finish(1);
-  }
-  if (!phase(report, 'bundle', [process.execPath, path.join(repo, 'scripts', 'xen', 'bundle-agent.mjs'), agentDir], { limitSec: 120, cwd: repo })) await report.finish(1);
-}
+if (!flag('--no-build')) await buildAgentBundle(report, { repo, agentDir, noTsc: flag('--no-tsc') });
 if (!buildL1(report, { fetch: !flag('--no-fetch'), build: !flag('--no-build'), agentDir })) await report.finish(1);
 if (!existsSync(path.join(boot, 'l1.img'))) {
   check('boot-files', false, `${path.join(boot, 'l1.img')} missing`);
   await report.finish(1);
 }
 
-// The project's own modules (from dist/, built above).
-const dist = (p) => import(pathToFileURL(path.join(repo, 'dist', p)).href);
-const { DevStack } = await dist('cli/dev-stack.js');
-const { hostCredsFile } = await dist('cli/nats-creds.js');
-const { connectNats } = await dist('transport/nats-connection.js');
-const { AgentClient } = await dist('transport/agent-client.js');
-const { HOSTS_BUCKET } = await dist('schemas/agent-protocol.js');
-const { Kvm } = await import('@nats-io/kv');
-
-// --- 2. NATS on loopback, with nkey users for the orchestrator and kvm-host only -------------------
+// --- 2. NATS on loopback (nkey users for the orchestrator and kvm-host only), 3. the step server,
+// 4. L1's overlay: the host's seed, the agent's settings, the scenario ----------------------------
 const stackDir = path.join(cache, 'stack');
-rmSync(stackDir, { recursive: true, force: true });
-let stack;
-try {
-  const start = Date.now();
-  stack = await DevStack.start({ dir: stackDir, simHosts: [HOST_ID], temporal: false, agents: false, onProgress: note });
-  timings.nats = Date.now() - start;
-} catch (err) {
-  check('nats', false, `could not start nats-server: ${err.message}`);
-  await report.finish(1);
-}
-report.cleanups.push(() => stack.stop());
-const natsPort = Number(new URL(stack.connection.natsUrl.replace(/^nats:/, 'http:')).port);
-const nc = await connectNats({ servers: stack.connection.natsUrl, seedFile: stack.connection.natsCreds, name: 'ptc-kvm-e2e' });
-report.cleanups.push(() => nc.close());
-const kv = await new Kvm(nc).open(HOSTS_BUCKET);
-const call = agentCaller(new AgentClient(nc), HOST_ID, `kvm-e2e-${randomBytes(3).toString('hex')}`);
-
-// --- 3. the step server, 4. L1's overlay: the host's seed, the agent's settings, the scenario -------
+const { natsPort, kv, call, HOSTS_BUCKET } = await startHostNats(report, { repo, stackDir, hostId: HOST_ID, name: 'ptc-kvm-e2e' });
 let con = null;
 const steps = await startStepServer(report, () => con);
 const step = steps.step;
 const overlay = path.join(cache, 'run', 'agent-overlay');
-rmSync(overlay, { recursive: true, force: true });
-for (const d of ['etc/ptctl', 'opt/ptctl-test']) mkdirSync(path.join(overlay, d), { recursive: true });
-copyFileSync(hostCredsFile(path.join(stackDir, 'creds'), HOST_ID), path.join(overlay, 'etc/ptctl/host.creds'));
-chmodSync(path.join(overlay, 'etc/ptctl/host.creds'), 0o600);
-writeFileSync(path.join(overlay, 'etc/ptctl/agent.env'), `HOST_ID=${HOST_ID}\nNATS_URL=nats://${NATS_FWD}\nSTEP_ADDR=${STEP_FWD}\nHEARTBEAT_MS=5000\n`);
-copyFileSync(path.join(repo, 'test', 'kvm', 'rootfs', 'agent-scenario.sh'), path.join(overlay, 'opt/ptctl-test/scenario.sh'));
-chmodSync(path.join(overlay, 'opt/ptctl-test/scenario.sh'), 0o755);
+await agentOverlay({ repo, overlay, stackDir, hostId: HOST_ID, natsFwd: NATS_FWD, stepFwd: STEP_FWD, scenario: path.join(repo, 'test', 'kvm', 'rootfs', 'agent-scenario.sh') });
 const img = path.join(cache, 'run', 'l1-agent.img');
 if (!appendOverlay(path.join(boot, 'l1.img'), overlay, img)) {
   check('overlay', false, `could not append ${overlay} to l1.img`);
@@ -130,15 +83,7 @@ async function scenario() {
   }
   let inv = null;
   {
-    const until = Date.now() + 400_000;
-    while (Date.now() < until && !con.gone()) {
-      const e = await kv.get(HOST_ID).catch(() => null);
-      if (e?.operation === 'PUT') {
-        inv = e.json();
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 1000));
-    }
+    inv = await firstInventory(kv, HOST_ID, con);
     timings.agentUp = Date.now() - con.started;
     const dev = devOf(inv, BDF);
     check('agent-inventory', !!inv && inv.hypervisor === 'kvm' && inv.iommu === true,
@@ -231,23 +176,4 @@ async function scenario() {
   }
 }
 
-for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { note(`${sig}: stopping QEMU and nats-server`); void report.finish(1); });
-let scenarioError = null;
-await Promise.race([scenario().catch((err) => { scenarioError = err; }), con.exit]);
-if (scenarioError) check('driver', false, `host driver threw: ${scenarioError.stack ?? scenarioError}`);
-if (!con.gone()) {
-  // ask L1 to stop the agent and power off
-  steps.send('done');
-  const bye = setTimeout(() => con.kill(), 90_000);
-  await con.exit;
-  clearTimeout(bye);
-}
-timings.boot = Date.now() - con.started;
-const exit = await con.exit;
-if (exit.error) check('qemu', false, `${qemuBin} did not start: ${exit.error.message}`);
-{
-  const stopped = con.lines.some((l) => /^@@PTC agent-stopped/.test(l));
-  const done = con.lines.some((l) => /^@@PTC init-done/.test(l));
-  check('clean-poweroff', !con.timedOut() && done && stopped && exit.code === 0, con.timedOut() ? `QEMU killed after ${timeoutSec}s` : `agent ${stopped ? 'stopped' : 'not stopped'}, L1 ${done ? 'reached poweroff -f' : 'never finished /init'}, QEMU exit ${exit.code ?? exit.signal}`);
-}
-await report.finish(undefined, Object.entries(con.seenAt).map(([k, v]) => `${k} +${secs(v)}s`));
+await runScenario(report, { con, steps, scenario, timeoutSec, qemuBin, who: 'L1' });

@@ -78,6 +78,7 @@ export function phase(report, name, argv, { limitSec, cwd, env = {} }) {
  * unpacks concatenated archives; later files win). Returns true on success.
  */
 export function appendOverlay(baseImg, overlayDir, outImg) {
+  mkdirSync(path.dirname(outImg), { recursive: true });
   const r = spawnSync('bash', ['-c',
     'set -euo pipefail; cp "$1" "$3"; cd "$2"; find . -mindepth 1 | LC_ALL=C sort | cpio --create --format=newc --owner=0:0 --quiet >>"$3"',
     'overlay', baseImg, overlayDir, outImg], { stdio: 'inherit', timeout: 120_000 });
@@ -144,6 +145,8 @@ export function startQemu(report, { bin, args, logPath, verbose, timeoutSec, mil
     kill();
   }, timeoutSec * 1000);
   const closed = exit.then(async (r) => {
+    if (partial) lines.push(clean(partial)); // a last line without its newline
+    partial = '';
     gone = true;
     clearTimeout(killer);
     for (const w of waiters) w.resolve(null);

@@ -22,12 +22,9 @@ done
 fact "libvirtd-up tries=$i from=$t to=$(now)"
 start_agent
 
-last=start
-while next_step; do
-  set -- $step
+# one step from the host (step_loop): sets rc
+on_step() {
   name=$1; shift
-  fact "step-begin $name $*"
-  rc=0
   case $name in
     define-nested) run define $VIRSH define /etc/ptc-kvm/nested.xml; rc=$? ;;
     start-nested) # start-nested paused|running
@@ -60,12 +57,10 @@ while next_step; do
         d=/sys/bus/pci/devices/$1
         echo "$(sed 's/^0x//' "$d/vendor") $(sed 's/^0x//' "$d/device")" >/sys/bus/pci/drivers/vfio-pci/remove_id; rc=$?
       else rc=2; fi ;;
-    done) fact "step-done done rc=0"; break ;;
     *) fact "unknown step $name"; rc=2 ;;
   esac
-  fact "step-done $name rc=$rc"
-  last="$name $rc"
-done
+}
+step_loop on_step
 
 stop_agent
 run virsh-list-end $VIRSH list --all

@@ -3,8 +3,9 @@ set -o pipefail # run() reports the command's exit code, not sed's
 # Facts for the host are lines "@@PTC ..." on the console; the host scripts judge them.
 fact() { echo "@@PTC $*"; }
 now() { cut -d' ' -f1 /proc/uptime; }
-# drv BDF: the driver bound to a PCI device, or "none"
+# drv [BDF]: the driver bound to a PCI device (default $BDF), or "none"
 drv() {
+  set -- "${1:-$BDF}"
   if [ -e "/sys/bus/pci/devices/$1/driver" ]; then basename "$(readlink "/sys/bus/pci/devices/$1/driver")"; else echo none; fi
 }
 # run TAG CMD...: the command's output prefixed with [TAG], then "@@PTC rc TAG=N took=S"
@@ -140,5 +141,22 @@ next_step() {
     misses=$((misses + 1))
     [ $misses -gt 10 ] && { fact "step-channel-lost"; return 1; }
     sleep 2
+  done
+}
+
+# step_loop HANDLER: the host's steps until "done": HANDLER NAME ARGS... performs one and sets rc
+# (2: a step it does not know); each ends with "@@PTC step-done NAME rc=N".
+step_loop() {
+  handler=$1
+  last=start
+  while next_step; do
+    set -- $step
+    name=$1; shift
+    fact "step-begin $name $*"
+    [ "$name" = done ] && { fact "step-done done rc=0"; break; }
+    rc=0
+    "$handler" "$name" "$@"
+    fact "step-done $name rc=$rc"
+    last="$name $rc"
   done
 }
