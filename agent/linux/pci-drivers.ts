@@ -56,20 +56,14 @@ export class LinuxPciDrivers implements PciDrivers {
 
   /** Undoes a part-done bindStub; returns where the device is now, for the error message. Never throws. */
   private async rollBack(bdf: PciAddress, original: string | null, previousOverride: string | null | undefined, hadSlot: boolean): Promise<string> {
-    const attempt = async (path: string, data: string): Promise<boolean> =>
-      this.tree.writeControl(path, data).then(
-        () => true,
-        () => false,
-      );
+    const attempt = (path: string, data: string): Promise<boolean> => this.pci.attempt(path, data);
     if (previousOverride !== undefined) await attempt(`${PCI_DEVICES}/${bdf}/driver_override`, previousOverride ?? '');
     if ((await this.pci.driverOf(bdf)) === PCIBACK) await attempt(`${PCIBACK_DIR}/unbind`, bdf);
     if (!hadSlot && (await this.tree.exists(`${PCIBACK_DIR}/remove_slot`)) && (await this.pci.pcibackSlots()).includes(bdf)) await attempt(`${PCIBACK_DIR}/remove_slot`, bdf);
     if (original !== null && (await this.pci.driverOf(bdf)) === null) {
       if (!(await attempt(`${PCI_DRIVERS}/${original}/bind`, bdf))) await attempt(DRIVERS_PROBE, bdf);
     }
-    const now = await this.pci.driverOf(bdf).catch(() => null);
-    if (now === original) return `rolled back: ${bdf} is on ${original ?? 'no driver'} again`;
-    return `rolling back failed: ${bdf} is on ${now ?? 'no driver'}, was on ${original ?? 'no driver'}`;
+    return this.pci.rollbackOutcome(bdf, original);
   }
 
   /**

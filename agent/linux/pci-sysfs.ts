@@ -62,6 +62,21 @@ export class PciSysfs {
     return out;
   }
 
+  /** A write made while undoing a failed step: its failure is reported through where the device ends up, so it never throws. */
+  async attempt(path: string, data: string): Promise<boolean> {
+    return this.tree.writeControl(path, data).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /** Where a rolled-back device is now, for the failure's sentence. Never throws. */
+  async rollbackOutcome(bdf: PciAddress, original: string | null): Promise<string> {
+    const now = await this.driverOf(bdf).catch(() => null);
+    if (now === original) return `rolled back: ${bdf} is on ${original ?? 'no driver'} again`;
+    return `rolling back failed: ${bdf} is on ${now ?? 'no driver'}, was on ${original ?? 'no driver'}`;
+  }
+
   /** Whether pciback is registered (module loaded or built in). */
   async pcibackLoaded(): Promise<boolean> {
     return this.tree.exists(PCIBACK_DIR);

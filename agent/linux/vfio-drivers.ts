@@ -76,11 +76,7 @@ export class VfioPciDrivers implements PciDrivers {
 
   /** Undoes a part-done bindStub; returns where the device is now. Never throws. */
   private async rollBack(bdf: PciAddress, original: string | null, previousOverride: string | null): Promise<string> {
-    const attempt = async (path: string, data: string): Promise<boolean> =>
-      this.tree.writeControl(path, data).then(
-        () => true,
-        () => false,
-      );
+    const attempt = (path: string, data: string): Promise<boolean> => this.pci.attempt(path, data);
     if ((await this.pci.driverOf(bdf)) === VFIO_PCI && original !== VFIO_PCI) await attempt(`${VFIO_PCI_DIR}/unbind`, bdf);
     if (original !== null && (await this.pci.driverOf(bdf)) === null) {
       // Named for the reprobe, so nothing else (vfio-pci's dynamic ids included) takes it first.
@@ -88,9 +84,7 @@ export class VfioPciDrivers implements PciDrivers {
       await attempt(DRIVERS_PROBE, bdf);
     }
     await attempt(this.overridePath(bdf), previousOverride ?? '');
-    const now = await this.pci.driverOf(bdf).catch(() => null);
-    if (now === original) return `rolled back: ${bdf} is on ${original ?? 'no driver'} again`;
-    return `rolling back failed: ${bdf} is on ${now ?? 'no driver'}, was on ${original ?? 'no driver'}`;
+    return this.pci.rollbackOutcome(bdf, original);
   }
 
   /**
