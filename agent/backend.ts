@@ -25,6 +25,10 @@ export interface ScannedDevice {
   assignable: boolean;
   /** The kernel offers a reset for the device (its sysfs `reset` file); null when the host does not say (Xen dom0s). */
   resettable: boolean | null;
+  /** An SR-IOV virtual function's physical function (its `physfn` link); null for any other device. */
+  sriovPf?: PciAddress | null;
+  /** An SR-IOV physical function's virtual functions (its `virtfnN` links); absent when it has none. */
+  sriovVfs?: PciAddress[];
 }
 
 export interface HostScan {
@@ -72,7 +76,7 @@ export interface KernelModules {
    * Other sources read after `hideConfig().file` that would keep `bdf` from being hidden (rule 15):
    * a later hide= list without it, or an override giving it to another driver; [] when none.
    */
-  winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[] }[]>;
+  winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[]; reason?: string }[]>;
 }
 
 /** PCI driver binding through sysfs. */

@@ -186,6 +186,7 @@ export const commandHandlers: CommandHandlers = {
     const config = ctx.backend.hideConfig();
     // Rule 15: a source read after ours wins; writing ours would "succeed" and hide nothing.
     const [winner] = await ctx.backend.winningHideSources(bdf);
+    if (winner?.reason !== undefined) throw new PtcError(ErrorCode.NOT_HIDDEN, `host ${ctx.hostId}: ${winner.reason}`);
     if (winner) {
       const what = inv.hypervisor === 'kvm' ? `overrides ${bdf}'s driver` : `sets pciback's hide= list (${winner.hidden.join(', ') || 'empty'})`;
       throw new PtcError(

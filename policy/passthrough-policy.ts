@@ -62,8 +62,21 @@ export function checkHideable(inv: HostInventory, device: PciDevice): Verdict {
   return { ok: true };
 }
 
+/**
+ * Rules preflight added after workflows had run with it: a running workflow replays its recorded
+ * preflight with the rules of its first run (the workflow passes what `patched()` says); everyone
+ * else applies them all.
+ */
+export interface PreflightRules {
+  /** Refuse a guest whose config the agent cannot read (GUEST_CONFIG_INVALID). */
+  guestConfig: boolean;
+  /** SR-IOV: no reboot strategy for a VF, no reload of a PF's driver. */
+  sriov: boolean;
+}
+export const CURRENT_RULES: PreflightRules = { guestConfig: true, sriov: true };
+
 /** Rule 2: reloading a driver drops every device it drives, so only when none of the others is in use. */
-export function checkReloadSafe(inv: HostInventory, device: PciDevice): Verdict {
+export function checkReloadSafe(inv: HostInventory, device: PciDevice, rules: PreflightRules = CURRENT_RULES): Verdict {
   const driver = device.hostDriver;
   if (driver === null) return refuse(ErrorCode.RELOAD_UNSAFE, `${device.bdf} has no host driver to reload; use the dynamic or reboot strategy`);
   const busy = inv.devices.find((d) => d.bdf !== device.bdf && d.driver === driver && d.inUse !== null);
@@ -71,6 +84,15 @@ export function checkReloadSafe(inv: HostInventory, device: PciDevice): Verdict 
     return refuse(
       ErrorCode.RELOAD_UNSAFE,
       `reloading ${driver} to move ${device.bdf} would also drop ${busy.bdf}, which host ${inv.hostId} uses (${busy.inUse}); use --strategy dynamic or reboot`,
+    );
+  }
+  // A PF's driver creates its VFs: unloading it removes them, whoever holds them (sriovVfs is absent
+  // from older agents' inventories, so their verdicts do not change).
+  const pf = rules.sriov ? inv.devices.find((d) => (d.bdf === device.bdf || d.driver === driver) && (d.sriovVfs?.length ?? 0) > 0) : undefined;
+  if (pf) {
+    return refuse(
+      ErrorCode.RELOAD_UNSAFE,
+      `reloading ${driver} to move ${device.bdf} would remove the SR-IOV VFs ${pf.sriovVfs?.join(', ') ?? ''} of ${pf.bdf} on host ${inv.hostId}; use --strategy dynamic`,
     );
   }
   return { ok: true };
@@ -139,16 +161,22 @@ export function chooseAttachMode(guest: Guest, hostCanHotplug: boolean): { mode:
 }
 
 /** Rule 2 plus host capabilities: the least disruptive safe way to bind; an unsafe explicit choice is refused. */
-export function chooseStrategy(inv: HostInventory, device: PciDevice, requested: BindStrategy): Verdict<{ strategy: ConcreteBindStrategy }> {
+export function chooseStrategy(inv: HostInventory, device: PciDevice, requested: BindStrategy, rules: PreflightRules = CURRENT_RULES): Verdict<{ strategy: ConcreteBindStrategy }> {
   const can = (c: 'dynamic-bind' | 'reload' | 'reboot'): boolean => inv.capabilities.includes(c);
-  const reloadVerdict = checkReloadSafe(inv, device);
+  const reloadVerdict = checkReloadSafe(inv, device, rules);
+  // A VF exists only once its PF's driver has created it, after the boot has bound pciback: hide= at
+  // boot never finds it, so a reboot binds nothing. (sriovPf is absent from older agents' inventories.)
+  const vfRefusal = rules.sriov && device.sriovPf
+    ? refuse(ErrorCode.STRATEGY_UNSUPPORTED, `${device.bdf} is an SR-IOV VF of ${device.sriovPf}, which exists only after ${device.sriovPf}'s driver creates it at boot, so a reboot cannot bind it to ${STUB_DRIVER[inv.hypervisor]}; use --strategy dynamic`)
+    : null;
   if (requested === 'auto') {
     if (can('dynamic-bind')) return { ok: true, strategy: 'dynamic' };
     if (can('reload') && reloadVerdict.ok) return { ok: true, strategy: 'reload' };
-    if (can('reboot')) return { ok: true, strategy: 'reboot' };
+    if (can('reboot')) return vfRefusal ?? { ok: true, strategy: 'reboot' };
     return refuse(ErrorCode.STRATEGY_UNSUPPORTED, `host ${inv.hostId} offers no way to bind ${device.bdf} to ${STUB_DRIVER[inv.hypervisor]}`);
   }
   const capability = requested === 'dynamic' ? 'dynamic-bind' : requested;
+  if (requested === 'reboot' && vfRefusal) return vfRefusal;
   if (!can(capability)) return refuse(ErrorCode.STRATEGY_UNSUPPORTED, `host ${inv.hostId} does not support the ${requested} strategy needed to bind ${device.bdf}; use --strategy auto`);
   if (requested === 'reload' && !reloadVerdict.ok) return reloadVerdict;
   return { ok: true, strategy: requested };
@@ -169,6 +197,7 @@ export interface PreflightPlan {
 export function preflight(
   inv: HostInventory,
   req: { bdf: PciAddress; guest: string; strategy: BindStrategy; allowInsecurePV: boolean },
+  rules: PreflightRules = CURRENT_RULES,
 ): Verdict<{ plan: PreflightPlan }> {
   const found = findDevice(inv, req.bdf);
   if (!found.ok) return found;
@@ -181,9 +210,14 @@ export function preflight(
     const hideable = checkHideable(inv, device);
     if (!hideable.ok) return hideable;
   }
+  if (!alreadyAttached && rules.guestConfig && guest.configProblem) {
+    // The agent refuses to edit such a config (it fences the guest); refusing here keeps the plan and
+    // the saga from hiding and binding a device that could never reach the guest.
+    return refuse(ErrorCode.GUEST_CONFIG_INVALID, `the config of guest ${guest.name} on ${inv.hostId} cannot be read safely (${guest.configProblem}); fix the file, then retry`);
+  }
   const accepts = checkGuestAccepts(inv, guest, device, req.allowInsecurePV);
   if (!accepts.ok) return accepts;
-  const strategy = chooseStrategy(inv, device, req.strategy);
+  const strategy = chooseStrategy(inv, device, req.strategy, rules);
   if (!strategy.ok) return strategy;
   const attach = chooseAttachMode(guest, inv.capabilities.includes('hotplug'));
   const devicesToHide = [device.bdf, ...iommuCompanions(inv, device).map((d) => d.bdf)].sort(compareBdf);

@@ -40,6 +40,10 @@ export const PciDevice = z.object({
     .nullable()
     .optional()
     .describe('the kernel can reset the device between guests (sysfs `reset`; its methods in `reset_method`); null when the host does not say. Absent from older agents'),
+  sriovPf: PciAddress.nullable()
+    .optional()
+    .describe('an SR-IOV virtual function\'s physical function; null for other devices. Absent from older agents'),
+  sriovVfs: z.array(PciAddress).optional().describe('an SR-IOV physical function\'s virtual functions; absent when it has none and from older agents'),
   lastGuest: GuestName.nullable()
     .optional()
     .describe('the guest that last held the device since the host booted; a device that cannot be reset keeps that guest\'s data for the next one. Absent from older agents'),

@@ -26,7 +26,8 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
 
   try {
     let inv: HostInventory = await agent.inspectHost(req.hostId, op.opId('inspect'));
-    const decision = preflight(inv, req);
+    // Histories recorded before these rules replay without them (patched() is false there).
+    const decision = preflight(inv, req, { guestConfig: patched('preflight-guest-config-invalid'), sriov: patched('preflight-sriov') });
     if (!decision.ok) throw ApplicationFailure.nonRetryable(decision.message, decision.code);
     const { plan } = decision;
     const companions = plan.devicesToHide.filter((b) => b !== req.bdf);

@@ -3,6 +3,7 @@ import { open, readFile, readdir, readlink, realpath, stat } from 'node:fs/promi
 import { basename, relative, sep } from 'node:path';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import { HostFiles } from '../host-files.js';
+import { SysfsWriter } from './sysfs-writer.js';
 
 /** One write to a sysfs control file, as the kernel receives it. */
 export interface SysfsWrite {
@@ -32,13 +33,24 @@ export class HostTree {
   readonly files: HostFiles;
   private realRoot: string | null = null;
 
+  /** Set on real hosts: control writes run in a supervised child (see SysfsWriter). */
+  private readonly writer: SysfsWriter | null;
+
   constructor(
     readonly root: string,
     private readonly observer?: SysfsWriteObserver,
     /** A sysfs write that has not returned by then fails, so one hung driver does not wedge the agent's queue. */
     private readonly writeTimeoutMs = SYSFS_WRITE_TIMEOUT_MS,
+    /** Writes in a child process (default: when no simulated kernel observes them, i.e. on a real host). */
+    isolateWrites = observer === undefined,
   ) {
     this.files = new HostFiles(root);
+    this.writer = isolateWrites ? new SysfsWriter() : null;
+  }
+
+  /** Stops the writer process, if one runs. */
+  close(): void {
+    this.writer?.close();
   }
 
   path(hostPath: string): string {
@@ -49,6 +61,26 @@ export class HostTree {
   async text(hostPath: string): Promise<string | null> {
     try {
       return await readFile(this.path(hostPath), 'utf8');
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+  }
+
+  /** The file's bytes (sysfs `config`), or null when it does not exist. */
+  async bytes(hostPath: string): Promise<Buffer | null> {
+    try {
+      return await readFile(this.path(hostPath));
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+  }
+
+  /** When the file was last modified (ms since the epoch), or null when it does not exist. */
+  async mtimeMs(hostPath: string): Promise<number | null> {
+    try {
+      return (await stat(this.path(hostPath))).mtimeMs;
     } catch (err) {
       if (missing(err)) return null;
       throw err;
@@ -96,6 +128,21 @@ export class HostTree {
       return (await readdir(this.path(hostPath))).sort();
     } catch (err) {
       if (missing(err)) return [];
+      throw err;
+    }
+  }
+
+  /**
+   * Directory entries, sorted; [] when it does not exist; null when it exists but cannot be read
+   * (`/proc/<pid>/fd` of a process the agent may not inspect), which a caller must not read as empty.
+   */
+  async listReadable(hostPath: string): Promise<string[] | null> {
+    try {
+      return (await readdir(this.path(hostPath))).sort();
+    } catch (err) {
+      if (missing(err)) return [];
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') return null;
       throw err;
     }
   }
@@ -157,15 +204,20 @@ export class HostTree {
    */
   async writeControl(hostPath: string, bdf: string): Promise<void> {
     const data = `${bdf}\n`;
+    const stuck = `writing ${bdf} to ${hostPath} did not return within ${this.writeTimeoutMs / 1000} s (the kernel is stuck in the driver); the agent goes on, check the device before retrying`;
     try {
-      await withTimeout(this.writeTimeoutMs, `writing ${bdf} to ${hostPath} did not return within ${this.writeTimeoutMs / 1000} s (the kernel is stuck in the driver); the agent goes on, check the device before retrying`, async () => {
-        const handle = await open(this.path(hostPath), constants.O_WRONLY | constants.O_APPEND);
-        try {
-          await handle.write(data);
-        } finally {
-          await handle.close();
-        }
-      });
+      if (this.writer) {
+        await this.writer.write(this.path(hostPath), data, this.writeTimeoutMs, stuck);
+      } else {
+        await withTimeout(this.writeTimeoutMs, stuck, async () => {
+          const handle = await open(this.path(hostPath), constants.O_WRONLY | constants.O_APPEND);
+          try {
+            await handle.write(data);
+          } finally {
+            await handle.close();
+          }
+        });
+      }
       await this.observer?.({ path: hostPath, data });
     } catch (err) {
       if (err instanceof PtcError) throw err;

@@ -171,6 +171,25 @@ export async function readNetworkUse(
     return [...found];
   };
 
+  // Open vSwitch: every port's `master` is the datapath device `ovs-system`, whatever its bridge, and
+  // OVS has no brif/: only ovs-vsctl knows which bridge a port is on and what else that bridge carries.
+  // Asked once per scan; when it cannot answer, an OVS port counts as in use (fail closed).
+  let ovs: Promise<{ bridges: Map<string, string[]> } | { error: string }> | null = null;
+  const ovsBridges = (): Promise<{ bridges: Map<string, string[]> } | { error: string }> =>
+    (ovs ??= (async () => {
+      const lastLine = (text: string, code: number): string => text.trim().split('\n').pop() || `exit ${code}`;
+      const brs = await runner.run(['ovs-vsctl', 'list-br']);
+      if (brs.code !== 0) return { error: `ovs-vsctl list-br failed: ${lastLine(brs.stderr, brs.code)}` };
+      const bridges = new Map<string, string[]>();
+      for (const br of brs.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '')) {
+        const ports = await runner.run(['ovs-vsctl', 'list-ports', br]);
+        if (ports.code !== 0) return { error: `ovs-vsctl list-ports ${br} failed: ${lastLine(ports.stderr, ports.code)}` };
+        bridges.set(br, ports.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== ''));
+      }
+      return { bridges };
+    })());
+  const isOvsPort = async (iface: string): Promise<boolean> => (await tree.linkName(`/sys/class/net/${iface}/master`)) === 'ovs-system';
+
   const direct = async (iface: string): Promise<string | null> => {
     const own = routes.filter((r) => r.iface === iface);
     if (own.some((r) => r.destination === 'default')) return "carries the host's default route";
@@ -200,12 +219,31 @@ export async function readNetworkUse(
       const walk = async (name: string, depth: number): Promise<string | null> => {
         if (seen.has(name) || depth > 4) return null;
         seen.add(name);
-        if (name !== iface && GUEST_INTERFACE.test(name)) return `${iface} carries ${named([name])}, a guest's interface`;
+        // A macvtap is a guest's NIC on the wire of its lower device, whatever it was renamed to: the
+        // kernel shows its tap character device as `macvtap/tapN`.
+        if (name !== iface && (GUEST_INTERFACE.test(name) || (await tree.exists(`/sys/class/net/${name}/macvtap`)))) return `${iface} carries ${named([name])}, a guest's interface`;
         const why = await direct(name);
         if (why !== null) return name === iface ? `${iface} ${why}` : `${iface} is part of ${name}, which ${why}`;
         const ports = await guestPorts(name);
         if (ports.length > 0) return name === iface ? `${iface} is a bridge carrying guests' interfaces ${named(ports)}` : `${iface} is a port of bridge ${name}, which carries guests' interfaces ${named(ports)}`;
+        if (await isOvsPort(name)) {
+          const found = await ovsBridges();
+          if ('error' in found) return `${iface} is a port of Open vSwitch and its bridge cannot be read (${found.error}), so it counts as in use`;
+          const bridge = [...found.bridges].find(([br, ports]) => br === name || ports.includes(name));
+          if (bridge === undefined) return `${iface} is a port of Open vSwitch that no bridge ovs-vsctl lists, so it counts as in use`;
+          const [br, ports] = bridge;
+          const guests = ports.filter((p) => GUEST_INTERFACE.test(p));
+          if (guests.length > 0) return `${iface} is a port of Open vSwitch bridge ${br}, which carries guests' interfaces ${named(guests)}`;
+          // The bridge's own (internal) interface may carry the host's addresses.
+          if (br !== name) {
+            const brWhy = await walk(br, depth + 1);
+            if (brWhy !== null) return brWhy;
+          }
+        }
         for (const upper of await uppers(name)) {
+          // A macvlan or VLAN moved into a container's network namespace keeps its `upper_` link here,
+          // but the host's /sys/class/net no longer shows it: what runs there cannot be seen, so it counts.
+          if (!(await tree.exists(`/sys/class/net/${upper}`))) return `${iface} carries ${upper}, which is in another network namespace (a container's or a guest's), so it counts as in use`;
           const upperWhy = await walk(upper, depth + 1);
           if (upperWhy !== null) return upperWhy;
         }
@@ -257,8 +295,35 @@ export interface StorageUse {
   unmapped: string[];
 }
 
-export async function readStorageUse(tree: HostTree, guestDisks: readonly GuestDisk[] = []): Promise<StorageUse> {
+/** The vdev paths per pool of `zpool status -P` ("/dev/sdc1", "/dev/disk/by-id/…"); an empty map for empty output. */
+export function parseZpoolStatus(text: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let pool: string | null = null;
+  for (const line of text.split('\n')) {
+    const head = /^\s*pool:\s*(\S+)/.exec(line);
+    if (head?.[1]) {
+      pool = head[1];
+      out.set(pool, []);
+      continue;
+    }
+    const vdev = /^\s+(\/\S+)\s+\S+/.exec(line);
+    if (pool !== null && vdev?.[1]) out.get(pool)?.push(vdev[1]);
+  }
+  return out;
+}
+
+export async function readStorageUse(tree: HostTree, guestDisks: readonly GuestDisk[] = [], runner?: CommandRunner): Promise<StorageUse> {
   const blocks = await tree.list('/sys/block');
+  // Native NVMe multipath: the head (nvme0n1) is a virtual disk whose `multipath/` links name the
+  // hidden per-controller paths (nvme0c0n1); what holds or mounts the head uses every path's controller.
+  const headOf = new Map<string, string>();
+  const pathsOf = new Map<string, string[]>();
+  for (const disk of blocks) {
+    const paths = await tree.list(`/sys/block/${disk}/multipath`);
+    if (paths.length === 0) continue;
+    pathsOf.set(disk, paths);
+    for (const p of paths) headOf.set(p, disk);
+  }
 
   const parentDisk = async (name: string): Promise<string | null> => {
     if (blocks.includes(name)) return name;
@@ -298,7 +363,7 @@ export async function readStorageUse(tree: HostTree, guestDisks: readonly GuestD
   const disksUnder = async (name: string, depth: number): Promise<string[]> => {
     const disk = depth > 8 ? null : await parentDisk(name);
     if (disk === null) return [];
-    const slaves = await tree.list(`/sys/block/${disk}/slaves`);
+    const slaves = [...(await tree.list(`/sys/block/${disk}/slaves`)), ...(pathsOf.get(disk) ?? [])];
     if (slaves.length === 0) return [disk];
     return (await Promise.all(slaves.map((s) => disksUnder(s, depth + 1)))).flat();
   };
@@ -351,7 +416,8 @@ export async function readStorageUse(tree: HostTree, guestDisks: readonly GuestD
     return { kind: 'held by', name: holder };
   };
   for (const disk of blocks) {
-    if (!lastBdf(await tree.realHostPath(`/sys/block/${disk}/device`))) continue;
+    const head = pathsOf.has(disk);
+    if (!head && !lastBdf(await tree.realHostPath(`/sys/block/${disk}/device`))) continue;
     const holders = [...(await tree.list(`/sys/block/${disk}/holders`))];
     for (const part of await tree.list(`/sys/block/${disk}`)) {
       if (part.startsWith(disk)) holders.push(...(await tree.list(`/sys/block/${disk}/${part}/holders`)));
@@ -363,13 +429,43 @@ export async function readStorageUse(tree: HostTree, guestDisks: readonly GuestD
     }
     for (const [kind, names] of kinds) {
       const what = kind.startsWith('a physical volume') ? `${kind} (logical volumes ${names.join(', ')})` : `${kind} ${names.join(', ')}`;
-      await add(disk, what);
+      for (const target of head ? (pathsOf.get(disk) ?? []) : [disk]) await add(target, what);
     }
+  }
+
+  const unmapped: string[] = [];
+  const member = async (name: string, what: string, unmappedAs: string): Promise<void> => {
+    const block = await blockName(name.startsWith('/') ? name : `/dev/${name}`, null);
+    const disks = block === null ? [] : await disksUnder(block, 0);
+    if (disks.length === 0) unmapped.push(unmappedAs);
+    for (const disk of disks) await add(disk, what);
+  };
+
+  // ZFS opens its vdevs without holders/ links and mounts datasets by name, not by device: only
+  // `zpool status -P` names the disks of the pools the kernel module has imported. A pool whose
+  // vdevs cannot be listed makes every storage controller count as in use (fail closed).
+  const pools = [];
+  for (const p of await tree.list('/proc/spl/kstat/zfs')) if (await tree.exists(`/proc/spl/kstat/zfs/${p}/state`)) pools.push(p);
+  if (pools.length > 0) {
+    const status = runner ? await runner.run(['zpool', 'status', '-P']) : null;
+    const vdevs = status?.code === 0 ? parseZpoolStatus(status.stdout) : new Map<string, string[]>();
+    for (const pool of pools) {
+      const paths = vdevs.get(pool) ?? [];
+      if (paths.length === 0) unmapped.push(`ZFS pool ${pool} (its vdevs could not be listed: zpool status -P ${status === null ? 'was not run' : `exited ${status.code}${status.stderr.trim() ? `: ${status.stderr.trim().split('\n').pop() ?? ''}` : ''}`})`);
+      for (const path of paths) await member(path, `a member of ZFS pool ${pool}`, `ZFS pool ${pool}'s vdev ${path}`);
+    }
+  }
+
+  // btrfs: /sys/fs/btrfs/<uuid> exists while the filesystem is mounted and links each member device;
+  // /proc/mounts names only one of them.
+  for (const uuid of await tree.list('/sys/fs/btrfs')) {
+    const devices = await tree.list(`/sys/fs/btrfs/${uuid}/devices`);
+    const label = (await tree.text(`/sys/fs/btrfs/${uuid}/label`))?.trim() || uuid;
+    for (const dev of devices) await member(dev, `a member of mounted btrfs filesystem ${label}`, `btrfs filesystem ${label}'s device ${dev}`);
   }
 
   // Guests' phy: disks: a controller under one serves a running or startable guest. One that cannot
   // be traced to a disk makes every storage controller count as in use (fail closed).
-  const unmapped: string[] = [];
   const guestsByDisk = new Map<string, Set<string>>();
   for (const { guest, path } of guestDisks) {
     const name = await blockName(path, null);
@@ -378,6 +474,74 @@ export async function readStorageUse(tree: HostTree, guestDisks: readonly GuestD
     for (const disk of disks) guestsByDisk.set(disk, new Set([...(guestsByDisk.get(disk) ?? []), guest]));
   }
   for (const [disk, guests] of guestsByDisk) await add(disk, `backing phy: disks of guest${guests.size > 1 ? 's' : ''} ${[...guests].join(', ')}`);
-  const sentence = (disks: Map<string, string[]>): string => `it controls ${[...disks].map(([disk, whats]) => `${disk}, ${whats.join(', ')}`).join('; ')}`;
+  const label = (disk: string): string => (headOf.has(disk) ? `${disk} (a path of NVMe multipath head ${headOf.get(disk) ?? ''})` : disk);
+  const sentence = (disks: Map<string, string[]>): string => `it controls ${[...disks].map(([disk, whats]) => `${label(disk)}, ${whats.join(', ')}`).join('; ')}`;
   return { byController: new Map([...byController].map(([bdf, disks]) => [bdf, sentence(disks)])), unmapped };
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPUs: device nodes that processes hold open
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * For each GPU whose device nodes (`/dev/dri/card*`, `/dev/dri/renderD*`, `/dev/nvidia<minor>`) a
+ * process holds open, the sentence naming the processes: unbinding it under an X server or a CUDA
+ * job crashes them or the driver. `/dev/nvidiactl` and the other shared nvidia nodes count for every
+ * GPU of that driver. Only when a node exists are `/proc/*\/fd` read; then a process whose fds cannot
+ * be read makes every GPU with a node count as in use (fail closed). An empty map without nodes.
+ */
+export async function readOpenGpuNodes(tree: HostTree): Promise<Map<PciAddress, string>> {
+  const owners = new Map<string, PciAddress[]>();
+  const own = (node: string, bdf: PciAddress): void => {
+    owners.set(node, [...new Set([...(owners.get(node) ?? []), bdf])]);
+  };
+  for (const minor of await tree.list('/sys/class/drm')) {
+    if (!/^(?:card|renderD)\d+$/.test(minor)) continue;
+    const bdf = lastBdf(await tree.realHostPath(`/sys/class/drm/${minor}/device`));
+    if (bdf) own(`/dev/dri/${minor}`, bdf);
+  }
+  const nvidia: PciAddress[] = [];
+  for (const entry of await tree.list('/proc/driver/nvidia/gpus')) {
+    const bdf = lastBdf(`/${entry}`);
+    if (!bdf) continue;
+    nvidia.push(bdf);
+    const minor = /Device Minor:\s*(\d+)/.exec((await tree.text(`/proc/driver/nvidia/gpus/${entry}/information`)) ?? '')?.[1];
+    if (minor !== undefined) own(`/dev/nvidia${minor}`, bdf);
+  }
+  for (const shared of ['nvidiactl', 'nvidia-modeset', 'nvidia-uvm']) for (const bdf of nvidia) own(`/dev/${shared}`, bdf);
+  const present = [];
+  for (const node of owners.keys()) if (await tree.exists(node)) present.push(node);
+  if (present.length === 0) return new Map();
+
+  const holders = new Map<PciAddress, Map<string, Set<string>>>();
+  const unreadable: string[] = [];
+  for (const pid of (await tree.list('/proc')).filter((p) => /^\d+$/.test(p))) {
+    const fds = await tree.listReadable(`/proc/${pid}/fd`);
+    if (fds === null) {
+      unreadable.push(pid);
+      continue;
+    }
+    for (const fd of fds) {
+      const node = await tree.realHostPath(`/proc/${pid}/fd/${fd}`).catch(() => null);
+      if (node === null || !owners.has(node)) continue;
+      const comm = (await tree.text(`/proc/${pid}/comm`))?.trim();
+      for (const bdf of owners.get(node) ?? []) {
+        const byNode = holders.get(bdf) ?? new Map<string, Set<string>>();
+        byNode.set(node, new Set([...(byNode.get(node) ?? []), comm ? `${pid} (${comm})` : pid]));
+        holders.set(bdf, byNode);
+      }
+    }
+  }
+  const out = new Map<PciAddress, string>();
+  for (const [bdf, byNode] of holders) {
+    out.set(bdf, [...byNode].map(([node, pids]) => `its device node ${node} is open by process${pids.size > 1 ? 'es' : ''} ${[...pids].join(', ')}`).join('; '));
+  }
+  if (unreadable.length > 0) {
+    for (const node of present) {
+      for (const bdf of owners.get(node) ?? []) {
+        if (!out.has(bdf)) out.set(bdf, `its device node ${node} exists and the open files of process${unreadable.length > 1 ? 'es' : ''} ${unreadable.slice(0, 5).join(', ')} cannot be read, so it counts as in use`);
+      }
+    }
+  }
+  return out;
 }

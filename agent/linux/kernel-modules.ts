@@ -11,8 +11,20 @@ import { bdfsIn, PCI_DRIVERS, PCIBACK_DIR, type PciSysfs } from './pci-sysfs.js'
 
 /** RHEL 5's module-init-tools reads this file. */
 export const RHEL5_MODPROBE_FILE = '/etc/modprobe.conf';
-/** Current kmod ignores /etc/modprobe.conf entirely and reads only /etc/modprobe.d/*.conf. */
+/**
+ * Current kmod ignores /etc/modprobe.conf entirely and reads only /etc/modprobe.d/*.conf. The name
+ * does not sort last (a `zz-local.conf` with its own hide= is read after it and wins): ptctl keeps it,
+ * because hosts already hide devices through it and a rename would have to move their lists, and
+ * instead refuses a hide while a later file sets hide= without the device (winningHideSources).
+ */
 export const KMOD_MODPROBE_FILE = '/etc/modprobe.d/ptctl-pciback.conf';
+
+/** A source of pciback's hide= list that wins over ptctl's file; `reason` is the whole refusal sentence when the usual one does not fit. */
+export interface HideSource {
+  source: string;
+  hidden: PciAddress[];
+  reason?: string;
+}
 
 function normalizeModule(name: string): string {
   // kmod treats '-' and '_' in module names as the same character.
@@ -70,9 +82,23 @@ export class LinuxKernelModules {
    * line (`xen-pciback.hide=`, which a built-in pciback reads and kmod applies after the files); only
    * those whose list leaves `bdf` out. [] when ptctl's file is the one that counts.
    */
-  async winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[] }[]> {
-    const { file } = this.modprobe();
-    const out: { source: string; hidden: PciAddress[] }[] = [];
+  async winningHideSources(bdf: PciAddress): Promise<HideSource[]> {
+    const { file, dialect } = this.modprobe();
+    const cmdline = /(?:^|\s)(?:xen[-_]pciback|pciback)\.hide=(\S+)/.exec((await this.tree.text('/proc/cmdline')) ?? '');
+    const cmdlineHidden = cmdline ? bdfsIn(cmdline[1] ?? '') : [];
+    // A built-in pciback never sees modprobe.d: its parameters come from the kernel command line only.
+    if ((await this.builtIn(dialect.module)) && !cmdlineHidden.includes(bdf)) {
+      return [
+        {
+          source: '/proc/cmdline',
+          hidden: cmdlineHidden,
+          reason: `${dialect.module} is built into this kernel (modules.builtin), so it ignores ${file} and only xen-pciback.hide= on the kernel command line hides devices; add ${bdf} to xen-pciback.hide= in the boot loader's command line (now: ${cmdlineHidden.join(', ') || 'none'}) and reboot`,
+        },
+      ];
+    }
+    const early = await this.initramfsSource(dialect.module, file, bdf);
+    if (early) return [early];
+    const out: HideSource[] = [];
     const hideOf = (text: string): PciAddress[] | null => {
       let last: PciAddress[] | null = null;
       for (const line of text.split('\n')) {
@@ -88,9 +114,69 @@ export class LinuxKernelModules {
         if (hidden !== null) out.push({ source: `/etc/modprobe.d/${name}`, hidden });
       }
     }
-    const cmdline = /(?:^|\s)(?:xen[-_]pciback|pciback)\.hide=(\S+)/.exec((await this.tree.text('/proc/cmdline')) ?? '');
-    if (cmdline) out.push({ source: '/proc/cmdline', hidden: bdfsIn(cmdline[1] ?? '') });
+    if (cmdline) out.push({ source: '/proc/cmdline', hidden: cmdlineHidden });
     return out.filter((s) => !s.hidden.includes(bdf));
+  }
+
+  /** The running kernel's release; null when /proc does not say. */
+  private async kernelRelease(): Promise<string | null> {
+    const release = (await this.tree.text('/proc/sys/kernel/osrelease'))?.trim();
+    return release && !release.includes('/') ? release : null;
+  }
+
+  /** Whether the module is compiled into the running kernel: in modules.builtin and not in modules.dep. */
+  private async builtIn(module: string): Promise<boolean> {
+    const release = await this.kernelRelease();
+    if (release === null) return false;
+    const builtin = await this.tree.text(`/lib/modules/${release}/modules.builtin`);
+    if (builtin === null || !modulesListed(builtin).has(normalizeModule(module))) return false;
+    return !modulesListed((await this.tree.text(`/lib/modules/${release}/modules.dep`)) ?? '').has(normalizeModule(module));
+  }
+
+  /**
+   * pciback loaded from the initramfs (named in initramfs-tools' modules file or in a dracut
+   * add_drivers/force_drivers) reads the copy of /etc/modprobe.d the image was built with, so an
+   * edit of ptctl's file does nothing at the next boot until the image is rebuilt. The safe answer is
+   * to refuse before writing: a hide that "succeeds" and is lost at boot is the failure rule 15 is
+   * about, and a hide line written without the image would surface at some later rebuild (a kernel
+   * update) and take the device from the host unannounced. The refusal lifts once ptctl's file lists
+   * the device and the image is newer than the file (the operator added it and rebuilt), or when
+   * pciback no longer loads early. Null when pciback does not load from the initramfs.
+   */
+  private async initramfsSource(module: string, file: string, bdf: PciAddress): Promise<HideSource | null> {
+    const named = (word: string): boolean => normalizeModule(word) === normalizeModule(module) || normalizeModule(word) === 'pciback';
+    let source: string | null = null;
+    let rebuild = '';
+    const tools = '/etc/initramfs-tools/modules';
+    if ((await this.tree.text(tools))?.split('\n').some((l) => named(l.replace(/#.*/, '').trim().split(/\s+/)[0] ?? ''))) {
+      source = tools;
+      rebuild = 'update-initramfs -u';
+    }
+    for (const name of (await this.tree.list('/etc/dracut.conf.d')).filter((n) => n.endsWith('.conf'))) {
+      const text = (await this.tree.text(`/etc/dracut.conf.d/${name}`)) ?? '';
+      const drivers = [...text.matchAll(/^\s*(?:add_drivers|force_drivers)\+?=\s*["']([^"']*)["']/gm)].flatMap((m) => (m[1] ?? '').split(/\s+/));
+      if (source === null && drivers.some(named)) {
+        source = `/etc/dracut.conf.d/${name}`;
+        rebuild = 'dracut -f';
+      }
+    }
+    if (source === null) return null;
+    const release = await this.kernelRelease();
+    const images = release === null ? [] : [`/boot/initrd.img-${release}`, `/boot/initramfs-${release}.img`];
+    const times: number[] = [];
+    for (const image of images) {
+      const t = await this.tree.mtimeMs(image);
+      if (t !== null) times.push(t);
+    }
+    const imageTime = times.length > 0 ? Math.max(...times) : null;
+    const fileTime = await this.tree.mtimeMs(file);
+    const listed = effectiveHidden(parseModprobeConf((await this.tree.files.read(file)) ?? '', this.modprobe().dialect)).includes(bdf);
+    if (listed && imageTime !== null && fileTime !== null && imageTime >= fileTime) return null;
+    return {
+      source,
+      hidden: [],
+      reason: `${module} loads from the initramfs (${source}), which keeps the copy of ${file} it was built with, so a hide= written now would be lost at the next boot; add ${bdf} to hide= in ${file}, run \`${rebuild}\`, then retry (or stop loading ${module} from the initramfs)`,
+    };
   }
 
   /**

@@ -8,7 +8,7 @@ import type { ModprobeDialect } from '../modprobe-conf.js';
 import type { CommandRunner } from './command-runner.js';
 import { type HostRelease, readHostRelease } from './host-release.js';
 import { HostTree, type SysfsWriteObserver } from './host-tree.js';
-import { type GuestDisk, guestPhyDisks, readNetworkUse, readStorageUse } from './host-usage.js';
+import { type GuestDisk, guestPhyDisks, readNetworkUse, readOpenGpuNodes, readStorageUse } from './host-usage.js';
 import { LinuxKernelModules } from './kernel-modules.js';
 import { LinuxPciDrivers } from './pci-drivers.js';
 import { PciNames } from './pci-names.js';
@@ -45,6 +45,8 @@ export interface LinuxHostOptions {
   onSysfsWrite?: SysfsWriteObserver;
   /** How long a sysfs control write may block before it fails (default SYSFS_WRITE_TIMEOUT_MS). */
   sysfsWriteTimeoutMs?: number;
+  /** Sysfs writes in a supervised child process; default: on a real host (no `onSysfsWrite`). */
+  isolateSysfsWrites?: boolean;
 }
 
 const TOOL_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin', '/usr/local/sbin'];
@@ -85,7 +87,7 @@ export class LinuxHost implements HostBackend {
   private platformCache: Hypervisor | null = null;
 
   constructor(options: LinuxHostOptions) {
-    this.tree = new HostTree(options.root, options.onSysfsWrite, options.sysfsWriteTimeoutMs);
+    this.tree = new HostTree(options.root, options.onSysfsWrite, options.sysfsWriteTimeoutMs, options.isolateSysfsWrites ?? options.onSysfsWrite === undefined);
     this.files = this.tree.files;
     this.runner = options.runner;
     this.uplinks = [...(options.uplinkInterfaces ?? [])];
@@ -147,7 +149,7 @@ export class LinuxHost implements HostBackend {
     // Guests first: their interfaces (vifD.N, vnetN) and block disks make devices in use.
     const { guests, domains, owners, disks } = xen ? await this.xenGuests() : await this.kvmGuests();
     const net = await readNetworkUse(this.tree, this.runner, this.uplinks, domains, owners);
-    const storage = await readStorageUse(this.tree, disks);
+    const storage = await readStorageUse(this.tree, disks, this.runner);
     let slots: Set<PciAddress>;
     let assignable: Set<PciAddress>;
     if (xen) {
@@ -159,7 +161,7 @@ export class LinuxHost implements HostBackend {
       slots = states.overridden;
       assignable = states.assignable;
     }
-    const devices = await this.scanner.devices({ net, storage: storage.byController, unmappedStorage: storage.unmapped, slots, assignable, xen, stubDriver: STUB_DRIVER[hypervisor] });
+    const devices = await this.scanner.devices({ net, storage: storage.byController, unmappedStorage: storage.unmapped, slots, assignable, xen, stubDriver: STUB_DRIVER[hypervisor], openGpuNodes: await readOpenGpuNodes(this.tree) });
     return {
       os: this.release().os,
       hypervisor,
@@ -305,7 +307,7 @@ export class LinuxHost implements HostBackend {
    * Xen: /etc/modprobe.d files sorting after ptctl's (kmod hosts) and /proc/cmdline whose hide= leaves
    * `bdf` out. KVM: a driverctl override that gives `bdf` to another driver (its udev rule runs after ours).
    */
-  async winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[] }[]> {
+  async winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[]; reason?: string }[]> {
     if (this.platform === 'xen') return this.modules.winningHideSources(bdf);
     const source = `${DRIVERCTL_DIR}/pci-${bdf}`;
     const driver = (await this.tree.text(source))?.trim();
@@ -455,6 +457,8 @@ export class LinuxHost implements HostBackend {
     this.power.onBoot(listener);
   }
 
-  /** No-op: the backend holds no open handles or timers. */
-  async close(): Promise<void> {}
+  /** Stops the sysfs writer process, if one was started. */
+  async close(): Promise<void> {
+    this.tree.close();
+  }
 }

@@ -24,6 +24,8 @@ export interface DeviceScanContext {
   xen: boolean;
   /** The driver that holds devices for guests here (pciback, vfio-pci): a device on it is not on a host driver. */
   stubDriver: string;
+  /** In-use sentence per GPU whose device nodes processes hold open. */
+  openGpuNodes?: ReadonlyMap<PciAddress, string>;
 }
 
 /** What the topology rule needs of a device. */
@@ -32,6 +34,43 @@ export interface TopologyDevice {
   class: string;
   /** `reset_method` text; null when the kernel does not say (2.6.18): then FLR cannot be assumed. */
   resetMethod: string | null;
+  /** The outermost bridge above it whose secondary bus is conventional PCI; null or absent when none. */
+  conventionalBridge?: PciAddress | null;
+  /** An SR-IOV virtual function: the SR-IOV specification requires FLR of every VF, so its slot's other VFs are not companions. */
+  sriovVf?: boolean;
+}
+
+const PCI_CAP_EXP = 0x10;
+const PCI_EXP_TYPE_PCI_BRIDGE = 0x7;
+
+/**
+ * The PCI Express device/port type from a device's config space (sysfs `config`), or null when it
+ * has no PCI Express capability (conventional PCI). The capability list is what lspci reads and it is
+ * in `config` on every kernel, while `current_link_speed` and friends appeared only in 4.13: on a
+ * RHEL 5 dom0 their absence would say nothing. Undefined when the list cannot be read (fewer than
+ * 64 bytes, as a non-root reader gets).
+ */
+export function pciExpressType(config: Uint8Array | null): number | null | undefined {
+  if (config === null || config.length < 64) return undefined;
+  const status = (config[0x06] ?? 0) | ((config[0x07] ?? 0) << 8);
+  if (!(status & 0x10)) return null;
+  let at = (config[0x34] ?? 0) & 0xfc;
+  for (let hops = 0; at >= 0x40 && hops < 48; hops++) {
+    if (at + 3 >= config.length) return undefined;
+    if (config[at] === PCI_CAP_EXP) return ((config[at + 2] ?? 0) >> 4) & 0xf;
+    at = (config[at + 1] ?? 0) & 0xfc;
+  }
+  return null;
+}
+
+/**
+ * Whether the bus behind a bridge is conventional PCI, where every device reaches the IOMMU with the
+ * bridge's requester id: a bridge without a PCI Express capability, or a PCI Express-to-PCI bridge.
+ * A bridge whose config space cannot be read counts as one (fail closed: a larger group is safe).
+ */
+export function conventionalBehind(config: Uint8Array | null): boolean {
+  const type = pciExpressType(config);
+  return type === undefined || type === null || type === PCI_EXP_TYPE_PCI_BRIDGE;
 }
 
 /**
@@ -42,21 +81,35 @@ export interface TopologyDevice {
  * an IOMMU group number, which a dom0 does not have. Devices not in such a group are left out.
  */
 export function xenCoAssignmentGroups(devices: readonly TopologyDevice[]): Map<PciAddress, number> {
+  const idOf = (bdf: string): number => {
+    const [domain = '0', bus = '0', dev = '0', fn = '0'] = bdf.split(/[:.]/);
+    return (parseInt(domain, 16) << 16) | (parseInt(bus, 16) << 8) | (parseInt(dev, 16) << 3) | parseInt(fn, 16);
+  };
   const bySlot = new Map<string, TopologyDevice[]>();
+  const byBridge = new Map<PciAddress, TopologyDevice[]>();
   for (const d of devices) {
     if (d.class.startsWith('06')) continue;
     const slot = d.bdf.slice(0, 10);
     bySlot.set(slot, [...(bySlot.get(slot) ?? []), d]);
+    if (d.conventionalBridge) byBridge.set(d.conventionalBridge, [...(byBridge.get(d.conventionalBridge) ?? []), d]);
   }
   const out = new Map<PciAddress, number>();
   for (const [slot, fns] of bySlot) {
-    if (fns.length < 2 || fns.every((f) => /\bflr\b/.test(f.resetMethod ?? ''))) continue;
-    const [domain = '0', bus = '0', dev = '0'] = slot.split(/[:.]/);
-    const id = (parseInt(domain, 16) << 16) | (parseInt(bus, 16) << 8) | (parseInt(dev, 16) << 3);
-    for (const f of fns) out.set(f.bdf, id);
+    if (fns.length < 2 || fns.every((f) => f.sriovVf === true || /\bflr\b/.test(f.resetMethod ?? ''))) continue;
+    for (const f of fns) out.set(f.bdf, idOf(`${slot}.0`));
+  }
+  // Behind a conventional PCI bridge the IOMMU sees one requester id for the whole bus (the
+  // bridge's): the devices there can only go to one guest together. The group is numbered after the
+  // bridge, and it swallows a multi-function group behind it.
+  for (const [bridge, behind] of byBridge) {
+    if (behind.length < 2) continue;
+    for (const d of behind) out.set(d.bdf, idOf(bridge));
   }
   return out;
 }
+
+const ASPEED = '1a03';
+const AMI_USB_VENDOR = '046b';
 
 // Bridges (06xx) and base system peripherals (08xx: IOMMUs, interrupt controllers, timers) carry the
 // host's buses: taking one away takes down everything behind it, so none is ever idle.
@@ -103,10 +156,47 @@ export class SysfsScanner {
     }
     if (ctx.xen && out.every((d) => d.iommuGroup === null)) {
       const topology: TopologyDevice[] = [];
-      for (const d of out) topology.push({ bdf: d.bdf, class: d.class, resetMethod: await this.tree.text(`${PCI_DEVICES}/${d.bdf}/reset_method`) });
+      for (const d of out) {
+        // The bridges a device sits behind are the PCI addresses of its sysfs device path before its own.
+        const path = (await this.tree.realHostPath(`${PCI_DEVICES}/${d.bdf}`)) ?? '';
+        const above = path.split('/').filter((c) => c !== d.bdf && lastBdf(`/${c}`) === c);
+        let conventionalBridge: PciAddress | null = null;
+        for (const bridge of above) {
+          if (conventionalBehind(await this.tree.bytes(`${PCI_DEVICES}/${bridge}/config`))) {
+            conventionalBridge = bridge;
+            break;
+          }
+        }
+        topology.push({ bdf: d.bdf, class: d.class, resetMethod: await this.tree.text(`${PCI_DEVICES}/${d.bdf}/reset_method`), conventionalBridge, sriovVf: d.sriovPf !== undefined });
+      }
       const groups = xenCoAssignmentGroups(topology);
       for (const d of out) d.iommuGroup = groups.get(d.bdf) ?? null;
     }
+    return out;
+  }
+
+  /**
+   * USB devices under a USB host controller (`usbN/N-P[.P…]`, through hubs) made by a BMC: vendor
+   * 046b is American Megatrends, whose MegaRAC firmware runs most ASPEED BMCs and presents its
+   * virtual hub, keyboard/mouse, media and LAN-over-USB NIC with that id. Other BMC makers' ids are
+   * not listed here. "046b:ff10 (Virtual Keyboard and Mouse)" per device; [] when there are none.
+   */
+  private async bmcUsbDevices(base: string): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (dir: string, depth: number): Promise<void> => {
+      if (depth > 6) return;
+      for (const entry of await this.tree.list(dir)) {
+        if (!(depth === 0 ? /^usb\d+$/ : /^\d+-[\d.]+$/).test(entry)) continue;
+        const at = `${dir}/${entry}`;
+        const vendor = (await this.tree.text(`${at}/idVendor`))?.trim().toLowerCase();
+        if (depth > 0 && vendor === AMI_USB_VENDOR) {
+          const product = (await this.tree.text(`${at}/product`))?.trim();
+          out.push(`${vendor}:${(await this.tree.text(`${at}/idProduct`))?.trim() ?? '?'}${product ? ` (${product})` : ''}`);
+        }
+        await walk(at, depth + 1);
+      }
+    };
+    await walk(base, 0);
     return out;
   }
 
@@ -148,6 +238,20 @@ export class SysfsScanner {
     if ((await this.tree.text(`${base}/boot_vga`))?.trim() === '1') reasons.push("it is the boot VGA device, which shows the host's console");
     const fbs = consoles.get(bdf);
     if (fbs) reasons.push(`it drives framebuffer ${fbs.join(', ')}, the host's console`);
+    // A BMC's VGA (ASPEED's AST chips) is the remote console an operator reaches the host through.
+    if (vendor === ASPEED && pciClass.startsWith('03')) reasons.push("it is the BMC's VGA (ASPEED), the host's remote console");
+    if (pciClass === '0c03') {
+      const bmc = await this.bmcUsbDevices(base);
+      if (bmc.length > 0) reasons.push(`it carries the BMC's virtual USB devices ${bmc.join(', ')} (remote keyboard, media or LAN over USB)`);
+    }
+    const gpuNodes = ctx.openGpuNodes?.get(bdf);
+    if (gpuNodes !== undefined) reasons.push(gpuNodes);
+    const vfs: PciAddress[] = [];
+    for (const entry of (await this.tree.list(base)).filter((e) => /^virtfn\d+$/.test(e)).sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)))) {
+      const vf = lastBdf(await this.tree.realHostPath(`${base}/${entry}`));
+      if (vf) vfs.push(vf);
+    }
+    const physfn = lastBdf(await this.tree.realHostPath(`${base}/physfn`));
     const platform = PLATFORM_CLASSES[pciClass.slice(0, 2)];
     if (platform !== undefined) reasons.push(`it is ${platform} (class ${pciClass}) the host's hardware depends on`);
 
@@ -168,6 +272,8 @@ export class SysfsScanner {
       // The kernel shows `reset` (and `reset_method`) only for a device it can reset. On a Xen dom0 pciback
       // resets devices itself and co-assignment already covers functions without FLR, so it does not say.
       resettable: ctx.xen ? null : await this.tree.exists(`${base}/reset`),
+      ...(physfn ? { sriovPf: physfn } : {}),
+      ...(vfs.length > 0 ? { sriovVfs: vfs } : {}),
     };
   }
 }

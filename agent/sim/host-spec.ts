@@ -38,6 +38,19 @@ export interface HostPciDevice {
   driverOverride?: string | null;
   /** `reset_method` (kernels ≥ 5.15), e.g. "flr bus", and a `reset` file; "": the kernel cannot reset it (neither file); absent: the kernel does not say. */
   resetMethod?: string;
+  /** The bridge the device sits behind: its sysfs directory nests under the bridge's, as the kernel's device path does. */
+  parent?: string;
+  /**
+   * Whether its config space has a PCI Express capability (default true). A bridge with `false` is a
+   * conventional PCI-to-PCI bridge: everything behind it shares its requester id.
+   */
+  pcie?: boolean;
+  /** An SR-IOV physical function's virtual functions (each also listed as a device): `sriov_numvfs`, `virtfnN` here and `physfn` in each VF. */
+  sriovVfs?: string[];
+  /** USB devices on a USB host controller's root hub: `usb<bus>/<bus>-<port>/idVendor`, `idProduct`, `product`. */
+  usb?: { bus: number; port: string; idVendor: string; idProduct: string; product?: string }[];
+  /** DRM minors the device's driver made (`card0`, `renderD128`): `/sys/class/drm/<n>/device` and `/dev/dri/<n>`. */
+  drm?: string[];
 }
 
 export interface HostInterface {
@@ -48,6 +61,30 @@ export interface HostInterface {
   addresses?: string[];
   /** A Linux bridge (`bridge/` and `brif/` in sysfs). */
   bridge?: boolean;
+  /** The interface a macvtap, macvlan or VLAN sits on: `upper_<name>` in it, `lower_<lower>` here. */
+  lower?: string;
+  /** A macvtap: its tap character device shows as `macvtap/tap<ifindex>`. */
+  macvtap?: boolean;
+  /** Moved into another network namespace (a container's): absent from the host's /sys/class/net, still an `upper_` of its lower. */
+  otherNetns?: boolean;
+  /** A port of this Open vSwitch bridge (what `ovs-vsctl list-ports` prints); its `master` is `ovs-system`. */
+  ovsBridge?: string;
+}
+
+/** A native NVMe multipath head (`nvme0n1`, under the subsystem) and the hidden per-controller paths (`nvme0c0n1`) it joins. */
+export interface HostNvmeHead {
+  name: string;
+  dev?: string;
+  /** Disks of NVMe controllers (listed as their `disks`): `multipath/<path>` links in the head. */
+  paths: string[];
+  partitions?: string[];
+}
+
+/** A process and the device nodes it holds open (`/proc/<pid>/fd/<n>` links). */
+export interface HostProcess {
+  pid: number;
+  comm: string;
+  open: string[];
 }
 
 export interface HostDeviceMapper {
@@ -78,12 +115,21 @@ export interface HostSpec {
   mounts?: [source: string, target: string, fstype?: string][];
   swaps?: string[];
   deviceMappers?: HostDeviceMapper[];
+  /** NVMe multipath heads. */
+  nvmeHeads?: HostNvmeHead[];
+  /** Imported ZFS pools (`/proc/spl/kstat/zfs/<pool>/state`); their vdevs are what `zpool status -P` prints. */
+  zfsPools?: string[];
+  /** Mounted btrfs filesystems: `/sys/fs/btrfs/<uuid>/devices/<dev>` links to their member devices. */
+  btrfs?: { uuid: string; label?: string; devices: string[] }[];
+  processes?: HostProcess[];
   /** Framebuffers (`/sys/class/graphics/fb0/device`) and the PCI device behind each. */
   framebuffers?: Record<string, string>;
   bootId?: string;
   kernelRelease?: string;
   /** Module file names listed in modules.dep, e.g. "kernel/drivers/xen/xen-pciback/xen-pciback.ko". */
   modules?: string[];
+  /** Module file names listed in modules.builtin (compiled into the kernel: modprobe.d options do not reach them). */
+  builtinModules?: string[];
   xen?: boolean;
   redhatRelease?: string;
   osRelease?: string;

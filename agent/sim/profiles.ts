@@ -246,12 +246,119 @@ const rhel9Kvm: SimProfile = {
   inUse: { '0000:00:00.0': 'platform', '0000:00:01.0': 'platform', '0000:00:17.0': 'root-disk', '0000:02:00.0': 'uplink', '0000:04:00.0': 'guests-network' },
 };
 
+const DEBIAN12_KERNEL = '6.1.0-28-amd64';
+
+const DEBIAN12_GUESTS: SimGuestSpec[] = [
+  { name: 'vm-web', domId: 1, virt: 'hvm', os: { name: 'debian', version: '12' }, state: 'running', bridge: 'xenbr0' },
+  { name: 'vm-db', domId: 2, virt: 'hvm', os: { name: 'debian', version: '12' }, state: 'running', bridge: 'br-guests' },
+];
+
+/**
+ * A current Debian 12 Xen dom0 on server hardware, holding the real-host cases the RHEL 5 host
+ * cannot show: the BMC's ASPEED VGA as the console; an SR-IOV PF whose VFs are on igbvf and in
+ * vm-db's config, and one whose only VF is idle on pciback; a NIC on an Open vSwitch bridge carrying
+ * vm-db's vif; the root and the guests' VG on an NVMe multipath head over two controllers; a GPU
+ * that Xorg holds open; two devices behind a conventional PCI bridge (one group); an idle GPU.
+ */
+const DEBIAN12_DEVICES: HostPciDevice[] = [
+  { bdf: '0000:00:02.0', vendor: '1a03', device: '2000', class: '030000', driver: 'ast', bootVga: true, resetMethod: 'bus' },
+  { bdf: '0000:00:19.0', vendor: '8086', device: '10d3', class: '020000', driver: 'e1000e', net: ['eno1'], resetMethod: 'flr' },
+  { bdf: '0000:00:1c.0', vendor: '8086', device: '2940', class: '060400', driver: 'pcieport' },
+  { bdf: '0000:00:1e.0', vendor: '8086', device: '244e', class: '060401', driver: null, pcie: false },
+  { bdf: '0000:03:00.0', vendor: '8086', device: '1521', class: '020000', driver: 'igb', net: ['eno2'], resetMethod: 'flr bus', sriovVfs: ['0000:03:10.0', '0000:03:10.4'] },
+  { bdf: '0000:03:10.0', vendor: '8086', device: '1520', class: '020000', driver: 'igbvf', net: ['eno2v0'], resetMethod: 'flr' },
+  { bdf: '0000:03:10.4', vendor: '8086', device: '1520', class: '020000', driver: 'pciback', resetMethod: 'flr' },
+  { bdf: '0000:04:00.0', vendor: '8086', device: '10fb', class: '020000', driver: 'ixgbe', net: ['eno3'], resetMethod: 'flr', sriovVfs: ['0000:04:10.0'] },
+  { bdf: '0000:04:10.0', vendor: '8086', device: '10ed', class: '020000', driver: 'pciback', resetMethod: 'flr' },
+  { bdf: '0000:05:00.0', vendor: '8086', device: '100e', class: '020000', driver: 'e1000', net: ['eth1'], parent: '0000:00:1e.0', pcie: false },
+  { bdf: '0000:05:01.0', vendor: '1102', device: '0002', class: '040100', driver: null, parent: '0000:00:1e.0', pcie: false },
+  { bdf: '0000:06:00.0', vendor: '8086', device: '10d3', class: '020000', driver: 'e1000e', net: ['eno4'], parent: '0000:00:1c.0', resetMethod: 'flr' },
+  { bdf: '0000:07:00.0', vendor: '144d', device: 'a808', class: '010802', driver: 'nvme', disks: [{ name: 'nvme0c0n1', dev: '259:1' }], resetMethod: 'flr' },
+  { bdf: '0000:08:00.0', vendor: '144d', device: 'a808', class: '010802', driver: 'nvme', disks: [{ name: 'nvme0c1n1', dev: '259:2' }], resetMethod: 'flr' },
+  { bdf: '0000:09:00.0', vendor: '10de', device: '1eb8', class: '030000', driver: 'nouveau', bootVga: false, drm: ['card1', 'renderD128'], resetMethod: 'bus' },
+  { bdf: '0000:0a:00.0', vendor: '10de', device: '1eb8', class: '030200', driver: null, resetMethod: 'bus' },
+];
+
+const debianLv = (n: number, name: string): NonNullable<HostSpec['deviceMappers']>[number] => ({
+  name: `dm-${n}`,
+  mapperName: `guests-${name.replace(/-/g, '--')}`,
+  uuid: `LVM-guestsVGdebian00000000000000000000${n}`,
+  slaves: ['nvme0n1p3'],
+  devLinks: [`/dev/guests/${name}`],
+});
+
+const DEBIAN12_SPEC: HostSpec = {
+  osRelease: 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n',
+  xen: true,
+  kernelRelease: DEBIAN12_KERNEL,
+  modules: ['xen/xen-pciback/xen-pciback', 'net/ethernet/intel/e1000e/e1000e', 'net/ethernet/intel/e1000/e1000', 'net/ethernet/intel/igb/igb', 'net/ethernet/intel/igbvf/igbvf', 'net/ethernet/intel/ixgbe/ixgbe', 'nvme/host/nvme', 'gpu/drm/nouveau/nouveau', 'gpu/drm/ast/ast'].map(
+    (m) => `kernel/drivers/${m}.ko`,
+  ),
+  pciback: { slots: ['0000:03:10.4', '0000:04:10.0'] },
+  cmdline: 'BOOT_IMAGE=/vmlinuz-6.1.0-28-amd64 root=/dev/nvme0n1p2 ro quiet',
+  machineId: '3b9d7e2a4c1f4a8e9d6b5c7a1e2f3d40',
+  devices: DEBIAN12_DEVICES,
+  drivers: ['pcieport'],
+  interfaces: {
+    eno1: { operstate: 'up', addresses: ['10.2.0.31/24'] },
+    eno2: { operstate: 'down' },
+    eno2v0: { operstate: 'up', addresses: ['192.168.50.2/24'] },
+    eno3: { operstate: 'down' },
+    eth1: { operstate: 'down' },
+    eno4: { operstate: 'up', master: 'ovs-system', ovsBridge: 'br-guests' },
+    'ovs-system': { operstate: 'down' },
+    'vif2.0': { operstate: 'up', master: 'ovs-system', ovsBridge: 'br-guests' },
+    xenbr0: { operstate: 'up', bridge: true },
+    'vif1.0': { operstate: 'up', master: 'xenbr0' },
+  },
+  routes: [
+    ['eno1', '10.2.0.0/24'],
+    ['eno1', 'default'],
+    ['eno2v0', '192.168.50.0/24'],
+  ],
+  nvmeHeads: [{ name: 'nvme0n1', dev: '259:0', paths: ['nvme0c0n1', 'nvme0c1n1'], partitions: ['nvme0n1p1', 'nvme0n1p2', 'nvme0n1p3'] }],
+  deviceMappers: [debianLv(1, 'vm-web'), debianLv(2, 'vm-db')],
+  mounts: [
+    ['/dev/nvme0n1p2', '/', 'ext4'],
+    ['/dev/nvme0n1p1', '/boot/efi', 'vfat'],
+  ],
+  processes: [{ pid: 1312, comm: 'Xorg', open: ['/dev/null', '/dev/dri/card1'] }],
+  files: { '/usr/sbin/xl': '', '/dev/null': '' },
+  guests: {
+    'vm-web': initialGuestConfig(DEBIAN12_GUESTS[0] as SimGuestSpec),
+    'vm-db': `${initialGuestConfig(DEBIAN12_GUESTS[1] as SimGuestSpec)}pci = [ '0000:03:10.4' ]\n`,
+  },
+};
+
+const debian12Xen: SimProfile = {
+  name: 'debian12-xen',
+  spec: DEBIAN12_SPEC,
+  pcibackModule: 'xen-pciback',
+  iommu: true,
+  guests: DEBIAN12_GUESTS,
+  inUse: {
+    '0000:00:02.0': 'console',
+    '0000:00:19.0': 'uplink',
+    '0000:00:1c.0': 'platform',
+    '0000:00:1e.0': 'platform',
+    '0000:03:00.0': 'sriov-pf',
+    '0000:03:10.0': 'host-network',
+    '0000:06:00.0': 'guests-network',
+    '0000:07:00.0': 'root-disk',
+    '0000:08:00.0': 'root-disk',
+    '0000:09:00.0': 'open-gpu',
+  },
+};
+
 export const SIM_PROFILES: Readonly<Record<string, SimProfile>> = {
   'rhel5-xen': rhel5Xen,
   'rhel5-xen-noiommu': { ...rhel5Xen, name: 'rhel5-xen-noiommu', iommu: false },
   // An older dom0 kernel whose pciback is loaded early and has no new_slot: only a boot with hide= binds.
   'rhel5-xen-rebootonly': { ...rhel5Xen, name: 'rhel5-xen-rebootonly', pcibackAtBoot: true, spec: { ...RHEL5_SPEC, pciback: { slots: [], newSlot: false, removeSlot: false } } },
   'rhel9-kvm': rhel9Kvm,
+  'debian12-xen': debian12Xen,
+  // The same host with pciback built into the kernel: only xen-pciback.hide= on the command line hides.
+  'debian12-xen-builtin': { ...debian12Xen, name: 'debian12-xen-builtin', pcibackAtBoot: true, spec: { ...DEBIAN12_SPEC, builtinModules: ['kernel/drivers/xen/xen-pciback/xen-pciback.ko'], modules: (DEBIAN12_SPEC.modules ?? []).filter((m) => !m.includes('pciback')) } },
 };
 
 export const DEFAULT_PROFILE = 'rhel5-xen';

@@ -63,7 +63,7 @@ export class SimHost implements HostBackend {
     return this.linux.hideConfig();
   }
 
-  winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[] }[]> {
+  winningHideSources(bdf: PciAddress): Promise<{ source: string; hidden: PciAddress[]; reason?: string }[]> {
     return this.linux.winningHideSources(bdf);
   }
 

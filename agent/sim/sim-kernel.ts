@@ -326,6 +326,7 @@ export class SimKernel implements CommandRunner {
     else if (program === 'ip') result = this.ip(args);
     else if (program === 'xm' || program === 'xl') result = await this.toolstack(program, args);
     else if (program === 'virsh') result = this.virsh(args);
+    else if (program === 'ovs-vsctl' && this.ovsBridges().size > 0) result = this.ovsVsctl(args);
     else if (program === 'reboot') {
       await this.startReboot();
       return ok();
@@ -382,6 +383,26 @@ export class SimKernel implements CommandRunner {
       for (const addr of iface.addresses ?? []) lines.push(`${i + 2}: ${name}    inet ${addr} scope global ${name}`);
     });
     return ok(`${lines.join('\n')}\n`);
+  }
+
+  /** Open vSwitch bridges of the spec and their ports (the interfaces that name them); empty when the host has no OVS. */
+  private ovsBridges(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const [name, iface] of Object.entries(this.opts.profile.spec.interfaces ?? {})) {
+      if (iface.ovsBridge !== undefined) out.set(iface.ovsBridge, [...(out.get(iface.ovsBridge) ?? []), name]);
+    }
+    return out;
+  }
+
+  /** `ovs-vsctl list-br` and `list-ports <bridge>`: what ovsdb holds, whether or not the port's device exists now. */
+  private ovsVsctl(args: readonly string[]): CommandResult {
+    const bridges = this.ovsBridges();
+    if (args.length === 1 && args[0] === 'list-br') return ok([...bridges.keys()].sort().map((b) => `${b}\n`).join(''));
+    if (args.length === 2 && args[0] === 'list-ports') {
+      const ports = bridges.get(args[1] ?? '');
+      return ports === undefined ? fail(`ovs-vsctl: no bridge named ${args[1] ?? ''}`) : ok(ports.sort().map((p) => `${p}\n`).join(''));
+    }
+    return fail(`ovs-vsctl ${args.join(' ')}: not simulated`);
   }
 
   private domain(name: string): SimState['domains'][number] | undefined {

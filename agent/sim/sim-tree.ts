@@ -87,8 +87,10 @@ export class SimTree {
     return isLink(this.path(hostPath)) ? basename(readlinkSync(this.path(hostPath))) : null;
   }
 
+  /** The device's sysfs directory: under the directories of the bridges it sits behind, as the kernel's device path runs. */
   deviceDir(bdf: string): string {
-    return `/sys/devices/pci${bdf.slice(0, 7)}/${bdf}`;
+    const parent = this.spec.devices.find((d) => d.bdf === bdf)?.parent;
+    return parent === undefined ? `/sys/devices/pci${bdf.slice(0, 7)}/${bdf}` : `${this.deviceDir(parent)}/${bdf}`;
   }
 
   /** A registered PCI driver directory with its control files, and its `module` link when it is a module. */
@@ -151,7 +153,9 @@ export class SimTree {
         this.write(`/sys/devices/virtual/net/${name}/bridge/bridge_id`, '8000.000000000000\n');
         this.mkdir(`/sys/devices/virtual/net/${name}/brif`);
       }
-      this.link(`/sys/class/net/${name}`, `/sys/devices/virtual/net/${name}`);
+      if (iface.macvtap) this.mkdir(`/sys/devices/virtual/net/${name}/macvtap/tap${20 + virtual.findIndex(([n]) => n === name)}`);
+      // sysfs shows /sys/class/net of the reader's own network namespace only.
+      if (!iface.otherNetns) this.link(`/sys/class/net/${name}`, `/sys/devices/virtual/net/${name}`);
     }
     for (const [name, iface] of virtual) if (iface.master) this.enslave(name, iface.master);
     let diskMajorMinor = 0;
@@ -167,6 +171,7 @@ export class SimTree {
         this.write(`${dir}/reset_method`, `${dev.resetMethod}\n`);
         this.write(`${dir}/reset`, '');
       }
+      writeFileSync(this.path(`${dir}/config`), configSpace(dev));
       this.link(`/sys/bus/pci/devices/${dev.bdf}`, dir);
       if (dev.iommuGroup !== undefined) {
         this.mkdir(`/sys/kernel/iommu_groups/${dev.iommuGroup}/devices`);
@@ -194,6 +199,45 @@ export class SimTree {
         this.link(`/sys/block/${disk.name}`, blockDir);
       });
     }
+    for (const pf of s.devices) {
+      if (!pf.sriovVfs) continue;
+      this.write(`${this.deviceDir(pf.bdf)}/sriov_totalvfs`, `${Math.max(pf.sriovVfs.length, 8)}\n`);
+      this.write(`${this.deviceDir(pf.bdf)}/sriov_numvfs`, `${pf.sriovVfs.length}\n`);
+      pf.sriovVfs.forEach((vf, i) => {
+        this.link(`${this.deviceDir(pf.bdf)}/virtfn${i}`, this.deviceDir(vf));
+        this.link(`${this.deviceDir(vf)}/physfn`, this.deviceDir(pf.bdf));
+      });
+    }
+    for (const dev of s.devices) {
+      for (const u of dev.usb ?? []) {
+        // A device behind a hub sits in the hub's directory: usb1/1-3/1-3.1.
+        const hops = u.port.split('.').map((_, i, all) => `${u.bus}-${all.slice(0, i + 1).join('.')}`);
+        const usbDir = `${this.deviceDir(dev.bdf)}/usb${u.bus}/${hops.join('/')}`;
+        this.write(`${usbDir}/idVendor`, `${u.idVendor}\n`);
+        this.write(`${usbDir}/idProduct`, `${u.idProduct}\n`);
+        if (u.product !== undefined) this.write(`${usbDir}/product`, `${u.product}\n`);
+      }
+      for (const minor of dev.drm ?? []) {
+        this.mkdir(`${this.deviceDir(dev.bdf)}/drm/${minor}`);
+        this.link(`${this.deviceDir(dev.bdf)}/drm/${minor}/device`, this.deviceDir(dev.bdf));
+        this.link(`/sys/class/drm/${minor}`, `${this.deviceDir(dev.bdf)}/drm/${minor}`);
+        this.write(`/dev/dri/${minor}`, '');
+      }
+    }
+    for (const head of s.nvmeHeads ?? []) {
+      const dir = `/sys/devices/virtual/nvme-subsystem/nvme-subsys0/${head.name}`;
+      const [major, minor] = (head.dev ?? '259:0').split(':').map(Number) as [number, number];
+      this.write(`${dir}/dev`, `${major}:${minor}\n`);
+      this.mkdir(`${dir}/holders`);
+      this.mkdir(`${dir}/slaves`);
+      for (const path of head.paths) this.link(`${dir}/multipath/${path}`, this.blockPath(path));
+      (head.partitions ?? []).forEach((p, j) => {
+        this.write(`${dir}/${p}/dev`, `${major}:${minor + j + 1}\n`);
+        this.write(`${dir}/${p}/partition`, `${j + 1}\n`);
+        this.mkdir(`${dir}/${p}/holders`);
+      });
+      this.link(`/sys/block/${head.name}`, dir);
+    }
     for (const dm of s.deviceMappers ?? []) {
       const dir = `/sys/devices/virtual/block/${dm.name}`;
       this.write(`${dir}/dev`, `253:${dm.name.replace(/\D/g, '')}\n`);
@@ -216,6 +260,16 @@ export class SimTree {
       this.link(`/sys/devices/virtual/graphics/${fb}/device`, this.deviceDir(bdf));
       this.link(`/sys/class/graphics/${fb}`, `/sys/devices/virtual/graphics/${fb}`);
     }
+    for (const pool of s.zfsPools ?? []) this.write(`/proc/spl/kstat/zfs/${pool}/state`, 'ONLINE\n');
+    for (const fs of s.btrfs ?? []) {
+      this.write(`/sys/fs/btrfs/${fs.uuid}/label`, `${fs.label ?? ''}\n`);
+      for (const dev of fs.devices) this.link(`/sys/fs/btrfs/${fs.uuid}/devices/${dev}`, this.blockPath(dev));
+    }
+    for (const proc of s.processes ?? []) {
+      this.write(`/proc/${proc.pid}/comm`, `${proc.comm}\n`);
+      this.mkdir(`/proc/${proc.pid}/fd`);
+      proc.open.forEach((node, i) => this.link(`/proc/${proc.pid}/fd/${i + 3}`, node));
+    }
     this.write('/proc/net/route', procNetRoute(s.routes ?? []));
     this.write('/proc/mounts', ['rootfs / rootfs rw 0 0', 'proc /proc proc rw 0 0', 'sysfs /sys sysfs rw 0 0', ...(s.mounts ?? []).map(([src, target, fs]) => `${src} ${target.replace(/ /g, '\\040')} ${fs ?? 'ext4'} rw,relatime 0 0`)].join('\n') + '\n');
     this.write('/proc/swaps', ['Filename\t\t\t\tType\t\tSize\tUsed\tPriority', ...(s.swaps ?? []).map((d) => `${d}                               partition\t2097148\t0\t-2`)].join('\n') + '\n');
@@ -224,6 +278,7 @@ export class SimTree {
     if (s.kernelRelease) {
       this.write('/proc/sys/kernel/osrelease', `${s.kernelRelease}\n`);
       this.write(`/lib/modules/${s.kernelRelease}/modules.dep`, (s.modules ?? []).map((m) => `${m}:\n`).join(''));
+      if (s.builtinModules) this.write(`/lib/modules/${s.kernelRelease}/modules.builtin`, s.builtinModules.map((m) => `${m}\n`).join(''));
     }
     if (s.xen) {
       this.mkdir('/proc/xen');
@@ -250,8 +305,37 @@ export class SimTree {
     }
     const dm = this.spec.deviceMappers?.find((d) => d.name === name);
     if (dm) return `/sys/devices/virtual/block/${dm.name}`;
+    for (const head of this.spec.nvmeHeads ?? []) {
+      const dir = `/sys/devices/virtual/nvme-subsystem/nvme-subsys0/${head.name}`;
+      if (head.name === name) return dir;
+      if (head.partitions?.includes(name)) return `${dir}/${name}`;
+    }
     throw new Error(`host spec has no disk or partition ${name}`);
   }
+}
+
+/**
+ * The first 256 bytes of a device's config space as sysfs `config` shows them: ids, class, header
+ * type (1 for a PCI-to-PCI bridge) and a capability list holding a PCI Express capability unless the
+ * device is conventional PCI. Its device/port type: root port for a bridge, endpoint otherwise.
+ */
+export function configSpace(dev: { vendor: string; device: string; class: string; pcie?: boolean }): Buffer {
+  const c = Buffer.alloc(256);
+  c.writeUInt16LE(parseInt(dev.vendor, 16), 0);
+  c.writeUInt16LE(parseInt(dev.device, 16), 2);
+  const cls = dev.class.length === 4 ? `${dev.class}00` : dev.class;
+  c.writeUInt8(parseInt(cls.slice(4, 6), 16), 0x09);
+  c.writeUInt8(parseInt(cls.slice(2, 4), 16), 0x0a);
+  c.writeUInt8(parseInt(cls.slice(0, 2), 16), 0x0b);
+  const bridge = cls.startsWith('0604');
+  c.writeUInt8(bridge ? 1 : 0, 0x0e);
+  if (dev.pcie !== false) {
+    c.writeUInt16LE(0x0010, 0x06);
+    c.writeUInt8(0x40, 0x34);
+    c.writeUInt8(0x10, 0x40);
+    c.writeUInt16LE(0x0002 | ((bridge ? 4 : 0) << 4), 0x42);
+  }
+  return c;
 }
 
 function leHex(octets: number[]): string {
@@ -395,6 +479,11 @@ export class SysfsKernel {
           this.host.link(`/sys/class/net/${iface}`, real);
           if (!this.host.spec.legacyNetLinks) this.host.link(`${real}/device`, parent);
           if (master) this.host.enslave(iface, master);
+          for (const [upper, u] of Object.entries(this.host.spec.interfaces ?? {})) {
+            if (u.lower !== iface) continue;
+            this.host.link(`${real}/upper_${upper}`, `/sys/devices/virtual/net/${upper}`);
+            this.host.link(`/sys/devices/virtual/net/${upper}/lower_${iface}`, real);
+          }
         } else {
           this.host.unlink(`/sys/class/net/${iface}`);
           if (master) this.host.unlink(`/sys/class/net/${master}/brif/${iface}`);

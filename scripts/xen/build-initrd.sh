@@ -30,7 +30,7 @@ node_bin=$(readlink -f "$(command -v node)") || die "node not found on PATH"
 agent_dir=${PTC_XEN_AGENT_DIR:-$rootfs/opt-ptctl}
 
 # Modules loaded by name in dom0 and in the guest (their dependencies are added automatically).
-DOM0_MODULES=(xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-pciback e1000 virtio_pci virtio_net)
+DOM0_MODULES=(xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-pciback e1000 virtio_pci virtio_net 8139cp bridge xen-netback)
 GUEST_MODULES=(xen-pcifront e1000)
 
 # --- skip when nothing changed ------------------------------------------------------------------

@@ -37,7 +37,8 @@ function pipeThroughReader(args: readonly string[]): Promise<{ code: number; hos
 void describe('ptctl output into a pipe', () => {
   let t: TestStack;
   before(async () => {
-    t = await startTestStack({ simHosts: HOSTS, temporal: false, heartbeatMs: 60_000 });
+    // 500 simulated kernels building their trees take a minute on a loaded 2-core machine.
+    t = await startTestStack({ simHosts: HOSTS, temporal: false, heartbeatMs: 60_000, agentsReadyMs: 180_000 });
   });
   after(async () => {
     await t[Symbol.asyncDispose]();

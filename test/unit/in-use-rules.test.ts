@@ -1,15 +1,19 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ScannedDevice } from '../../agent/backend.js';
 import { commandHandlers, type HandlerContext } from '../../agent/command-handlers.js';
 import { DeviceRecords } from '../../agent/device-records.js';
-import { RecordingRunner } from '../../agent/linux/command-runner.js';
-import { guestPhyDisks, splitLvmName } from '../../agent/linux/host-usage.js';
+import { type CannedCommand, RecordingRunner } from '../../agent/linux/command-runner.js';
+import { guestPhyDisks, parseZpoolStatus, readOpenGpuNodes, splitLvmName } from '../../agent/linux/host-usage.js';
+import { HostTree } from '../../agent/linux/host-tree.js';
 import { LinuxHost } from '../../agent/linux/linux-host.js';
-import { xenCoAssignmentGroups } from '../../agent/linux/sysfs-scan.js';
+import { conventionalBehind, xenCoAssignmentGroups } from '../../agent/linux/sysfs-scan.js';
+import { configSpace } from '../../agent/sim/sim-tree.js';
+import { chooseStrategy, iommuCompanions } from '../../policy/passthrough-policy.js';
+import type { PciDevice } from '../../schemas/inventory.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
 import type { PciAddress } from '../../schemas/pci-address.js';
 import { buildFixtureHost, type FixtureHost, type FixtureHostSpec } from '../helpers/sysfs-fixture.js';
@@ -70,7 +74,7 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function xenHost(spec: FixtureHostSpec = XEN_HOST()): { fx: FixtureHost; host: LinuxHost } {
+function xenHost(spec: FixtureHostSpec = XEN_HOST(), extra: CannedCommand[] = []): { fx: FixtureHost; host: LinuxHost; runner: RecordingRunner } {
   const fx = buildFixtureHost(spec);
   fixtures.push(fx);
   const pcibackDevices = (): string => spec.devices.filter((d) => fx.kernel.driverOf(d.bdf) === 'pciback').map((d) => `${d.bdf}\n`).join('');
@@ -81,7 +85,15 @@ function xenHost(spec: FixtureHostSpec = XEN_HOST()): { fx: FixtureHost; host: L
     { match: (a) => a[0] === 'xl' && a[1] === 'pci-list', result: { stdout: '' } },
     { match: ['xl', 'pci-assignable-list'], result: () => ({ stdout: pcibackDevices() }) },
   ]);
-  return { fx, host: new LinuxHost({ root: fx.root, runner, toolstack: 'xl', onSysfsWrite: fx.kernel.observer }) };
+  for (const c of extra) runner.on(c.match, c.result, c.times);
+  return { fx, host: new LinuxHost({ root: fx.root, runner, toolstack: 'xl', onSysfsWrite: fx.kernel.observer }), runner };
+}
+
+async function handlerCtx(spec: FixtureHostSpec, extra: CannedCommand[] = []): Promise<{ fx: FixtureHost; ctx: HandlerContext; runner: RecordingRunner }> {
+  const { fx, host, runner } = xenHost(spec, extra);
+  const dir = mkdtempSync(join(tmpdir(), 'ptctl-records-'));
+  dirs.push(dir);
+  return { fx, runner, ctx: { hostId: 'h1', backend: host, records: await DeviceRecords.open(dir), hotplugCap: { max: 10, windowMs: 60_000 }, now: Date.now, emit: async () => {}, checkpoint: () => {} } };
 }
 
 async function scanned(host: LinuxHost, bdf: string): Promise<ScannedDevice> {
@@ -277,5 +289,324 @@ void describe('the effective hide list (rule 15): another source that wins is re
     listed.cmdline = `root=/dev/sda1 xen-pciback.hide=(0000:00:0b.0)(${NIC})`;
     const ok = await hideCtx(listed);
     assert.equal((await commandHandlers.hide(ok.ctx, { bdf: NIC })).changed, true);
+  });
+});
+
+/** XEN_HOST with more devices, interfaces and facts: each real-host case below adds its own. */
+function withCase(extra: Partial<FixtureHostSpec> & { devices?: FixtureHostSpec['devices'] }): FixtureHostSpec {
+  const base = XEN_HOST();
+  return {
+    ...base,
+    ...extra,
+    devices: [...base.devices, ...(extra.devices ?? [])],
+    interfaces: { ...base.interfaces, ...extra.interfaces },
+    files: { ...base.files, ...extra.files },
+    deviceMappers: [...(base.deviceMappers ?? []), ...(extra.deviceMappers ?? [])],
+    mounts: [...(base.mounts ?? []), ...(extra.mounts ?? [])],
+    guests: { ...base.guests, ...extra.guests },
+  };
+}
+
+async function inventoryDevice(ctx: HandlerContext, bdf: string): Promise<PciDevice> {
+  const d = (await commandHandlers.inspect(ctx, {})).devices.find((x) => x.bdf === bdf);
+  assert.ok(d, `inventory has no ${bdf}`);
+  return d;
+}
+
+void describe('SR-IOV: a PF while its VFs are used, reload of a PF, VFs and the reboot strategy', () => {
+  const PF = '0000:02:00.0';
+  const IDLE_PF = '0000:03:00.0';
+  const SRIOV = (): FixtureHostSpec =>
+    withCase({
+      devices: [
+        { bdf: PF, vendor: '8086', device: '1521', class: '020000', driver: 'igb', net: ['eth4'], sriovVfs: ['0000:02:10.0', '0000:02:11.0', '0000:02:12.0'] },
+        { bdf: '0000:02:10.0', vendor: '8086', device: '1520', class: '020000', driver: 'igbvf', net: ['eth10'] },
+        { bdf: '0000:02:11.0', vendor: '8086', device: '1520', class: '020000', driver: 'pciback' },
+        { bdf: '0000:02:12.0', vendor: '8086', device: '1520', class: '020000', driver: 'pciback' },
+        { bdf: IDLE_PF, vendor: '8086', device: '10fb', class: '020000', driver: 'ixgbe', net: ['eth5'], sriovVfs: ['0000:03:10.0'] },
+        { bdf: '0000:03:10.0', vendor: '8086', device: '10ed', class: '020000', driver: 'pciback' },
+      ],
+      interfaces: { eth4: { operstate: 'down' }, eth5: { operstate: 'down' }, eth10: { operstate: 'down' } },
+      guests: { 'vm-web': `${guestConfig('phy:/dev/sdd')}pci = [ '0000:02:11.0' ]\n` },
+    });
+
+  void it('a PF is in use while a VF is on a host driver or assigned to a guest, and hide refuses it; one whose VFs are idle on pciback is not', async () => {
+    const { ctx } = await handlerCtx(SRIOV());
+    const pf = await inventoryDevice(ctx, PF);
+    assert.equal(pf.inUse, 'its SR-IOV VF 0000:02:10.0 is bound to host driver igbvf; its SR-IOV VF 0000:02:11.0 is assigned to guest vm-web');
+    assert.deepEqual(pf.sriovVfs, ['0000:02:10.0', '0000:02:11.0', '0000:02:12.0']);
+    await assert.rejects(commandHandlers.hide(ctx, { bdf: PF }), (err: unknown) => isPtcError(err) && err.code === ErrorCode.DEVICE_IN_USE);
+    assert.equal((await inventoryDevice(ctx, IDLE_PF)).inUse, null);
+    assert.equal((await inventoryDevice(ctx, '0000:03:10.0')).sriovPf, IDLE_PF);
+  });
+
+  void it('reloading a PF’s driver would remove its VFs (RELOAD_UNSAFE); a VF refuses the reboot strategy (STRATEGY_UNSUPPORTED), also when auto would pick it', async () => {
+    const { ctx } = await handlerCtx(SRIOV());
+    const inv = await commandHandlers.inspect(ctx, {});
+    const pf = inv.devices.find((d) => d.bdf === IDLE_PF);
+    const vf = inv.devices.find((d) => d.bdf === '0000:03:10.0');
+    assert.ok(pf && vf);
+    const reload = chooseStrategy(inv, pf, 'reload');
+    assert.ok(!reload.ok && reload.code === ErrorCode.RELOAD_UNSAFE, JSON.stringify(reload));
+    assert.match(reload.message, /would remove the SR-IOV VFs 0000:03:10\.0 of 0000:03:00\.0/);
+    const reboot = chooseStrategy(inv, vf, 'reboot');
+    assert.ok(!reboot.ok && reboot.code === ErrorCode.STRATEGY_UNSUPPORTED, JSON.stringify(reboot));
+    assert.match(reboot.message, /SR-IOV VF of 0000:03:00\.0/);
+    const auto = chooseStrategy({ ...inv, capabilities: ['reboot', 'hotplug'] }, vf, 'auto');
+    assert.ok(!auto.ok && auto.code === ErrorCode.STRATEGY_UNSUPPORTED);
+    assert.deepEqual(chooseStrategy(inv, vf, 'dynamic'), { ok: true, strategy: 'dynamic' });
+  });
+});
+
+void describe('Open vSwitch: a port of a bridge that carries guests’ interfaces', () => {
+  const OVS = (): FixtureHostSpec =>
+    withCase({
+      devices: [
+        { bdf: '0000:00:0c.0', vendor: '8086', device: '100e', class: '020000', driver: 'e1000', net: ['eth3'] },
+        { bdf: '0000:00:0d.0', vendor: '8086', device: '100e', class: '020000', driver: 'e1000', net: ['eth7'] },
+      ],
+      // Every OVS port's master is the datapath device, whatever its bridge.
+      interfaces: { 'ovs-system': { operstate: 'down' }, eth3: { operstate: 'up', master: 'ovs-system' }, eth7: { operstate: 'up', master: 'ovs-system' }, 'vif3.1': { operstate: 'up', master: 'ovs-system' } },
+    });
+  const VSCTL: CannedCommand[] = [
+    { match: ['ovs-vsctl', 'list-br'], result: { stdout: 'br-ex\nbr-idle\n' } },
+    { match: ['ovs-vsctl', 'list-ports', 'br-ex'], result: { stdout: 'eth3\nvif3.1\n' } },
+    { match: ['ovs-vsctl', 'list-ports', 'br-idle'], result: { stdout: 'eth7\n' } },
+  ];
+
+  void it('a NIC on an OVS bridge with a guest vif is in use, naming the bridge and the guest; one on a bridge without guests is idle', async () => {
+    const { host } = xenHost(OVS(), VSCTL);
+    assert.equal((await scanned(host, '0000:00:0c.0')).inUse, "eth3 is a port of Open vSwitch bridge br-ex, which carries guests' interfaces vif3.1 (vm-web)");
+    assert.equal((await scanned(host, '0000:00:0d.0')).inUse, null);
+  });
+
+  void it('fails closed: when ovs-vsctl is missing or fails, every OVS port is in use', async () => {
+    const { host } = xenHost(OVS(), [{ match: ['ovs-vsctl', 'list-br'], result: { code: 127, stderr: 'spawn ovs-vsctl ENOENT' } }]);
+    for (const bdf of ['0000:00:0c.0', '0000:00:0d.0']) {
+      assert.match((await scanned(host, bdf)).inUse ?? '', /is a port of Open vSwitch and its bridge cannot be read \(ovs-vsctl list-br failed: spawn ovs-vsctl ENOENT\), so it counts as in use/);
+    }
+    assert.equal((await scanned(host, '0000:00:06.0')).inUse, null, 'a NIC outside OVS is not affected');
+  });
+});
+
+void describe('macvtap: the lower device of a guest’s macvtap', () => {
+  void it('a NIC under a macvtap is in use naming it, also when the macvtap was renamed (its macvtap/tapN device says what it is)', async () => {
+    const spec = withCase({
+      devices: [
+        { bdf: '0000:00:0e.0', vendor: '8086', device: '100e', class: '020000', driver: 'e1000', net: ['eth8'] },
+        { bdf: '0000:00:0f.0', vendor: '8086', device: '100e', class: '020000', driver: 'e1000', net: ['eth9'] },
+      ],
+      interfaces: { eth8: { operstate: 'up' }, eth9: { operstate: 'up' }, macvtap0: { operstate: 'up', lower: 'eth8', macvtap: true }, 'mvt-web': { operstate: 'up', lower: 'eth9', macvtap: true } },
+    });
+    const { host } = xenHost(spec);
+    assert.equal((await scanned(host, '0000:00:0e.0')).inUse, "eth8 carries macvtap0, a guest's interface");
+    assert.equal((await scanned(host, '0000:00:0f.0')).inUse, "eth9 carries mvt-web, a guest's interface");
+  });
+
+  void it('a NIC under a macvlan moved into a container’s network namespace is in use; one under an idle macvlan of the host is not', async () => {
+    const spec = withCase({
+      devices: [
+        { bdf: '0000:00:0e.0', vendor: '8086', device: '100e', class: '020000', driver: 'e1000', net: ['eth8'] },
+        { bdf: '0000:00:0f.0', vendor: '8086', device: '100e', class: '020000', driver: 'e1000', net: ['eth9'] },
+      ],
+      interfaces: { eth8: { operstate: 'up' }, eth9: { operstate: 'up' }, mvl0: { operstate: 'up', lower: 'eth8', otherNetns: true }, mvl1: { operstate: 'down', lower: 'eth9' } },
+    });
+    const { host } = xenHost(spec);
+    assert.equal((await scanned(host, '0000:00:0e.0')).inUse, "eth8 carries mvl0, which is in another network namespace (a container's or a guest's), so it counts as in use");
+    assert.equal((await scanned(host, '0000:00:0f.0')).inUse, null);
+  });
+});
+
+void describe('NVMe multipath, ZFS and btrfs members', () => {
+  const STORAGE = (): FixtureHostSpec =>
+    withCase({
+      devices: [
+        { bdf: '0000:00:10.0', vendor: '144d', device: 'a808', class: '010802', driver: 'nvme', disks: [{ name: 'nvme0c0n1', dev: '259:1' }] },
+        { bdf: '0000:00:11.0', vendor: '144d', device: 'a808', class: '010802', driver: 'nvme', disks: [{ name: 'nvme0c1n1', dev: '259:2' }] },
+        { bdf: '0000:00:12.0', vendor: '1000', device: '0072', class: '010700', driver: 'mpt2sas', disks: [{ name: 'sdf', dev: '8:80', partitions: ['sdf1', 'sdf9'] }, { name: 'sdg', dev: '8:96', partitions: ['sdg1', 'sdg9'] }] },
+        { bdf: '0000:00:13.0', vendor: '1000', device: '0072', class: '010700', driver: 'mpt2sas', disks: [{ name: 'sdh', dev: '8:112' }, { name: 'sdi', dev: '8:128' }] },
+      ],
+      nvmeHeads: [{ name: 'nvme0n1', dev: '259:0', paths: ['nvme0c0n1', 'nvme0c1n1'], partitions: ['nvme0n1p1', 'nvme0n1p2'] }],
+      deviceMappers: [{ name: 'dm-2', mapperName: 'vg1-data', uuid: 'LVM-vg1data000000000000000000000000000000', slaves: ['nvme0n1p2'], devLinks: ['/dev/vg1/data'] }],
+      mounts: [
+        ['/dev/nvme0n1p1', '/srv', 'xfs'],
+        ['/dev/sdh', '/mnt/pool', 'btrfs'],
+      ],
+      zfsPools: ['tank'],
+      btrfs: [{ uuid: '5f0c3a2e-8b1d-4e6f-9a7c-2d4b6e8f0a1c', label: 'pool', devices: ['sdh', 'sdi'] }],
+    });
+  const ZPOOL = `  pool: tank
+ state: ONLINE
+config:
+
+\tNAME           STATE     READ WRITE CKSUM
+\ttank           ONLINE       0     0     0
+\t  mirror-0     ONLINE       0     0     0
+\t    /dev/sdf1  ONLINE       0     0     0
+\t    /dev/sdg1  ONLINE       0     0     0
+
+errors: No known data errors
+`;
+  const zpool = (result: CannedCommand['result']): CannedCommand[] => [{ match: ['zpool', 'status', '-P'], result }];
+
+  void it('every controller with a path of an NVMe multipath head is in use when the head is mounted or held', async () => {
+    const { host } = xenHost(STORAGE(), zpool({ stdout: ZPOOL }));
+    for (const [bdf, path] of [
+      ['0000:00:10.0', 'nvme0c0n1'],
+      ['0000:00:11.0', 'nvme0c1n1'],
+    ] as const) {
+      assert.equal((await scanned(host, bdf)).inUse, `it controls ${path} (a path of NVMe multipath head nvme0n1), mounted on /srv, a physical volume of LVM volume group vg1 (logical volumes data)`);
+    }
+  });
+
+  void it('a controller with a ZFS pool’s vdevs is in use (zpool status -P); when zpool fails every storage controller is', async () => {
+    const ok = xenHost(STORAGE(), zpool({ stdout: ZPOOL }));
+    assert.equal((await scanned(ok.host, '0000:00:12.0')).inUse, 'it controls sdf, a member of ZFS pool tank; sdg, a member of ZFS pool tank');
+    assert.equal((await scanned(ok.host, '0000:00:0a.0')).inUse, null);
+    const failed = xenHost(STORAGE(), zpool({ code: 1, stderr: 'The ZFS modules are not loaded.' }));
+    for (const bdf of ['0000:00:12.0', '0000:00:0a.0']) {
+      assert.match((await scanned(failed.host, bdf)).inUse ?? '', /ZFS pool tank \(its vdevs could not be listed: zpool status -P exited 1: The ZFS modules are not loaded\.\) cannot be traced to a controller, so every storage controller counts as in use/);
+    }
+  });
+
+  void it('every member disk of a mounted btrfs filesystem is in use, not only the one /proc/mounts names', async () => {
+    const { host } = xenHost(STORAGE(), zpool({ stdout: ZPOOL }));
+    assert.equal((await scanned(host, '0000:00:13.0')).inUse, 'it controls sdh, mounted on /mnt/pool, a member of mounted btrfs filesystem pool; sdi, a member of mounted btrfs filesystem pool');
+  });
+
+  void it('parses zpool status -P', () => {
+    assert.deepEqual([...parseZpoolStatus(ZPOOL)], [['tank', ['/dev/sdf1', '/dev/sdg1']]]);
+  });
+});
+
+void describe('GPUs with open device nodes, and the BMC’s VGA', () => {
+  const GPUS = (): FixtureHostSpec =>
+    withCase({
+      devices: [
+        { bdf: '0000:00:14.0', vendor: '10de', device: '1eb8', class: '030000', bootVga: false, driver: 'nouveau', drm: ['card1', 'renderD129'] },
+        { bdf: '0000:00:15.0', vendor: '10de', device: '1eb8', class: '030200', driver: 'nvidia' },
+        { bdf: '0000:00:16.0', vendor: '10de', device: '1eb8', class: '030000', bootVga: false, driver: 'nouveau', drm: ['card2'] },
+        { bdf: '0000:00:17.0', vendor: '1a03', device: '2000', class: '030000', bootVga: false, driver: 'ast' },
+        {
+          bdf: '0000:00:1d.0',
+          vendor: '8086',
+          device: 'a36d',
+          class: '0c0330',
+          driver: 'xhci_hcd',
+          usb: [
+            { bus: 1, port: '3', idVendor: '046b', idProduct: 'ff01', product: 'Virtual Hub' },
+            { bus: 1, port: '3.1', idVendor: '046b', idProduct: 'ffb0', product: 'Virtual Ethernet' },
+          ],
+        },
+        { bdf: '0000:00:1d.1', vendor: '8086', device: 'a36d', class: '0c0330', driver: 'xhci_hcd', usb: [{ bus: 2, port: '1', idVendor: '0781', idProduct: '5581', product: 'Ultra' }] },
+      ],
+      processes: [
+        { pid: 4242, comm: 'Xorg', open: ['/dev/null', '/dev/dri/card1'] },
+        { pid: 977, comm: 'ollama', open: ['/dev/dri/renderD129'] },
+        { pid: 5150, comm: 'python3', open: ['/dev/nvidiactl'] },
+      ],
+      files: { '/proc/driver/nvidia/gpus/0000:00:15.0/information': 'Model: \t\t Tesla T4\nDevice Minor: \t 0\n', '/dev/nvidia0': '', '/dev/nvidiactl': '', '/dev/null': '' },
+    });
+
+  void it('a GPU whose DRM or nvidia nodes a process holds open is in use naming the processes; one whose nodes nobody opened is idle', async () => {
+    const { host } = xenHost(GPUS());
+    assert.equal((await scanned(host, '0000:00:14.0')).inUse, 'its device node /dev/dri/card1 is open by process 4242 (Xorg); its device node /dev/dri/renderD129 is open by process 977 (ollama)');
+    assert.equal((await scanned(host, '0000:00:15.0')).inUse, 'its device node /dev/nvidiactl is open by process 5150 (python3)');
+    assert.equal((await scanned(host, '0000:00:16.0')).inUse, null);
+  });
+
+  void it('fails closed: a process whose open files cannot be read makes every GPU with a device node in use', async () => {
+    const fx = buildFixtureHost(GPUS());
+    fixtures.push(fx);
+    class Unreadable extends HostTree {
+      override async listReadable(hostPath: string): Promise<string[] | null> {
+        return hostPath === '/proc/977/fd' ? null : super.listReadable(hostPath);
+      }
+    }
+    const nodes = await readOpenGpuNodes(new Unreadable(fx.root));
+    assert.equal(nodes.get('0000:00:16.0'), 'its device node /dev/dri/card2 exists and the open files of process 977 cannot be read, so it counts as in use');
+    assert.equal(nodes.get('0000:00:14.0'), 'its device node /dev/dri/card1 is open by process 4242 (Xorg)');
+  });
+
+  void it('the BMC’s ASPEED VGA is in use as the remote console, though it is not the boot VGA', async () => {
+    const { host } = xenHost(GPUS());
+    assert.equal((await scanned(host, '0000:00:17.0')).inUse, "it is the BMC's VGA (ASPEED), the host's remote console");
+  });
+
+  void it('a USB controller carrying the BMC’s virtual USB devices (AMI 046b) is in use; one with a USB stick is not', async () => {
+    const { host } = xenHost(GPUS());
+    assert.equal((await scanned(host, '0000:00:1d.0')).inUse, "it carries the BMC's virtual USB devices 046b:ff01 (Virtual Hub), 046b:ffb0 (Virtual Ethernet) (remote keyboard, media or LAN over USB)");
+    assert.equal((await scanned(host, '0000:00:1d.1')).inUse, null);
+  });
+});
+
+void describe('Xen co-assignment behind a conventional PCI bridge', () => {
+  void it('the devices behind a PCI-to-PCI bridge without a PCI Express capability form one group; behind a PCIe root port they stay alone', async () => {
+    const spec = withCase({
+      devices: [
+        { bdf: '0000:00:1e.0', vendor: '8086', device: '244e', class: '060401', driver: null, pcie: false },
+        { bdf: '0000:05:00.0', vendor: '8086', device: '100e', class: '020000', driver: 'e1000', net: ['eth11'], parent: '0000:00:1e.0', pcie: false },
+        { bdf: '0000:05:01.0', vendor: '1102', device: '0002', class: '040100', driver: null, parent: '0000:00:1e.0', pcie: false },
+        { bdf: '0000:00:1c.0', vendor: '8086', device: '2940', class: '060400', driver: 'pcieport' },
+        { bdf: '0000:06:00.0', vendor: '8086', device: '10d3', class: '020000', driver: 'e1000e', net: ['eth12'], parent: '0000:00:1c.0' },
+      ],
+      interfaces: { eth11: { operstate: 'down' }, eth12: { operstate: 'down' } },
+    });
+    const { ctx } = await handlerCtx(spec);
+    const inv = await commandHandlers.inspect(ctx, {});
+    assert.deepEqual(inv.devices.filter((d) => d.iommuGroup !== null).map((d) => [d.bdf, d.iommuGroup]), [
+      ['0000:05:00.0', 0xf0],
+      ['0000:05:01.0', 0xf0],
+    ]);
+    const nic = inv.devices.find((d) => d.bdf === '0000:05:00.0');
+    assert.ok(nic);
+    assert.deepEqual(iommuCompanions(inv, nic).map((d) => d.bdf), ['0000:05:01.0']);
+  });
+
+  void it('SR-IOV VFs sharing a slot are not companions (every VF has FLR by the SR-IOV specification), even where the kernel does not list reset methods', () => {
+    const vf = (bdf: string): { bdf: PciAddress; class: string; resetMethod: null; sriovVf: boolean } => ({ bdf: bdf, class: '0200', resetMethod: null, sriovVf: true });
+    assert.deepEqual([...xenCoAssignmentGroups([vf('0000:03:10.0'), vf('0000:03:10.4')])], []);
+  });
+
+  void it('reads conventional PCI from the capability list in config space: no PCI Express capability, or a PCI Express-to-PCI bridge; unreadable counts as conventional', () => {
+    const bridge = { vendor: '8086', device: '244e', class: '060400' };
+    assert.equal(conventionalBehind(configSpace({ ...bridge, pcie: false })), true);
+    assert.equal(conventionalBehind(configSpace(bridge)), false);
+    const toPci = configSpace(bridge);
+    toPci.writeUInt16LE(0x0002 | (0x7 << 4), 0x42);
+    assert.equal(conventionalBehind(toPci), true);
+    assert.equal(conventionalBehind(null), true);
+  });
+});
+
+void describe('the effective hide list (rule 15): a built-in pciback and a pciback loaded from the initramfs', () => {
+  const NIC = '0000:00:06.0';
+  const BUILTIN = ['kernel/drivers/xen/xen-pciback/xen-pciback.ko'];
+
+  void it('a built-in pciback reads only the kernel command line: hide is NOT_HIDDEN naming it, unless the command line lists the device', async () => {
+    const { fx, ctx } = await handlerCtx(withCase({ builtinModules: BUILTIN, modules: [] }));
+    await assert.rejects(commandHandlers.hide(ctx, { bdf: NIC }), (err: unknown) => {
+      assert.ok(isPtcError(err) && err.code === ErrorCode.NOT_HIDDEN, String(err));
+      assert.match(err.message, /^host h1: xen-pciback is built into this kernel \(modules\.builtin\), so it ignores \/etc\/modprobe\.d\/ptctl-pciback\.conf and only xen-pciback\.hide= on the kernel command line hides devices; add 0000:00:06\.0 to xen-pciback\.hide=/);
+      return true;
+    });
+    assert.equal(fx.read('/etc/modprobe.d/ptctl-pciback.conf'), null);
+    const listed = await handlerCtx(withCase({ builtinModules: BUILTIN, modules: [], cmdline: `root=/dev/sda1 xen-pciback.hide=(${NIC})` }));
+    assert.equal((await commandHandlers.hide(listed.ctx, { bdf: NIC })).changed, true);
+  });
+
+  void it('pciback loaded from the initramfs (initramfs-tools or dracut): hide refuses naming the rebuild, until the image is newer than a file that lists the device', async () => {
+    const tools = await handlerCtx(withCase({ files: { '/etc/initramfs-tools/modules': '# modules for the initramfs\nxen-pciback\n' } }));
+    await assert.rejects(commandHandlers.hide(tools.ctx, { bdf: NIC }), /host h1: xen-pciback loads from the initramfs \(\/etc\/initramfs-tools\/modules\).*run `update-initramfs -u`, then retry/);
+    assert.equal(tools.fx.read('/etc/modprobe.d/ptctl-pciback.conf'), null);
+    const dracut = await handlerCtx(withCase({ files: { '/etc/dracut.conf.d/xen.conf': 'add_drivers+=" xen-pciback "\n' } }));
+    await assert.rejects(commandHandlers.hide(dracut.ctx, { bdf: NIC }), /loads from the initramfs \(\/etc\/dracut\.conf\.d\/xen\.conf\).*run `dracut -f`/);
+    // The operator listed the device and rebuilt the image afterwards.
+    const rebuilt = await handlerCtx(
+      withCase({ files: { '/etc/initramfs-tools/modules': 'xen-pciback\n', '/etc/modprobe.d/ptctl-pciback.conf': `options xen-pciback hide=(${NIC})\n`, '/boot/initrd.img-6.1.0-56-amd64': '' } }),
+    );
+    const past = new Date(Date.now() - 60_000);
+    utimesSync(rebuilt.fx.path('/etc/modprobe.d/ptctl-pciback.conf'), past, past);
+    await commandHandlers.hide(rebuilt.ctx, { bdf: NIC });
   });
 });

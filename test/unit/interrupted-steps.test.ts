@@ -29,18 +29,21 @@ const SPEC: FixtureHostSpec = {
 };
 
 const cleanup: string[] = [];
-after(() => {
+const hosts: LinuxHost[] = [];
+after(async () => {
+  for (const h of hosts) await h.close();
   for (const d of cleanup) rmSync(d, { recursive: true, force: true });
 });
 
 interface SetupOptions {
   onWrite?: (w: SysfsWrite, fx: FixtureHost) => void;
   sysfsWriteTimeoutMs?: number;
+  isolateSysfsWrites?: boolean;
   /** Reuse a host tree and state dir: the same machine after an agent restart. */
   restartOf?: { fx: FixtureHost; stateDir: string };
 }
 
-async function setup({ onWrite, sysfsWriteTimeoutMs, restartOf }: SetupOptions = {}): Promise<{ fx: FixtureHost; host: LinuxHost; ctx: HandlerContext; stateDir: string }> {
+async function setup({ onWrite, sysfsWriteTimeoutMs, isolateSysfsWrites, restartOf }: SetupOptions = {}): Promise<{ fx: FixtureHost; host: LinuxHost; ctx: HandlerContext; stateDir: string }> {
   const fx = restartOf?.fx ?? buildFixtureHost(SPEC);
   cleanup.push(fx.root);
   const runner = new RecordingRunner([
@@ -55,7 +58,9 @@ async function setup({ onWrite, sysfsWriteTimeoutMs, restartOf }: SetupOptions =
     toolstack: 'xl',
     onSysfsWrite: (w) => (onWrite ? onWrite(w, fx) : fx.kernel.observer(w)),
     ...(sysfsWriteTimeoutMs === undefined ? {} : { sysfsWriteTimeoutMs }),
+    ...(isolateSysfsWrites === undefined ? {} : { isolateSysfsWrites }),
   });
+  hosts.push(host);
   const stateDir = restartOf?.stateDir ?? mkdtempSync(join(tmpdir(), 'ptctl-steps-'));
   cleanup.push(stateDir);
   const ctx = await fixtureHandlerContext(host, stateDir, { opId: 'op-1' });
@@ -118,6 +123,32 @@ void describe('a sysfs write that never returns', () => {
       await new Promise((r) => setTimeout(r, 50));
       closeSync(reader);
     }
+  });
+});
+
+void describe('sysfs writes in a supervised child (real hosts)', () => {
+  void it('a write that never returns holds only the writer process: it fails after its timeout, and the next write gets a new writer', async () => {
+    const { fx, host } = await setup({ sysfsWriteTimeoutMs: 500, isolateSysfsWrites: true });
+    const bind = fx.path('/sys/bus/pci/drivers/pciback/bind');
+    unlinkSync(bind);
+    execFileSync('mkfifo', [bind]);
+    const started = Date.now();
+    await assert.rejects(host.bindStub(NIC), (e) => isPtcError(e, ErrorCode.COMMAND_FAILED) && /did not return within 0.5 s/.test(e.message));
+    assert.ok(Date.now() - started < 5000);
+    // Nothing to unblock here (the writer was killed); the device went back to e1000 through a new writer.
+    assert.equal(fx.kernel.driverOf(NIC), 'e1000');
+    unlinkSync(bind);
+    execFileSync('touch', [bind]);
+    await host.bindStub(NIC);
+    assert.equal(fx.kernel.driverOf(NIC), 'pciback');
+  });
+
+  void it('reports the kernel\'s refusal from the child as the in-process write does', async () => {
+    const { host } = await setup({ isolateSysfsWrites: true });
+    await assert.rejects(host.bindHostDriver('0000:00:04.0', 'no-such-driver'), (e) => isPtcError(e, ErrorCode.COMMAND_FAILED));
+    const { fx, host: h2 } = await setup({ isolateSysfsWrites: true });
+    unlinkSync(fx.path('/sys/bus/pci/drivers/pciback/bind'));
+    await assert.rejects(h2.bindStub(NIC), (e) => isPtcError(e, ErrorCode.COMMAND_FAILED) && /failed: ENOENT/.test(e.message));
   });
 });
 

@@ -373,6 +373,12 @@ void describe('preflight (every rule, in order)', () => {
     assert.equal(assertOk(preflight(inv, req(IDLE_BNX2, 'vm-hvm'))).plan.strategy, 'reboot');
     assert.equal(assertOk(preflight(inv, req(E1000E, 'vm-hvm'))).plan.strategy, 'reload');
   });
+  void it('refuses a guest whose config cannot be read with GUEST_CONFIG_INVALID, as the agent does; a replayed history without the rule does not', () => {
+    const inv = rhel5Xen({ guests: { 'vm-hvm': { configProblem: 'line 4: unterminated string' } } });
+    assertRefused(preflight(inv, req(IDLE_BNX2, 'vm-hvm')), ErrorCode.GUEST_CONFIG_INVALID, 'vm-hvm', 'line 4: unterminated string');
+    assertOk(preflight(inv, req(IDLE_BNX2, 'vm-hvm'), { guestConfig: false, sriov: true }));
+    assertOk(preflight(rhel5Xen({ guests: { 'vm-hvm': { configProblem: null } } }), req(IDLE_BNX2, 'vm-hvm')));
+  });
   void it('refuses an unsupported explicit strategy', () => {
     const inv = rhel5Xen({ host: { capabilities: ['reboot', 'hotplug'] } });
     assertRefused(preflight(inv, req(E1000E, 'vm-hvm', 'dynamic')), ErrorCode.STRATEGY_UNSUPPORTED, E1000E);

@@ -7,7 +7,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseModprobeConf, renderModprobeConf, withHidden } from '../../agent/modprobe-conf.js';
 import { KERNEL_HOTPLUG_LIMIT, KERNEL_HOTPLUG_WINDOW_MS, SimHost, type SimFaultsInput } from '../../agent/sim/sim-host.js';
 import { SIM_PROFILES } from '../../agent/sim/profiles.js';
+import { DeviceRecords } from '../../agent/device-records.js';
+import { readInventory } from '../../agent/host-inventory.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
+import { HostInventory } from '../../schemas/inventory.js';
 
 const UPLINK = '0000:01:00.0';
 const ROOT_DISK = '0000:03:00.0';
@@ -438,5 +441,38 @@ void describe('SimHost: refused writes (fleet-file fault)', () => {
     assert.deepEqual(host.kernel.facts.pcibackSlots, []);
     await host.bindStub(BDF);
     assert.equal(await driverOf(host, BDF), 'pciback');
+  });
+});
+
+void describe('SimHost: the debian12-xen profile holds the real-host cases', () => {
+  void it('the linux backend finds exactly the devices the profile says the host needs, and groups the two devices behind the conventional bridge', async () => {
+    const { host } = await openHost({}, new Clock(), undefined, 'debian12-xen');
+    const profile = SIM_PROFILES['debian12-xen'];
+    assert.ok(profile);
+    // The inventory, not the bare scan: a PF's use through its VFs' guests is known once the guests' configs are read.
+    const records = mkdtempSync(join(TMP, 'ptctl-records-'));
+    dirs.push(records);
+    const scan = await readInventory('h1', host, await DeviceRecords.open(records));
+    // What the agent publishes must pass the schema, with the new SR-IOV fields.
+    HostInventory.parse(scan);
+    const used = Object.fromEntries(scan.devices.filter((d) => d.inUse !== null).map((d) => [d.bdf, d.inUse]));
+    assert.deepEqual(Object.keys(used).sort(), Object.keys(profile.inUse).sort(), JSON.stringify(used, null, 1));
+    assert.match(used['0000:00:02.0'] ?? '', /BMC's VGA \(ASPEED\)/);
+    assert.match(used['0000:03:00.0'] ?? '', /^its SR-IOV VF 0000:03:10\.0 is bound to host driver igbvf; its SR-IOV VF 0000:03:10\.4 is assigned to guest vm-db$/);
+    assert.equal(used['0000:06:00.0'], "eno4 is a port of Open vSwitch bridge br-guests, which carries guests' interfaces vif2.0 (vm-db)");
+    assert.match(used['0000:07:00.0'] ?? '', /^it controls nvme0c0n1 \(a path of NVMe multipath head nvme0n1\), mounted on \/ and \/boot\/efi, a physical volume of LVM volume group guests/);
+    assert.equal(used['0000:09:00.0'], 'its device node /dev/dri/card1 is open by process 1312 (Xorg)');
+    assert.deepEqual(scan.devices.filter((d) => d.iommuGroup !== null).map((d) => [d.bdf, d.iommuGroup]), [
+      ['0000:05:00.0', 0xf0],
+      ['0000:05:01.0', 0xf0],
+    ]);
+    assert.deepEqual(scan.devices.find((d) => d.bdf === '0000:04:10.0')?.sriovPf, '0000:04:00.0');
+  });
+
+  void it('with pciback built in, hiding a device refuses NOT_HIDDEN naming the kernel command line', async () => {
+    const { host } = await openHost({}, new Clock(), undefined, 'debian12-xen-builtin');
+    const [winner] = await host.winningHideSources('0000:0a:00.0');
+    assert.equal(winner?.source, '/proc/cmdline');
+    assert.match(winner?.reason ?? '', /xen-pciback is built into this kernel \(modules\.builtin\)/);
   });
 });

@@ -11,7 +11,8 @@
 // scenario asks for its next step. QEMU's user network (restrict=on) carries two guestfwd addresses:
 // 10.0.2.100:4222 -> NATS, 10.0.2.101:4223 -> the step server (both through relay.mjs).
 // Env: PTC_XEN_CACHE, PTC_XEN_TIMEOUT (whole QEMU run, default 1500 s), PTC_XEN_QEMU, PTC_XEN_VERBOSE.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { appendOverlay, brief, cliArgs, createReport, devOf, newLogPath, phase, secs, startQemu, startStepServer, unsafeQemuPath } from '../realsys/harness.mjs';
@@ -29,6 +30,9 @@ const qemuBin = process.env.PTC_XEN_QEMU ?? 'qemu-system-x86_64';
 const HOST_ID = 'xen-dom0';
 const BDF = '0000:00:04.0'; // e1000: the passthrough candidate
 const UPLINK_BDF = '0000:00:05.0'; // virtio-net: dom0's uplink to NATS
+const BRIDGE_NIC_BDF = '0000:00:06.0'; // rtl8139 (8139cp): the only NIC port of xenbr1, which carries pvhot's vif
+const BRIDGE = 'xenbr1';
+const NODRV_BDF = '0000:00:07.0'; // QEMU's edu (1234:11e8): no Linux driver binds it
 const NATS_FWD = '10.0.2.100:4222';
 const STEP_FWD = '10.0.2.101:4223';
 const KMOD_FILE = '/etc/modprobe.d/ptctl-pciback.conf';
@@ -49,6 +53,35 @@ for (const f of ['xen', 'vmlinuz', 'dom0.img']) {
   }
 }
 
+// Which modules of the WHOLE Debian kernel (not only the few in dom0's initramfs) claim a modalias:
+// kmod's depmod over a tree of links to the sysroot's modules, then `modprobe -R`. null: no lookup.
+const sysroot = path.join(cache, 'sysroot');
+let aliasTree = null;
+function kernelModulesFor(modalias) {
+  const kver = (() => {
+    try {
+      const v = readFileSync(path.join(sysroot, '.ptc-versions'), 'utf8').match(/^KABI=(\S+)/m)?.[1];
+      return v ? `${v}-amd64` : null;
+    } catch {
+      return null;
+    }
+  })();
+  if (!kver) return null;
+  const lib = path.join(sysroot, 'lib', 'x86_64-linux-gnu');
+  const kmod = (argv0, argv) => spawnSync(path.join(lib, 'ld-linux-x86-64.so.2'), ['--library-path', `${lib}:${path.join(sysroot, 'usr', 'lib', 'x86_64-linux-gnu')}`, '--argv0', argv0, path.join(sysroot, 'bin', 'kmod'), ...argv], { encoding: 'utf8', timeout: 60_000 });
+  if (aliasTree === null) {
+    const t = path.join(cache, 'modalias');
+    rmSync(t, { recursive: true, force: true });
+    mkdirSync(path.join(t, 'lib', 'modules'), { recursive: true });
+    const cp = spawnSync('cp', ['-as', path.join(sysroot, 'lib', 'modules', kver), path.join(t, 'lib', 'modules')], { timeout: 60_000 });
+    const dm = cp.status === 0 ? kmod('depmod', ['-b', t, kver]) : null;
+    if (dm?.status !== 0) return null;
+    aliasTree = t;
+  }
+  const r = kmod('modprobe', ['-d', aliasTree, '-S', kver, '-R', modalias]);
+  return r.status === 0 ? r.stdout.split('\n').filter(Boolean) : /not found/.test(r.stderr) ? [] : null;
+}
+
 // --- 2. NATS on loopback, with nkey users for the orchestrator and xen-dom0 only, 3. the step server
 const stackDir = path.join(cache, 'stack');
 const { natsPort, kv, call, HOSTS_BUCKET } = await startHostNats(report, { repo, stackDir, hostId: HOST_ID, name: 'ptc-xen-e2e' });
@@ -59,7 +92,9 @@ const step = steps.step;
 // --- 4. dom0 overlay: the host's seed, the agent's settings, the guests, the scenario -------------
 const overlay = path.join(cache, 'run', 'agent-overlay');
 await agentOverlay({ repo, overlay, stackDir, hostId: HOST_ID, natsFwd: NATS_FWD, stepFwd: STEP_FWD, scenario: path.join(here, 'rootfs', 'agent-scenario.sh') });
-mkdirSync(path.join(overlay, 'etc/xen'), { recursive: true });
+mkdirSync(path.join(overlay, 'etc/xen/scripts'), { recursive: true });
+copyFileSync(path.join(here, 'rootfs', 'vif-ptc-bridge'), path.join(overlay, 'etc/xen/scripts/vif-ptc-bridge'));
+chmodSync(path.join(overlay, 'etc/xen/scripts/vif-ptc-bridge'), 0o755);
 const guestBase = (name, extra, more = '') => [
   `# PV guest for ptctl's agent (test/xen/agent-e2e.mjs): ${more ? 'hotplug target' : 'cold attach target (the agent writes pci=)'}`,
   `name = "${name}"`, 'type = "pv"', 'kernel = "/var/lib/ptc-xen/vmlinuz"', 'ramdisk = "/var/lib/ptc-xen/guest.img"',
@@ -67,7 +102,8 @@ const guestBase = (name, extra, more = '') => [
   'on_poweroff = "destroy"', 'on_reboot = "destroy"', 'on_crash = "destroy"', more, '',
 ].join('\n');
 writeFileSync(path.join(overlay, 'etc/xen/pvguest'), guestBase('pvguest', 'ptc.wait=60'));
-writeFileSync(path.join(overlay, 'etc/xen/pvhot'), guestBase('pvhot', 'ptc.wait=300 ptc.hold=240', 'passthrough = "enabled"'));
+// pvhot also has a vif on xenbr1 (the guests-only bridge over the rtl8139): while it runs, that NIC is in use.
+writeFileSync(path.join(overlay, 'etc/xen/pvhot'), guestBase('pvhot', 'ptc.wait=300 ptc.hold=240', `passthrough = "enabled"\nvif = [ 'bridge=${BRIDGE},script=vif-ptc-bridge' ]`));
 const dom0Img = path.join(cache, 'run', 'dom0-agent.img');
 if (!appendOverlay(path.join(boot, 'dom0.img'), overlay, dom0Img)) {
   check('overlay', false, `could not append ${overlay} to dom0.img`);
@@ -87,6 +123,8 @@ const qemuArgs = [
   '-device', 'e1000,addr=04.0,romfile=',
   '-netdev', `user,id=uplink,restrict=on,guestfwd=tcp:${NATS_FWD}-cmd:${process.execPath} ${relay} ${natsPort},guestfwd=tcp:${STEP_FWD}-cmd:${process.execPath} ${relay} ${steps.port}`,
   '-device', 'virtio-net-pci,netdev=uplink,addr=05.0,romfile=',
+  '-device', 'rtl8139,addr=06.0,romfile=', // no network peer: dom0 makes it xenbr1's port
+  '-device', 'edu,addr=07.0', // no host driver
   '-kernel', path.join(boot, 'xen'),
   '-append', 'console=com1 dom0_mem=1024M,max:1024M iommu=1',
   '-initrd', `${path.join(boot, 'vmlinuz')} console=hvc0,${dom0Img}`,
@@ -125,6 +163,26 @@ async function scenario() {
     check('inspect', ok, r.ok
       ? `${BDF} ${e ? `${e.vendor ?? '?'}:${e.device ?? '?'} driver=${e.driver} inUse=${e.inUse}` : 'not found'}; uplink ${UPLINK_BDF} ${up ? `driver=${up.driver} inUse="${up.inUse}"` : 'not found'}`
       : brief(r));
+  }
+  // The rtl8139 under xenbr1 before any guest has a vif there: a port of a bridge no guest uses is idle.
+  // The edu device: no driver link in dom0's sysfs, and no module of the whole Debian kernel aliases it
+  // (the rtl8139's modalias, looked up the same way, finds 8139cp: the lookup works).
+  {
+    const s = await step('show-bridge ' + BRIDGE);
+    const ports = since(s.from, new RegExp(`^@@PTC bridge ${BRIDGE} ports=`))[0] ?? 'no bridge';
+    const f = await step(`pci-facts ${NODRV_BDF}`);
+    const fb = await step(`pci-facts ${BRIDGE_NIC_BDF}`);
+    const facts = since(f.from, /^@@PTC pci-facts /)[0]?.match(/vendor=(\S+) device=(\S+) class=\S+ driver-link=(\S+) driver=\S+ modalias=(\S+)/);
+    const bfacts = since(fb.from, /^@@PTC pci-facts /)[0]?.match(/modalias=(\S+)/);
+    const mods = facts ? kernelModulesFor(facts[4]) : null;
+    const bmods = bfacts ? kernelModulesFor(bfacts[1]) : null;
+    const r = await call('inspect', {});
+    const b = r.ok ? devOf(r.result, BRIDGE_NIC_BDF) : null;
+    const n = r.ok ? devOf(r.result, NODRV_BDF) : null;
+    check('inspect-bridge-port-idle', !!b && b.driver === '8139cp' && !!b.netdev && b.inUse === null && ports.replace(/^.*ports=/, '').split(' ').includes(b.netdev),
+      `dom0: "${ports.replace(/^@@PTC /, '')}"; agent: ${BRIDGE_NIC_BDF} ${b ? `${b.vendor}:${b.device} driver=${b.driver} netdev=${b.netdev} inUse=${JSON.stringify(b.inUse)}` : r.ok ? 'not found' : brief(r)}`);
+    check('inspect-no-driver', !!n && n.vendor === '1234' && n.device === '11e8' && n.driver === null && n.hostDriver === null && n.inUse === null && facts?.[3] === 'absent' && Array.isArray(mods) && mods.length === 0 && Array.isArray(bmods) && bmods.includes('8139cp'),
+      `dom0: ${NODRV_BDF} ${facts ? `${facts[1]}:${facts[2]} driver link ${facts[3]}, modalias ${facts[4]}` : 'no pci-facts'}; modules of the whole Debian kernel aliasing it: ${mods === null ? 'lookup failed' : `[${mods.join(' ')}]`} (the rtl8139's: [${bmods?.join(' ') ?? 'lookup failed'}]); agent: ${n ? `${n.vendor}:${n.device} driver=${n.driver} hostDriver=${n.hostDriver} inUse=${JSON.stringify(n.inUse)}` : r.ok ? 'not found' : brief(r)}`);
   }
   {
     const r = await call('hide', { bdf: UPLINK_BDF });
@@ -187,6 +245,25 @@ async function scenario() {
   {
     const c = await step('create pvhot', 180_000);
     const waiting = await waitConsole(/^\[guest:pvhot\] @@GUEST waiting-for-pci/, 240_000, c.from);
+    // pvhot runs with its vif on xenbr1: the rtl8139 under that bridge now carries a guest, so hiding
+    // it is refused (DESIGN §4 rule 1), with nothing written to dom0's files.
+    {
+      const sb = await step('show-bridge ' + BRIDGE);
+      const vif = since(sb.from, new RegExp(`^@@PTC bridge-port ${BRIDGE} (vif\\d+\\.\\d+) master=${BRIDGE}`))[0]?.match(/(vif\d+\.\d+)/)?.[1] ?? null;
+      const hotplug = since(c.from, /^@@PTC vif-hotplug online /)[0];
+      const before = await step('show-modprobe');
+      const fileBefore = since(before.from, /^\[file |^@@PTC file /);
+      const r = await call('hide', { bdf: BRIDGE_NIC_BDF });
+      const after = await step('show-modprobe');
+      const fileAfter = since(after.from, /^\[file |^@@PTC file /);
+      const same = fileBefore.length > 0 && fileBefore.join('\n') === fileAfter.join('\n') && !fileAfter.some((l) => l.includes(BRIDGE_NIC_BDF) || /8139/.test(l));
+      const names = (text) => !!vif && text.includes(BRIDGE) && text.includes(vif) && text.includes('pvhot');
+      check('refuse-hide-bridge-vif', !!vif && !r.ok && r.code === 'DEVICE_IN_USE' && names(r.message) && same,
+        `dom0: ${vif ? `${vif} is a port of ${BRIDGE}` : `no vif on ${BRIDGE}`}${hotplug ? ` ("${hotplug.replace(/^@@PTC /, '')}")` : ''}; hide ${BRIDGE_NIC_BDF} -> ${r.ok ? `HIDDEN: ${JSON.stringify(r.result)}` : brief(r)}; ${KMOD_FILE} and /etc/modprobe.conf ${same ? `unchanged (${fileAfter.filter((l) => l.startsWith('@@PTC')).map((l) => l.replace(/^@@PTC file /, '')).join(', ')})` : `CHANGED or unreadable: before [${fileBefore.join(' | ')}] after [${fileAfter.join(' | ')}]`}`);
+      const i = await call('inspect', {});
+      const b = i.ok ? devOf(i.result, BRIDGE_NIC_BDF) : null;
+      check('inspect-bridge-vif', !!b && typeof b.inUse === 'string' && names(b.inUse), i.ok ? `${BRIDGE_NIC_BDF} inUse=${b ? JSON.stringify(b.inUse) : "not found"}` : brief(i));
+    }
     const r = waiting ? await call('attach', { bdf: BDF, guest: 'pvhot', mode: 'hot', allowInsecurePV: true }, 180_000) : { ok: false, code: 'NOT_RUN', message: 'guest pvhot never reached its wait for PCI' };
     check('attach-hot', r.ok && r.result.hot && r.result.hotplugged && !r.result.cold, `xl create pvhot rc=${c.rc}; attach hot -> ${r.ok ? `hot ${r.result.hot}, cold ${r.result.cold}, hotplugged ${r.result.hotplugged}` : brief(r)}`);
     const held = await waitConsole(/^\[guest:pvhot\] @@GUEST (holding|done)/, 240_000, c.from);
@@ -212,6 +289,35 @@ async function scenario() {
     const v = await call('verify', { bdf: BDF, expect: 'host' });
     const ok = u.ok && u.result.driver === 'e1000' && h.ok && h.result.changed && stillHidden.length === 0 && v.ok && v.result.driver === 'e1000';
     check('release-unhide', ok, `unbind (recorded driver) -> ${u.ok ? `driver ${u.result.driver}` : brief(u)}; unhide -> ${h.ok ? `${h.result.file} changed ${h.result.changed}` : brief(h)}; hide= lines left in the file or in kmod's config: ${stillHidden.length}; verify host -> ${v.ok ? `driver ${v.result.driver}, in slots ${v.result.inPcibackSlots}, assignable ${v.result.assignable}` : brief(v)}`);
+  }
+  // pvhot is gone, and its vif with it: the rtl8139 is idle again.
+  {
+    const i = await call('inspect', {});
+    const b = i.ok ? devOf(i.result, BRIDGE_NIC_BDF) : null;
+    check('bridge-port-idle-after-guest', !!b && b.inUse === null && b.driver === '8139cp', i.ok ? `${BRIDGE_NIC_BDF} driver=${b?.driver} inUse=${b ? JSON.stringify(b.inUse) : "not found"}` : brief(i));
+  }
+  // A device no host driver holds: hidden with no install line, bound dynamically, given back to no driver.
+  {
+    const h = await call('hide', { bdf: NODRV_BDF });
+    const s = await step('show-modprobe');
+    const file = since(s.from, /^\[file \/etc\/modprobe\.d\/ptctl-pciback\.conf\] /).map((l) => l.replace(/^\[file [^\]]+\] /, ''));
+    const hideLine = file.find((l) => new RegExp(`^options xen-pciback hide=\\(${NODRV_BDF.replace(/\./g, '\\.')}\\)`).test(l));
+    const installs = file.filter((l) => /^\s*install\s/.test(l));
+    check('hide-no-driver', h.ok && h.result.driver === null && h.result.file === KMOD_FILE && !!hideLine && installs.length === 0,
+      `hide ${NODRV_BDF} -> ${h.ok ? `driver ${JSON.stringify(h.result.driver)}, file ${h.result.file} changed ${h.result.changed}` : brief(h)}; dom0's ${KMOD_FILE}: [${file.join(' | ')}]; install lines: ${installs.length}`);
+    const b = await call('bind', { bdf: NODRV_BDF, strategy: 'dynamic' });
+    const v = await call('verify', { bdf: NODRV_BDF, expect: 'pciback' });
+    check('bind-no-driver', b.ok && b.result.driver === 'pciback' && b.result.originalDriver === null && v.ok && v.result.inPcibackSlots && v.result.assignable,
+      `bind dynamic -> ${b.ok ? `driver ${b.result.driver} (was ${JSON.stringify(b.result.originalDriver)})` : brief(b)}; verify pciback -> ${v.ok ? `driver ${v.result.driver}, in slots ${v.result.inPcibackSlots}, assignable ${v.result.assignable}` : brief(v)}`);
+    const u = await call('unbind', { bdf: NODRV_BDF, driver: null });
+    const uh = await call('unhide', { bdf: NODRV_BDF });
+    const s2 = await step('show-modprobe');
+    const left = since(s2.from, /^\[(file \/etc\/modprobe\.d\/ptctl-pciback\.conf|modprobe-c)\] .*hide=/);
+    const vh = await call('verify', { bdf: NODRV_BDF, expect: 'host' });
+    const f = await step(`pci-facts ${NODRV_BDF}`);
+    const link = since(f.from, /^@@PTC pci-facts /)[0]?.match(/driver-link=(\S+)/)?.[1];
+    check('release-no-driver', u.ok && u.result.driver === null && uh.ok && uh.result.changed && left.length === 0 && vh.ok && vh.result.driver === null && !vh.result.inPcibackSlots && link === 'absent',
+      `unbind {driver:null} -> ${u.ok ? `driver ${JSON.stringify(u.result.driver)}` : brief(u)}; unhide -> ${uh.ok ? `changed ${uh.result.changed}` : brief(uh)}; hide= lines left: ${left.length}; verify host -> ${vh.ok ? `driver ${JSON.stringify(vh.result.driver)}, in slots ${vh.result.inPcibackSlots}` : brief(vh)}; dom0: driver link ${link ?? '?'}`);
   }
   // negative: the hide line in /etc/modprobe.conf, which kmod ignores
   {

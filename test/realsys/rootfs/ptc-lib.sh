@@ -26,17 +26,23 @@ follow() { # follow TAG FILE
 }
 valid_bdf() { echo "$1" | grep -qE '^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$'; }
 
+# iface_of BDF: the interface whose device (or its parent, for virtio) is BDF
+iface_of() {
+  for n in /sys/class/net/*; do
+    [ -e "$n/device" ] || continue
+    [ "$(basename "$(readlink -f "$n/device/..")")" = "$1" ] && basename "$n" && return 0
+    [ "$(basename "$(readlink -f "$n/device")")" = "$1" ] && basename "$n" && return 0
+  done
+  return 1
+}
+
 # uplink_up BDF: the NIC at BDF gets 10.0.2.15/24 and the default route via 10.0.2.2 (QEMU user
 # networking); sets UPLINK to its interface name.
 uplink_up() {
   UPLINK=
   i=0
   while [ -z "$UPLINK" ] && [ $i -lt 10 ]; do
-    for n in /sys/class/net/*; do
-      [ -e "$n/device" ] || continue
-      [ "$(basename "$(readlink -f "$n/device/..")")" = "$1" ] && UPLINK=$(basename "$n")
-      [ "$(basename "$(readlink -f "$n/device")")" = "$1" ] && UPLINK=$(basename "$n")
-    done
+    UPLINK=$(iface_of "$1")
     [ -n "$UPLINK" ] || { sleep 1; i=$((i + 1)); }
   done
   if [ -n "$UPLINK" ]; then

@@ -60,6 +60,19 @@ on_step() {
         fact "naive-reload exit-codes=$r1,$r2,$r3,$r4 driver=$(drv "$1") slots=$(tr '\n' ' ' </sys/bus/pci/drivers/pciback/slots 2>/dev/null)"
         rc=$((r1 + r2 + r3 + r4))
       else rc=2; fi ;;
+    show-bridge) # show-bridge BRIDGE: its ports (brif/) and each port's master link, as dom0's sysfs has them
+      if echo "$1" | grep -qE '^[a-z0-9]{1,15}$' && [ -d "/sys/class/net/$1/brif" ]; then
+        ports=$(ls "/sys/class/net/$1/brif" | tr '\n' ' ')
+        for p in $ports; do fact "bridge-port $1 $p master=$(basename "$(readlink "/sys/class/net/$p/master")") brport=$([ -d "/sys/class/net/$p/brport" ] && echo yes || echo no) operstate=$(cat "/sys/class/net/$p/operstate")"; done
+        fact "bridge $1 ports=$ports"
+        ip -o addr show 2>&1 | grep -E " ($(echo $ports $1 | tr ' ' '|'))[: ]" | sed 's/^/[ip-addr] /'
+      else fact "bridge $1 absent"; rc=1; fi ;;
+    pci-facts) # pci-facts BDF: ids, the driver link, the modalias the kernel matches modules by
+      if valid_bdf "$1" && [ -d "/sys/bus/pci/devices/$1" ]; then
+        d=/sys/bus/pci/devices/$1
+        fact "pci-facts $1 vendor=$(cat $d/vendor) device=$(cat $d/device) class=$(cat $d/class) driver-link=$([ -e $d/driver ] && echo present || echo absent) driver=$(drv "$1") modalias=$(cat $d/modalias)"
+        $MODPROBE -R "$(cat $d/modalias)" >/run/alias.txt 2>&1; fact "pci-alias $1 rc=$? modules=$(tr '\n' ' ' </run/alias.txt | cut -c1-120)"
+      else rc=2; fi ;;
     driver) # driver BDF: what sysfs says, for the log
       valid_bdf "$1" && fact "driver $1=$(drv "$1")" || rc=2 ;;
     *) fact "unknown step $name"; rc=2 ;;
