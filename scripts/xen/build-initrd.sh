@@ -23,15 +23,9 @@ rootfs=$repo/test/xen/rootfs
 out=$cache/boot
 work=$cache/build
 
-log() { printf 'build: %s\n' "$*"; }
-die() { printf 'build: %s\n' "$*" >&2; exit 1; }
-
-[[ -f $sysroot/.ptc-versions ]] || die "no sysroot at $sysroot: run scripts/xen/fetch.sh first"
-[[ $(id -u) == 0 ]] || die "needs root (device nodes in the initramfs, chroot for the library check)"
-# shellcheck source=/dev/null
-source "$sysroot/.ptc-versions" # XEN, KABI, KVER
-kver=$KABI-amd64
-mods=$sysroot/lib/modules/$kver
+# shellcheck source=../lib/initrd.sh
+source "$repo/scripts/lib/initrd.sh" # log die initrd_begin skeleton busybox_links install_modules install_node check_libs make_cpio
+initrd_begin scripts/xen/fetch.sh # XEN, KABI, KVER
 node_bin=$(readlink -f "$(command -v node)") || die "node not found on PATH"
 agent_dir=${PTC_XEN_AGENT_DIR:-$rootfs/opt-ptctl}
 
@@ -41,89 +35,16 @@ GUEST_MODULES=(xen-pcifront e1000)
 
 # --- skip when nothing changed ------------------------------------------------------------------
 stamp_input() {
-  cat "$sysroot/.ptc-manifest" "$0"
+  cat "$sysroot/.ptc-manifest" "$0" "$repo/scripts/lib/initrd.sh"
   printf '%s\n' "$node_bin" "$(node -v)" "${DOM0_MODULES[*]}" "${GUEST_MODULES[*]}"
-  find "$rootfs" "$agent_dir" -type f -print0 | sort -z | xargs -0 sha256sum
+  find "$rootfs" "$repo/test/realsys/rootfs" "$agent_dir" -type f -print0 | sort -z | xargs -0 sha256sum
   stat -c '%s %Y' "$node_bin"
 }
 stamp=$(stamp_input | sha256sum | cut -d' ' -f1)
-if [[ -z ${PTC_XEN_FORCE:-} && -f $out/.stamp && $(cat "$out/.stamp") == "$stamp" ]]; then
-  log "boot files up to date ($out)"
-  exit 0
-fi
+initrd_skip_if_current "$stamp" "${PTC_XEN_FORCE:-}"
 
-rm -rf "$work" "$out.tmp"
-mkdir -p "$work" "$out.tmp"
-
-# --- helpers ------------------------------------------------------------------------------------
-# usr-merged skeleton: /bin /sbin /lib /lib64 are links into /usr.
-skeleton() {
-  local r=$1
-  mkdir -p "$r"/usr/{bin,sbin,lib,lib64} "$r"/{proc,sys,dev,run,tmp,root,etc,mnt}
-  ln -s usr/bin "$r/bin"; ln -s usr/sbin "$r/sbin"; ln -s usr/lib "$r/lib"; ln -s usr/lib64 "$r/lib64"
-  chmod 1777 "$r/tmp"
-  mkdir -p "$r/var/lib" "$r/var/log"
-  ln -s /run "$r/var/run" # DESIGN §9: without /var/run -> /run, `xl destroy` leaves zombies
-  ln -s /run/lock "$r/var/lock"
-  mknod -m 600 "$r/dev/console" c 5 1
-  mknod -m 666 "$r/dev/null" c 1 3
-  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
-  printf 'root:x:0:\n' >"$r/etc/group"
-}
-
-# busybox applet links for every applet that the root does not already provide (kmod's modprobe,
-# insmod, ... win over busybox's).
-busybox_links() {
-  local r=$1 applet name
-  install -m 755 "$sysroot/bin/busybox" "$r/usr/bin/busybox"
-  while read -r applet; do
-    name=${applet##*/}
-    [[ -e $r/usr/bin/$name || -e $r/usr/sbin/$name || -L $r/usr/bin/$name || -L $r/usr/sbin/$name ]] && continue
-    ln -s busybox "$r/usr/bin/$name"
-  done < <("$sysroot/bin/busybox" --list-full)
-}
-
-# Map module name -> path once (names normalised: '-' and '_' are the same to the kernel).
-declare -A MODPATH=()
-while IFS= read -r -d '' f; do
-  n=${f##*/}; n=${n%.ko}; MODPATH[${n//-/_}]=$f
-done < <(find "$mods/kernel" -name '*.ko' -print0)
-
-# Dependency closure of the named modules (from each module's own .modinfo "depends=").
-module_closure() {
-  local -A seen=()
-  local queue=("$@") m key deps
-  while ((${#queue[@]})); do
-    m=${queue[0]}; queue=("${queue[@]:1}")
-    key=${m//-/_}
-    [[ -n ${seen[$key]:-} ]] && continue
-    seen[$key]=1
-    [[ -n ${MODPATH[$key]:-} ]] || die "module $m not found in $kver (built in? see modules.builtin)"
-    deps=$(tr '\0' '\n' <"${MODPATH[$key]}" | sed -n 's/^depends=//p' | tr ',' ' ')
-    for d in $deps; do queue+=("$d"); done
-  done
-  printf '%s\n' "${!seen[@]}"
-}
-
-# Copy modules + kernel's module metadata, then depmod with the sysroot's own kmod.
-install_modules() {
-  local r=$1; shift
-  local m rel
-  mkdir -p "$r/usr/lib/modules/$kver"
-  cp "$mods"/modules.{order,builtin,builtin.modinfo} "$r/usr/lib/modules/$kver/"
-  for m in $(module_closure "$@"); do
-    rel=${MODPATH[$m]#"$mods"/}
-    install -D -m 644 "${MODPATH[$m]}" "$r/usr/lib/modules/$kver/$rel"
-  done
-  "$sysroot/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
-    --library-path "$sysroot/lib/x86_64-linux-gnu:$sysroot/usr/lib/x86_64-linux-gnu" \
-    --argv0 depmod "$sysroot/bin/kmod" -b "$r" "$kver"
-}
-
-make_cpio() { # dir file
-  (cd "$1" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
-    cpio --null --create --format=newc --owner=0:0 --reproducible --quiet) >"$2"
-}
+# --- the kernel modules the sysroot has ----------------------------------------------------------
+initrd_modules_index
 
 # --- PV guest initramfs ---------------------------------------------------------------------------
 g=$work/guest
@@ -139,15 +60,7 @@ log "guest initramfs: $(du -h "$out.tmp/guest.img" | cut -f1)"
 d=$work/dom0
 skeleton "$d"
 # Everything the packages ship, except the kernel, its modules, docs and Python bits (pygrub etc.).
-(cd "$sysroot" && tar -c --exclude=./boot --exclude=./lib/modules --exclude=./usr/share/doc \
-  --exclude=./usr/share/man --exclude=./usr/share/locale --exclude=./usr/share/lintian \
-  --exclude='./usr/lib/python3*' --exclude=./usr/lib/xen-4.17/lib/python \
-  --exclude=./.ptc-manifest --exclude=./.ptc-versions \
-  --exclude=./bin --exclude=./sbin --exclude=./lib --exclude=./lib64 .) | (cd "$d" && tar -x)
-for top in bin sbin lib lib64; do
-  [[ -d $sysroot/$top ]] || continue
-  (cd "$sysroot/$top" && tar -c --exclude=./modules .) | (cd "$d/usr/$top" && tar -x)
-done
+copy_sysroot "$d" --exclude='./usr/lib/python3*' --exclude=./usr/lib/xen-4.17/lib/python
 # The Debian wrappers (/usr/sbin/xl -> xen-utils-wrapper) pick /usr/lib/xen-<ver>/bin at run time;
 # point the links straight at the 4.17 binaries instead.
 for f in "$d"/usr/sbin/* "$d"/usr/bin/*; do
@@ -156,24 +69,16 @@ for f in "$d"/usr/sbin/* "$d"/usr/bin/*; do
     [[ -x $d/usr/lib/xen-4.17/bin/$b ]] && ln -sfn "../lib/xen-4.17/bin/$b" "$f"
   fi
 done
-ln -sfn /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$d/usr/lib64/ld-linux-x86-64.so.2"
 busybox_links "$d"
 install_modules "$d" "${DOM0_MODULES[@]}"
 
-# Node.js: this machine's binary plus the libraries ldd lists that the packages do not provide.
-install -m 755 "$node_bin" "$d/usr/bin/node"
-while read -r lib; do
-  base=${lib##*/}
-  if [[ ! -e $d/usr/lib/x86_64-linux-gnu/$base ]]; then
-    cp -L "$lib" "$d/usr/lib/x86_64-linux-gnu/$base"
-    log "node needs $base: copied from this machine ($lib)"
-  fi
-done < <(ldd "$node_bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3}')
+install_node "$d"
 
 mkdir -p "$d/opt/ptctl" "$d/opt/ptctl-test" "$d/var/lib/ptc-xen" "$d/var/lib/xen" \
   "$d/var/log/xen/console" "$d/var/lib/xenstored" "$d/etc/xen/auto"
 cp -a "$agent_dir/." "$d/opt/ptctl/"
 install -m 755 "$rootfs/dom0-init" "$d/init"
+install -D -m 644 "$repo/test/realsys/rootfs/ptc-lib.sh" "$d/usr/lib/ptc/ptc-lib.sh"
 install -m 755 "$rootfs/dom0-scenario.sh" "$d/opt/ptctl-test/scenario.sh"
 install -m 644 "$rootfs/pvguest.cfg" "$d/etc/xen/pvguest.cfg"
 install -m 644 "$sysroot/boot/vmlinuz-$kver" "$d/var/lib/ptc-xen/vmlinuz"
@@ -181,26 +86,13 @@ install -m 644 "$out.tmp/guest.img" "$d/var/lib/ptc-xen/guest.img"
 printf 'xen=%s\nkernel=%s (%s)\nnode=%s\n' "$XEN" "$kver" "$KVER" "$(node -v)" >"$d/etc/ptc-xen-versions"
 
 # Every dynamically linked binary we rely on must resolve all its libraries inside the initramfs.
-missing=0
-for b in /usr/lib/xen-4.17/bin/{xl,xenstored,xenconsoled,xen-init-dom0,xenconsole,libxl-save-helper} \
-  /usr/bin/xenstore-read /usr/bin/xenstore-ls /usr/bin/kmod /usr/bin/node; do
-  [[ -e $d$b ]] || { echo "build: missing $b" >&2; missing=1; continue; }
-  if ! res=$(chroot "$d" /usr/lib64/ld-linux-x86-64.so.2 --list "$b" 2>&1) || grep -q 'not found' <<<"$res"; then
-    echo "build: $b cannot load all its libraries inside dom0:" >&2
-    grep 'not found' <<<"$res" >&2 || echo "$res" >&2
-    missing=1
-  fi
-done
-((missing == 0)) || die "fix the package list in scripts/xen/fetch.sh (which package ships the .so: apt-file or packages.debian.org)"
-chroot "$d" /usr/bin/env -i /usr/bin/node -e 'process.exit(0)' || die "node does not run inside the dom0 root"
+check_libs "$d" /usr/lib/xen-4.17/bin/{xl,xenstored,xenconsoled,xen-init-dom0,xenconsole,libxl-save-helper} \
+  /usr/bin/xenstore-read /usr/bin/xenstore-ls /usr/bin/kmod /usr/bin/node ||
+  die "fix the package list in scripts/xen/fetch.sh (which package ships the .so: apt-file or packages.debian.org)"
 
 make_cpio "$d" "$out.tmp/dom0.img"
 log "dom0 initramfs: $(du -h "$out.tmp/dom0.img" | cut -f1) (uncompressed cpio)"
 
 zcat "$sysroot/boot/xen-4.17-amd64.gz" >"$out.tmp/xen"
-cp "$sysroot/boot/vmlinuz-$kver" "$out.tmp/vmlinuz"
-cp "$sysroot/.ptc-versions" "$out.tmp/versions"
-printf '%s\n' "$stamp" >"$out.tmp/.stamp"
-rm -rf "$out" && mv "$out.tmp" "$out"
-rm -rf "$work"
+initrd_publish "$stamp"
 log "ok: $out/{xen,vmlinuz,dom0.img,guest.img}"

@@ -58,67 +58,9 @@ PINS=(
 
 HOST_TOOLS=(qemu-system-x86_64:qemu-system-x86 cpio:cpio)
 
-log() { printf 'fetch: %s\n' "$*"; }
-
-# --- host tools ---------------------------------------------------------------------------------
-missing=()
-for t in "${HOST_TOOLS[@]}"; do
-  command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
-done
-if ((${#missing[@]})); then
-  log "installing host tools: ${missing[*]}"
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >&2; then
-    echo "fetch: could not install ${missing[*]} with apt-get (this needs root and a reachable Debian mirror); install them yourself and rerun." >&2
-    exit 1
-  fi
-fi
-
-# --- downloads ----------------------------------------------------------------------------------
-mkdir -p "$cache/debs"
-deb_file() { # name version -> path of the downloaded .deb, or empty
-  local enc=${2//:/%3a}
-  compgen -G "$cache/debs/${1}_${enc}_*.deb" | head -n1 || true
-}
-
-need=()
-for pin in "${PINS[@]}"; do
-  [[ -n $(deb_file "${pin%%=*}" "${pin#*=}") ]] || need+=("$pin")
-done
-if ((${#need[@]})); then
-  # Make sure apt knows the pinned versions (a fresh machine may never have run apt-get update).
-  # (apt-cache show exits 0 even for an unknown version: count the stanzas it prints instead.)
-  known() { [[ $(apt-cache show "$@" 2>/dev/null | grep -c '^Package:') == "$#" ]]; }
-  if ! known "${need[@]}"; then
-    log "apt-get update"
-    apt-get update -qq >&2 || true
-    for pin in "${need[@]}"; do
-      if ! known "$pin"; then
-        echo "fetch: Debian no longer offers ${pin%%=*} version ${pin#*=}; the mirror has: $(apt-cache madison "${pin%%=*}" 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); printf "%s ", $2}')— update the pin in $0." >&2
-        exit 1
-      fi
-    done
-  fi
-  log "downloading ${#need[@]} packages into $cache/debs"
-  (cd "$cache/debs" && apt-get download -q -o APT::Sandbox::User=root "${need[@]}" >&2)
-  for pin in "${need[@]}"; do
-    [[ -n $(deb_file "${pin%%=*}" "${pin#*=}") ]] || { echo "fetch: download of $pin produced no .deb" >&2; exit 1; }
-  done
-fi
-
-# --- unpack into the sysroot (rebuilt only when the pin list changes) ----------------------------
-manifest=$(printf '%s\n' "${PINS[@]}" | sort)
-sysroot="$cache/sysroot"
-if [[ -f $sysroot/.ptc-manifest && $(cat "$sysroot/.ptc-manifest") == "$manifest" ]]; then
-  log "sysroot up to date ($sysroot)"
-else
-  log "unpacking ${#PINS[@]} packages into $sysroot"
-  rm -rf "$sysroot.tmp" "$sysroot"
-  mkdir -p "$sysroot.tmp"
-  for pin in "${PINS[@]}"; do
-    dpkg -x "$(deb_file "${pin%%=*}" "${pin#*=}")" "$sysroot.tmp"
-  done
-  printf '%s\n' "$manifest" >"$sysroot.tmp/.ptc-manifest"
-  printf 'XEN=%s\nKABI=%s\nKVER=%s\n' "$XEN" "$KABI" "$KVER" >"$sysroot.tmp/.ptc-versions"
-  mv "$sysroot.tmp" "$sysroot"
-fi
-log "ok: $(ls "$cache/debs" | wc -l) packages, kernel $KABI-amd64 ($KVER), xen $XEN"
+# shellcheck source=../lib/debs.sh
+source "$repo/scripts/lib/debs.sh"
+debs_host_tools fetch "${HOST_TOOLS[@]}"
+debs_fetch fetch "$cache" "$0" "${PINS[@]}"
+DEBS_VERSIONS=$(printf 'XEN=%s\nKABI=%s\nKVER=%s\n' "$XEN" "$KABI" "$KVER") debs_unpack fetch "$cache" "${PINS[@]}"
+echo "fetch: ok: $(ls "$cache/debs" | wc -l) packages, kernel $KABI-amd64 ($KVER), xen $XEN"

@@ -11,23 +11,18 @@
 // scenario asks for its next step. QEMU's user network (restrict=on) carries two guestfwd addresses:
 // 10.0.2.100:4222 -> NATS, 10.0.2.101:4223 -> the step server (both through relay.mjs).
 // Env: PTC_XEN_CACHE, PTC_XEN_TIMEOUT (whole QEMU run, default 1500 s), PTC_XEN_QEMU, PTC_XEN_VERBOSE.
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
+import { appendOverlay, brief, cliArgs, createReport, devOf, newLogPath, phase, secs, startQemu, startStepServer, unsafeQemuPath } from '../realsys/harness.mjs';
+import { agentOverlay, buildAgentBundle, firstInventory, runScenario, startHostNats } from '../realsys/agent-run.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
 const cache = process.env.PTC_XEN_CACHE ?? path.join(repo, '.cache', 'xen');
 const boot = path.join(cache, 'boot');
-const args = process.argv.slice(2);
-const flag = (name) => args.includes(name);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 && args[i + 1] ? args[i + 1] : dflt;
-};
+const { flag, opt } = cliArgs();
 const timeoutSec = Number(opt('--timeout', process.env.PTC_XEN_TIMEOUT ?? '1500'));
 const verbose = flag('--verbose') || process.env.PTC_XEN_VERBOSE === '1';
 const qemuBin = process.env.PTC_XEN_QEMU ?? 'qemu-system-x86_64';
@@ -42,67 +37,19 @@ const NATS_FWD = '10.0.2.100:4222';
 const STEP_FWD = '10.0.2.101:4223';
 const KMOD_FILE = '/etc/modprobe.d/ptctl-pciback.conf';
 
-const results = [];
-const timings = {};
-const t0 = Date.now();
-const secs = (ms) => (ms / 1000).toFixed(1);
-const note = (msg) => process.stderr.write(`xen-agent: ${msg}\n`);
-function check(name, ok, seen) {
-  results.push({ name, ok });
-  process.stdout.write(`${ok ? 'PASS' : 'FAIL'} ${name}: ${seen}\n`);
-}
-const cleanups = [];
-let logPath = '';
-async function finish(code) {
-  for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
-  const parts = Object.entries(timings).map(([k, v]) => `${k} ${secs(v)}s`);
-  process.stdout.write(`time: ${parts.join(', ')}; total ${secs(Date.now() - t0)}s\n`);
-  if (logPath && existsSync(logPath)) process.stdout.write(`log: ${logPath}\n`);
-  const failed = results.filter((r) => !r.ok).length;
-  process.stdout.write(failed ? `xen-agent: ${failed} of ${results.length} checks FAILED\n` : `xen-agent: all ${results.length} checks passed\n`);
-  process.exit(code ?? (failed || results.length === 0 ? 1 : 0));
-}
+const report = createReport('xen-agent');
+const { check, note, timings } = report;
 
 // --- 1. build: TypeScript, the agent bundle, the Debian packages, the initramfs --------------------
-function phase(name, argv, limitSec, env = {}) {
-  const start = Date.now();
-  const r = spawnSync(argv[0], argv.slice(1), {
-    cwd: repo,
-    stdio: ['ignore', 'inherit', 'inherit'],
-    timeout: limitSec * 1000,
-    killSignal: 'SIGKILL',
-    env: { ...process.env, PTC_XEN_CACHE: cache, ...env },
-  });
-  timings[name] = Date.now() - start;
-  if (r.status !== 0) {
-    const why = r.error ? r.error.message : r.signal ? `killed by ${r.signal} (limit ${limitSec}s)` : `exit ${r.status}`;
-    check(name, false, `${argv.join(' ')} failed: ${why}`);
-    return false;
-  }
-  return true;
-}
 const agentDir = path.join(cache, 'agent');
-if (!flag('--no-build')) {
-  // tsc emits even when some file has type errors; only a missing agent build stops the run (the
-  // type check itself belongs to `npm test`). --no-tsc bundles dist/ as it is.
-  if (!flag('--no-tsc')) {
-    const start = Date.now();
-    const r = spawnSync(process.execPath, [path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: repo, encoding: 'utf8', timeout: 300_000, killSignal: 'SIGKILL' });
-    timings.tsc = Date.now() - start;
-    if (r.status !== 0) note(`tsc reported errors (continuing with what it emitted; \`npm run typecheck\` shows them):\n${(r.stdout + r.stderr).split('\n').slice(0, 5).join('\n')}`);
-  }
-  if (!existsSync(path.join(repo, 'dist', 'cli', 'linux-agent.js'))) {
-    check('build', false, 'dist/cli/linux-agent.js missing: run `npm run build`');
-    await finish(1);
-  }
-  if (!phase('bundle', [process.execPath, path.join(repo, 'scripts', 'xen', 'bundle-agent.mjs'), agentDir], 120)) await finish(1);
-}
-if (!flag('--no-fetch') && !phase('fetch', ['bash', path.join(repo, 'scripts', 'xen', 'fetch.sh')], 900)) await finish(1);
-if (!flag('--no-build') && !phase('initrd', ['bash', path.join(repo, 'scripts', 'xen', 'build-initrd.sh')], 600, { PTC_XEN_AGENT_DIR: agentDir })) await finish(1);
+if (!flag('--no-build')) await buildAgentBundle(report, { repo, agentDir, noTsc: flag('--no-tsc') });
+const xenPhase = (name, script, limitSec, env = {}) => phase(report, name, ['bash', path.join(repo, 'scripts', 'xen', script)], { limitSec, cwd: repo, env: { PTC_XEN_CACHE: cache, ...env } });
+if (!flag('--no-fetch') && !xenPhase('fetch', 'fetch.sh', 900)) await report.finish(1);
+if (!flag('--no-build') && !xenPhase('initrd', 'build-initrd.sh', 600, { PTC_XEN_AGENT_DIR: agentDir })) await report.finish(1);
 for (const f of ['xen', 'vmlinuz', 'dom0.img']) {
   if (!existsSync(path.join(boot, f))) {
     check('boot-files', false, `${path.join(boot, f)} missing`);
-    await finish(1);
+    await report.finish(1);
   }
 }
 
@@ -135,61 +82,17 @@ function kernelModulesFor(modalias) {
   return r.status === 0 ? r.stdout.split('\n').filter(Boolean) : /not found/.test(r.stderr) ? [] : null;
 }
 
-// The project's own modules (from dist/, built above).
-const dist = (p) => import(pathToFileURL(path.join(repo, 'dist', p)).href);
-const { DevStack } = await dist('cli/dev-stack.js');
-const { hostCredsFile } = await dist('cli/nats-creds.js');
-const { connectNats } = await dist('transport/nats-connection.js');
-const { AgentClient } = await dist('transport/agent-client.js');
-const { HOSTS_BUCKET } = await dist('schemas/agent-protocol.js');
-const { Kvm } = await import('@nats-io/kv');
-
-// --- 2. NATS on loopback, with nkey users for the orchestrator and xen-dom0 only -----------------
+// --- 2. NATS on loopback, with nkey users for the orchestrator and xen-dom0 only, 3. the step server
 const stackDir = path.join(cache, 'stack');
-rmSync(stackDir, { recursive: true, force: true });
-let stack;
-try {
-  const start = Date.now();
-  stack = await DevStack.start({ dir: stackDir, simHosts: [HOST_ID], temporal: false, agents: false, onProgress: note });
-  timings.nats = Date.now() - start;
-} catch (err) {
-  check('nats', false, `could not start nats-server: ${err.message}`);
-  await finish(1);
-}
-cleanups.push(() => stack.stop());
-const natsPort = Number(new URL(stack.connection.natsUrl.replace(/^nats:/, 'http:')).port);
-const nc = await connectNats({ servers: stack.connection.natsUrl, seedFile: stack.connection.natsCreds, name: 'ptc-xen-e2e' });
-cleanups.push(() => nc.close());
-const client = new AgentClient(nc);
-const kv = await new Kvm(nc).open(HOSTS_BUCKET);
-
-// --- 3. the step server: dom0's scenario connects, sends its last result, waits for the next step ---
-const stepQueue = [];
-let stepWaiter = null;
-const stepServer = net.createServer({ allowHalfOpen: true }, (sock) => {
-  sock.on('error', () => {});
-  sock.setEncoding('utf8');
-  const give = (line) => sock.end(`${line}\n`);
-  if (stepQueue.length) give(stepQueue.shift());
-  else stepWaiter = give;
-  sock.on('close', () => {
-    if (stepWaiter === give) stepWaiter = null;
-  });
-});
-await new Promise((resolve, reject) => stepServer.listen(0, '127.0.0.1', resolve).on('error', reject));
-cleanups.push(() => stepServer.close());
-const stepPort = stepServer.address().port;
+const { natsPort, kv, call, HOSTS_BUCKET } = await startHostNats(report, { repo, stackDir, hostId: HOST_ID, name: 'ptc-xen-e2e' });
+let con = null;
+const steps = await startStepServer(report, () => con);
+const step = steps.step;
 
 // --- 4. dom0 overlay: the host's seed, the agent's settings, the guests, the scenario -------------
 const overlay = path.join(cache, 'run', 'agent-overlay');
-rmSync(overlay, { recursive: true, force: true });
-for (const d of ['etc/ptctl', 'etc/xen/scripts', 'opt/ptctl-test']) mkdirSync(path.join(overlay, d), { recursive: true });
-copyFileSync(hostCredsFile(path.join(stackDir, 'creds'), HOST_ID), path.join(overlay, 'etc/ptctl/host.creds'));
-chmodSync(path.join(overlay, 'etc/ptctl/host.creds'), 0o600);
-writeFileSync(path.join(overlay, 'etc/ptctl/agent.env'),
-  `HOST_ID=${HOST_ID}\nNATS_URL=nats://${NATS_FWD}\nSTEP_ADDR=${STEP_FWD}\nHEARTBEAT_MS=5000\n`);
-copyFileSync(path.join(here, 'rootfs', 'agent-scenario.sh'), path.join(overlay, 'opt/ptctl-test/scenario.sh'));
-chmodSync(path.join(overlay, 'opt/ptctl-test/scenario.sh'), 0o755);
+await agentOverlay({ repo, overlay, stackDir, hostId: HOST_ID, natsFwd: NATS_FWD, stepFwd: STEP_FWD, scenario: path.join(here, 'rootfs', 'agent-scenario.sh') });
+mkdirSync(path.join(overlay, 'etc/xen/scripts'), { recursive: true });
 copyFileSync(path.join(here, 'rootfs', 'vif-ptc-bridge'), path.join(overlay, 'etc/xen/scripts/vif-ptc-bridge'));
 chmodSync(path.join(overlay, 'etc/xen/scripts/vif-ptc-bridge'), 0o755);
 const guestBase = (name, extra, more = '') => [
@@ -201,34 +104,24 @@ const guestBase = (name, extra, more = '') => [
 writeFileSync(path.join(overlay, 'etc/xen/pvguest'), guestBase('pvguest', 'ptc.wait=60'));
 // pvhot also has a vif on xenbr1 (the guests-only bridge over the rtl8139): while it runs, that NIC is in use.
 writeFileSync(path.join(overlay, 'etc/xen/pvhot'), guestBase('pvhot', 'ptc.wait=300 ptc.hold=240', `passthrough = "enabled"\nvif = [ 'bridge=${BRIDGE},script=vif-ptc-bridge' ]`));
-const runDir = path.join(cache, 'run');
-const dom0Img = path.join(runDir, 'dom0-agent.img');
-{
-  const r = spawnSync('bash', ['-c',
-    'set -euo pipefail; cp "$1" "$3"; cd "$2"; find . -mindepth 1 | LC_ALL=C sort | cpio --create --format=newc --owner=0:0 --quiet >>"$3"',
-    'overlay', path.join(boot, 'dom0.img'), overlay, dom0Img], { stdio: 'inherit', timeout: 120_000 });
-  if (r.status !== 0) {
-    check('overlay', false, `could not append ${overlay} to dom0.img`);
-    await finish(1);
-  }
+const dom0Img = path.join(cache, 'run', 'dom0-agent.img');
+if (!appendOverlay(path.join(boot, 'dom0.img'), overlay, dom0Img)) {
+  check('overlay', false, `could not append ${overlay} to dom0.img`);
+  await report.finish(1);
 }
 
 // --- 5. boot --------------------------------------------------------------------------------------
-const relay = path.join(here, 'relay.mjs');
-if (/[ ,]/.test(relay + process.execPath + boot + dom0Img)) {
+const relay = path.join(here, '..', 'realsys', 'relay.mjs');
+if (unsafeQemuPath(relay, process.execPath, boot, dom0Img)) {
   check('paths', false, 'QEMU options cannot carry spaces or commas in paths');
-  await finish(1);
+  await report.finish(1);
 }
-const logDir = path.join(cache, 'logs');
-mkdirSync(logDir, { recursive: true });
-logPath = path.join(logDir, `agent-${new Date().toISOString().replace(/[:.]/g, '-')}.log`);
-const logFile = createWriteStream(logPath);
-cleanups.push(() => new Promise((resolve) => logFile.end(resolve)));
+report.logPath = newLogPath(path.join(cache, 'logs'), 'agent');
 const qemuArgs = [
   '-machine', 'q35,accel=tcg', '-cpu', 'Nehalem', '-m', '2048', '-smp', '2',
   '-device', 'intel-iommu,intremap=on',
   '-device', 'e1000,addr=04.0,romfile=',
-  '-netdev', `user,id=uplink,restrict=on,guestfwd=tcp:${NATS_FWD}-cmd:${process.execPath} ${relay} ${natsPort},guestfwd=tcp:${STEP_FWD}-cmd:${process.execPath} ${relay} ${stepPort}`,
+  '-netdev', `user,id=uplink,restrict=on,guestfwd=tcp:${NATS_FWD}-cmd:${process.execPath} ${relay} ${natsPort},guestfwd=tcp:${STEP_FWD}-cmd:${process.execPath} ${relay} ${steps.port}`,
   '-device', 'virtio-net-pci,netdev=uplink,addr=05.0,romfile=',
   '-device', 'rtl8139,addr=06.0,romfile=', // no network peer: dom0 makes it xenbr1's port
   '-device', 'edu,addr=07.0', // no host driver
@@ -237,100 +130,12 @@ const qemuArgs = [
   '-initrd', `${path.join(boot, 'vmlinuz')} console=hvc0,${dom0Img}`,
   '-nographic', '-no-reboot',
 ];
-const clean = (line) => line.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1bc/g, '').replace(/\r/g, '');
-const lines = [];
-const waiters = new Set();
-const bootStart = Date.now();
-note(`booting Xen under QEMU (TCG), console log: ${logPath}`);
-const qemu = spawn(qemuBin, qemuArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
-cleanups.push(() => {
-  if (qemu.exitCode === null && qemu.signalCode === null) qemu.kill('SIGKILL');
-});
-let partial = '';
-const onData = (chunk) => {
-  logFile.write(chunk);
-  partial += chunk.toString('utf8');
-  const parts = partial.split('\n');
-  partial = parts.pop();
-  for (const raw of parts) {
-    const line = clean(raw);
-    lines.push(line);
-    if (verbose) process.stderr.write(`  | ${line}\n`);
-    for (const w of waiters) {
-      const m = line.match(w.re);
-      if (m) {
-        waiters.delete(w);
-        w.resolve(m);
-      }
-    }
-  }
-};
-qemu.stdout.on('data', onData);
-qemu.stderr.on('data', onData);
-let timedOut = false;
-const qemuExit = new Promise((resolve) => {
-  qemu.on('error', (err) => resolve({ code: null, error: err }));
-  qemu.on('exit', (code, signal) => resolve({ code, signal }));
-});
-const killer = setTimeout(() => {
-  timedOut = true;
-  note(`global timeout after ${timeoutSec}s: killing QEMU`);
-  qemu.kill('SIGKILL');
-}, timeoutSec * 1000);
-let qemuGone = false;
-void qemuExit.then(() => {
-  qemuGone = true;
-  for (const w of waiters) w.resolve(null);
-  waiters.clear();
-  if (stepWaiter) stepWaiter = null;
-});
-
-/** The first console line from index `from` on that matches re, within ms; null on timeout or QEMU exit. */
-function waitConsole(re, ms, from = 0) {
-  for (let i = from; i < lines.length; i++) {
-    const m = lines[i].match(re);
-    if (m) return Promise.resolve(m);
-  }
-  if (qemuGone) return Promise.resolve(null);
-  return new Promise((resolve) => {
-    const w = { re, resolve: (m) => { clearTimeout(timer); resolve(m); } };
-    const timer = setTimeout(() => {
-      waiters.delete(w);
-      resolve(null);
-    }, ms);
-    waiters.add(w);
-  });
-}
-const mark = () => lines.length;
-const since = (from, re) => lines.slice(from).filter((l) => re.test(l));
-
-/** Hands dom0's scenario one step and waits for its "step-done" line; returns rc (null on timeout). */
-async function step(line, ms = 120_000) {
-  const from = mark();
-  if (stepWaiter) {
-    const give = stepWaiter;
-    stepWaiter = null;
-    give(line);
-  } else stepQueue.push(line);
-  const name = line.split(' ')[0];
-  const m = await waitConsole(new RegExp(`^@@PTC step-done ${name} rc=(\\d+)`), ms, from);
-  return { rc: m ? Number(m[1]) : null, from };
-}
-
-let opSeq = 0;
-const runId = randomBytes(3).toString('hex');
-/** One agent call: { ok, result } or { ok: false, code, message }. */
-async function call(command, callArgs, timeoutMs = 120_000) {
-  const opId = `xen-e2e-${runId}-${++opSeq}-${command}`;
-  try {
-    const { result } = await client.call(HOST_ID, command, callArgs, { opId, timeoutMs });
-    return { ok: true, result };
-  } catch (err) {
-    return { ok: false, code: err.code ?? 'ERROR', message: err.message };
-  }
-}
-const brief = (r) => (r.ok ? 'ok' : `${r.code}: ${r.message}`);
-const devOf = (inv, bdf) => inv?.devices?.find((d) => d.bdf === bdf);
+note(`booting Xen under QEMU (TCG), console log: ${report.logPath}`);
+con = startQemu(report, { bin: qemuBin, args: qemuArgs, logPath: report.logPath, verbose, timeoutSec });
+const bootStart = con.started;
+const waitConsole = (re, ms, from) => con.waitConsole(re, ms, from);
+const mark = () => con.mark();
+const since = (from, re) => con.since(from, re);
 
 // --- 6. drive the agent ---------------------------------------------------------------------------
 async function scenario() {
@@ -342,20 +147,12 @@ async function scenario() {
   // The agent's first inventory in KV ptc_hosts (the run's NATS store is fresh).
   let inv = null;
   {
-    const until = Date.now() + 400_000;
-    while (Date.now() < until && !qemuGone) {
-      const e = await kv.get(HOST_ID).catch(() => null);
-      if (e?.operation === 'PUT') {
-        inv = e.json();
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 1000));
-    }
+    inv = await firstInventory(kv, HOST_ID, con);
     timings.agentUp = Date.now() - bootStart;
     const dev = devOf(inv, BDF);
     check('agent-inventory', !!inv && inv.hypervisor === 'xen',
       inv ? `agent in dom0 published ${HOST_ID} to KV ${HOSTS_BUCKET} at +${secs(timings.agentUp)}s: hypervisor ${inv.hypervisor}, iommu ${inv.iommu}, capabilities [${inv.capabilities.join(' ')}], ${inv.devices.length} PCI devices, agent ${inv.agentVersion}; e1000 ${dev ? `driver ${dev.driver}` : 'missing'}`
-        : `no inventory for ${HOST_ID} in KV ${HOSTS_BUCKET} within 400 s (agent log: "[agent]" lines in ${logPath})`);
+        : `no inventory for ${HOST_ID} in KV ${HOSTS_BUCKET} within 400 s (agent log: "[agent]" lines in ${report.logPath})`);
     if (!inv) return;
   }
   {
@@ -539,24 +336,4 @@ async function scenario() {
   }
 }
 
-for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { note(`${sig}: stopping QEMU and nats-server`); void finish(1); });
-let scenarioError = null;
-await Promise.race([scenario().catch((err) => { scenarioError = err; }), qemuExit]);
-if (scenarioError) check('driver', false, `host driver threw: ${scenarioError.stack ?? scenarioError}`);
-if (!qemuGone) {
-  // ask dom0 to stop the agent and power off
-  if (stepWaiter) { const give = stepWaiter; stepWaiter = null; give('done'); } else stepQueue.push('done');
-  const bye = setTimeout(() => qemu.kill('SIGKILL'), 90_000);
-  await qemuExit;
-  clearTimeout(bye);
-}
-clearTimeout(killer);
-timings.boot = Date.now() - bootStart;
-const exit = await qemuExit;
-if (exit.error) check('qemu', false, `${qemuBin} did not start: ${exit.error.message}`);
-{
-  const stopped = lines.some((l) => /^@@PTC agent-stopped/.test(l));
-  const done = lines.some((l) => /^@@PTC init-done/.test(l));
-  check('clean-poweroff', !timedOut && done && stopped && exit.code === 0, timedOut ? `QEMU killed after ${timeoutSec}s` : `agent ${stopped ? 'stopped' : 'not stopped'}, dom0 ${done ? 'reached poweroff -f' : 'never finished /init'}, QEMU exit ${exit.code ?? exit.signal}`);
-}
-await finish();
+await runScenario(report, { con, steps, scenario, timeoutSec, qemuBin, who: 'dom0' });

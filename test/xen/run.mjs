@@ -9,23 +9,18 @@
 // PTC_XEN_QEMU (default qemu-system-x86_64), PTC_XEN_AGENT_DIR (contents of dom0's /opt/ptctl).
 // Needs root (apt-get for missing host tools, device nodes and chroot in the initramfs build).
 // Node built-ins only.
-import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, mkdirSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { appendOverlay, cliArgs, createReport, newLogPath, phase, secs, startQemu, unsafeQemuPath } from '../realsys/harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
 const cache = process.env.PTC_XEN_CACHE ?? path.join(repo, '.cache', 'xen');
 const boot = path.join(cache, 'boot');
-const args = process.argv.slice(2);
-const flag = (name) => args.includes(name);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 && args[i + 1] ? args[i + 1] : dflt;
-};
+const { flag, opt } = cliArgs();
 const timeoutSec = Number(opt('--timeout', process.env.PTC_XEN_TIMEOUT ?? '900'));
 const verbose = flag('--verbose') || process.env.PTC_XEN_VERBOSE === '1';
 const qemuBin = process.env.PTC_XEN_QEMU ?? 'qemu-system-x86_64';
@@ -35,40 +30,19 @@ const qemuBin = process.env.PTC_XEN_QEMU ?? 'qemu-system-x86_64';
 const GUEST_FWD_ADDR = '10.0.2.100:4222';
 const BDF = '0000:00:04.0';
 
-let logPath = '';
-const results = [];
-const timings = {};
-const t0 = Date.now();
-const secs = (ms) => (ms / 1000).toFixed(1);
-const note = (msg) => process.stderr.write(`xen: ${msg}\n`);
-function check(name, ok, seen) {
-  results.push({ name, ok });
-  process.stdout.write(`${ok ? 'PASS' : 'FAIL'} ${name}: ${seen}\n`);
-}
+const report = createReport('xen');
+const { check, timings } = report;
+let con = null;
+const finish = () => report.finish(undefined, con ? Object.entries(con.seenAt).map(([k, v]) => `${k} +${secs(v)}s`) : []);
 
 // --- 1. fetch and 2. build ----------------------------------------------------------------------
-function phase(name, script, limitSec) {
-  const start = Date.now();
-  const r = spawnSync('bash', [path.join(repo, 'scripts', 'xen', script)], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-    timeout: limitSec * 1000,
-    killSignal: 'SIGKILL',
-    env: { ...process.env, PTC_XEN_CACHE: cache },
-  });
-  timings[name] = Date.now() - start;
-  const ok = r.status === 0;
-  if (!ok) {
-    const why = r.error ? r.error.message : r.signal ? `killed by ${r.signal} (limit ${limitSec}s)` : `exit ${r.status}`;
-    check(name, false, `scripts/xen/${script} failed: ${why}`);
-  }
-  return ok;
-}
-if (!flag('--no-fetch') && !phase('fetch', 'fetch.sh', 900)) finish();
-if (!flag('--no-build') && !phase('build', 'build-initrd.sh', 600)) finish();
+const xenPhase = (name, script, limitSec) => phase(report, name, ['bash', path.join(repo, 'scripts', 'xen', script)], { limitSec, cwd: repo, env: { PTC_XEN_CACHE: cache } });
+if (!flag('--no-fetch') && !xenPhase('fetch', 'fetch.sh', 900)) await finish();
+if (!flag('--no-build') && !xenPhase('build', 'build-initrd.sh', 600)) await finish();
 for (const f of ['xen', 'vmlinuz', 'dom0.img']) {
   if (!existsSync(path.join(boot, f))) {
     check('boot-files', false, `${path.join(boot, f)} missing: run scripts/xen/fetch.sh and scripts/xen/build-initrd.sh`);
-    finish();
+    await finish();
   }
 }
 
@@ -91,28 +65,19 @@ await new Promise((resolve, reject) => server.listen(0, '127.0.0.1', resolve).on
 const hostPort = server.address().port;
 
 // --- 3. boot ------------------------------------------------------------------------------------
-const logDir = path.join(cache, 'logs');
-mkdirSync(logDir, { recursive: true });
-const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-logPath = path.join(logDir, `boot-${stamp}.log`);
-const logFile = createWriteStream(logPath);
-const relay = path.join(here, 'relay.mjs');
+report.logPath = newLogPath(path.join(cache, 'logs'), 'boot');
+const relay = path.join(here, '..', 'realsys', 'relay.mjs');
 // PTC_XEN_OVERLAY=dir: files for this run only (credentials, config) go into dom0 without a rebuild:
 // the kernel unpacks concatenated cpio archives, so dir's cpio is appended to a copy of dom0.img.
 let dom0Img = path.join(boot, 'dom0.img');
 if (process.env.PTC_XEN_OVERLAY) {
   const overlay = path.resolve(process.env.PTC_XEN_OVERLAY);
-  const runDir = path.join(cache, 'run');
-  mkdirSync(runDir, { recursive: true });
-  dom0Img = path.join(runDir, 'dom0-run.img');
-  const r = spawnSync('bash', ['-c',
-    'set -euo pipefail; cp "$1" "$3"; cd "$2"; find . -mindepth 1 | LC_ALL=C sort | cpio --create --format=newc --owner=0:0 --quiet >>"$3"',
-    'overlay', path.join(boot, 'dom0.img'), overlay, dom0Img], { stdio: 'inherit', timeout: 120_000 });
-  if (r.status !== 0) {
+  dom0Img = path.join(cache, 'run', 'dom0-run.img');
+  if (!appendOverlay(path.join(boot, 'dom0.img'), overlay, dom0Img)) {
     check('overlay', false, `could not append ${overlay} to dom0.img`);
-    finish();
+    await finish();
   }
-  note(`overlay ${overlay} appended to dom0's initramfs`);
+  report.note(`overlay ${overlay} appended to dom0's initramfs`);
 }
 const qemuArgs = [
   '-machine', 'q35,accel=tcg', '-cpu', 'Nehalem', '-m', '2048', '-smp', '2',
@@ -127,9 +92,9 @@ const qemuArgs = [
   '-initrd', `${path.join(boot, 'vmlinuz')} console=hvc0 ptc.net=${GUEST_FWD_ADDR} ptc.probe=10.0.2.2:${hostPort},${dom0Img}`,
   '-nographic', '-no-reboot',
 ];
-if (/[ ,]/.test(relay + process.execPath + boot + dom0Img)) {
+if (unsafeQemuPath(relay, process.execPath, boot, dom0Img)) {
   check('paths', false, `QEMU options cannot carry spaces or commas in paths: ${relay}, ${boot}`);
-  finish();
+  await finish();
 }
 
 const milestones = [
@@ -139,52 +104,16 @@ const milestones = [
   ['guest-ended', /@@PTC guest-(ended|timeout)/],
   ['init-done', /@@PTC init-done/],
 ];
-const seenAt = {};
-const bootStart = Date.now();
-note(`booting Xen under QEMU (TCG), console log: ${logPath}`);
-const qemu = spawn(qemuBin, qemuArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
-let text = '';
-let partial = '';
-const onData = (chunk) => {
-  logFile.write(chunk);
-  const s = chunk.toString('utf8');
-  text += s;
-  partial += s;
-  const lines = partial.split('\n');
-  partial = lines.pop();
-  for (const raw of lines) {
-    const line = clean(raw);
-    if (verbose) process.stderr.write(`  | ${line}\n`);
-    for (const [name, re] of milestones) {
-      if (!seenAt[name] && re.test(line)) {
-        seenAt[name] = Date.now() - bootStart;
-        if (!verbose) note(`${name} at +${secs(seenAt[name])}s`);
-      }
-    }
-  }
-};
-qemu.stdout.on('data', onData);
-qemu.stderr.on('data', onData);
-let timedOut = false;
-const killer = setTimeout(() => {
-  timedOut = true;
-  note(`timeout after ${timeoutSec}s: killing QEMU`);
-  qemu.kill('SIGKILL');
-}, timeoutSec * 1000);
-const exit = await new Promise((resolve) => {
-  qemu.on('error', (err) => resolve({ code: null, error: err }));
-  qemu.on('exit', (code, signal) => resolve({ code, signal }));
-});
-clearTimeout(killer);
-timings.boot = Date.now() - bootStart;
-await new Promise((resolve) => logFile.end(resolve));
+report.note(`booting Xen under QEMU (TCG), console log: ${report.logPath}`);
+con = startQemu(report, { bin: qemuBin, args: qemuArgs, logPath: report.logPath, verbose, timeoutSec, milestones });
+const exit = await con.exit;
+timings.boot = Date.now() - con.started;
 server.close();
+const seenAt = con.seenAt;
+const timedOut = con.timedOut();
 
 // --- judge the console log ----------------------------------------------------------------------
-function clean(line) {
-  return line.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1bc/g, '').replace(/\r/g, '');
-}
-const log = text.split('\n').map(clean);
+const log = con.lines;
 const find = (re) => {
   for (const l of log) {
     const m = l.match(re);
@@ -275,14 +204,4 @@ if (exit.error) check('qemu', false, `${qemuBin} did not start: ${exit.error.mes
   const ok = !timedOut && !!done && exit.code === 0;
   check('clean-poweroff', ok, timedOut ? `QEMU killed after ${timeoutSec}s` : `dom0 ${done ? 'reached poweroff -f' : 'never finished /init'}, QEMU exit ${exit.code ?? exit.signal}`);
 }
-finish();
-
-function finish() {
-  const parts = Object.entries(timings).map(([k, v]) => `${k} ${secs(v)}s`);
-  for (const [k, v] of Object.entries(seenAt)) parts.push(`${k} +${secs(v)}s`);
-  process.stdout.write(`time: ${parts.join(', ')}; total ${secs(Date.now() - t0)}s\n`);
-  if (logPath && existsSync(logPath)) process.stdout.write(`log: ${logPath}\n`);
-  const failed = results.filter((r) => !r.ok).length;
-  process.stdout.write(failed ? `xen: ${failed} of ${results.length} checks FAILED\n` : `xen: all ${results.length} checks passed\n`);
-  process.exit(failed || results.length === 0 ? 1 : 0);
-}
+await finish();

@@ -5,78 +5,22 @@
 # one step at a time, from a fixed list: the host drives the passthrough through the agent over
 # NATS and uses these steps only for what a human would do on the dom0 (start a guest, show a file,
 # play a naive tool). Each step prints "@@PTC step-done NAME rc=N"; "done" ends the run.
-set -o pipefail
+. /usr/lib/ptc/ptc-lib.sh # fact now drv run follow valid_bdf start_agent stop_agent next_step
 . /etc/ptctl/agent.env # HOST_ID NATS_URL STEP_ADDR HEARTBEAT_MS
-fact() { echo "@@PTC $*"; }
-now() { cut -d' ' -f1 /proc/uptime; }
-drv() {
-  if [ -e "/sys/bus/pci/devices/$1/driver" ]; then basename "$(readlink "/sys/bus/pci/devices/$1/driver")"; else echo none; fi
-}
-run() {
-  tag=$1; shift
-  echo "@@PTC run $tag: $*"
-  "$@" 2>&1 | sed "s/^/[$tag] /"
-  rc=$?
-  fact "rc $tag=$rc"
-  return $rc
-}
 # kmod's modprobe by path: this busybox's ash runs its own applets before $PATH (a bare `modprobe`
 # in this script would be busybox's, which has no -c and reads its config differently); the agent
 # (execFile, no shell) finds /usr/sbin/modprobe -> kmod through $PATH.
 MODPROBE=/usr/sbin/modprobe
 valid_guest() { case $1 in pvguest|pvhot) return 0 ;; esac; return 1; }
-valid_bdf() { echo "$1" | grep -qE '^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$'; }
 
 fact "versions $(tr '\n' ' ' </etc/ptc-xen-versions)"
 run xl-info xl info
 
-# --- the agent --------------------------------------------------------------------------------------
-mkdir -p /var/lib/ptctl
-# Restarted when it exits with an error, as deploy/ptctl-agent.service does (Restart=always): under TCG the
-# first NATS handshake (nkey signature) can overrun nats-server's authentication timeout, and the
-# agent gives up on a failed first connect.
-(
-  n=0
-  while [ $n -lt 5 ]; do
-    n=$((n + 1))
-    node /opt/ptctl/ptctl-agent.mjs --backend linux --host-id "$HOST_ID" --nats-url "$NATS_URL" \
-      --nats-creds /etc/ptctl/host.creds --root / --state-dir /var/lib/ptctl --toolstack auto \
-      --heartbeat "$HEARTBEAT_MS" >>/run/agent.log 2>&1 &
-    echo $! >/run/agent.pid
-    wait $!
-    rc=$?
-    echo "@@PTC agent-exit rc=$rc start=$n"
-    [ $rc -eq 0 ] || [ -e /run/agent.stop ] && break
-    sleep 3
-  done
-) &
-sleep 1
-AGENT=$(cat /run/agent.pid)
-fact "agent-started pid=$AGENT uptime=$(now)"
-# Prefixing with the shell's echo (not sed, whose output to the console is block-buffered) keeps
-# the live lines live: the host waits for some of them.
-follow() { # follow TAG FILE
-  CR=$(printf '\r')
-  tail -F "$2" 2>/dev/null | while IFS= read -r l; do echo "[$1] ${l%"$CR"}"; done
-}
-follow agent /run/agent.log &
-
-# --- steps from the host ----------------------------------------------------------------------------
-last=start
-misses=0
-while :; do
-  step=$(echo "$last" | timeout 1200 nc "${STEP_ADDR%:*}" "${STEP_ADDR#*:}" 2>/dev/null | head -n 1)
-  if [ -z "$step" ]; then
-    misses=$((misses + 1))
-    [ $misses -gt 10 ] && { fact "step-channel-lost"; break; }
-    sleep 2
-    continue
-  fi
-  misses=0
-  set -- $step
+# --- the agent, then steps from the host ---------------------------------------------------------------
+start_agent
+# one step from the host (step_loop): sets rc
+on_step() {
   name=$1; shift
-  fact "step-begin $name $*"
-  rc=0
   case $name in
     create) # create GUEST: xl create /etc/xen/GUEST (the config the agent edits), follow its console
       if valid_guest "$1"; then
@@ -131,17 +75,10 @@ while :; do
       else rc=2; fi ;;
     driver) # driver BDF: what sysfs says, for the log
       valid_bdf "$1" && fact "driver $1=$(drv "$1")" || rc=2 ;;
-    done) fact "step-done done rc=0"; break ;;
     *) fact "unknown step $name"; rc=2 ;;
   esac
-  fact "step-done $name rc=$rc"
-  last="$name $rc"
-done
+}
+step_loop on_step
 
-touch /run/agent.stop
-AGENT=$(cat /run/agent.pid)
-kill "$AGENT" 2>/dev/null
-i=0
-while kill -0 "$AGENT" 2>/dev/null && [ $i -lt 10 ]; do sleep 1; i=$((i + 1)); done
-fact "agent-stopped after=${i}s"
+stop_agent
 run xl-list-end xl list

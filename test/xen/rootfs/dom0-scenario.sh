@@ -3,24 +3,9 @@
 # host, and the e1000 at 0000:00:04.0 goes dom0 -> pciback -> PV guest (pci=[...]) -> back to e1000.
 # It only prints facts ("@@PTC ..." lines and the raw tool output, prefixed); test/xen/run.mjs
 # reads the console log and decides PASS/FAIL.
-set -o pipefail
+. /usr/lib/ptc/ptc-lib.sh # fact now drv run (and set -o pipefail)
 BDF=0000:00:04.0
 GUEST=pvguest
-fact() { echo "@@PTC $*"; }
-now() { cut -d' ' -f1 /proc/uptime; }
-drv() {
-  if [ -e /sys/bus/pci/devices/$BDF/driver ]; then basename "$(readlink /sys/bus/pci/devices/$BDF/driver)"; else echo none; fi
-}
-# run TAG CMD...: run CMD, prefix its output with [TAG], print its exit code as a fact.
-run() {
-  tag=$1; shift
-  echo "@@PTC run $tag: $*"
-  start=$(now)
-  "$@" 2>&1 | sed "s/^/[$tag] /"
-  rc=$?
-  fact "rc $tag=$rc took=$(awk -v a="$start" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}')s"
-  return $rc
-}
 
 fact "versions $(tr '\n' ' ' </etc/ptc-xen-versions)"
 run xl-info xl info

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// QEMU guestfwd helper: QEMU's user network (slirp) runs this once per TCP connection that dom0
-// opens to the forwarded guest address, with the connection on stdin/stdout; it relays the bytes to
-// 127.0.0.1:<port> on the host. So dom0 reaches exactly one loopback port and nothing else
+// QEMU guestfwd helper (test/xen, test/kvm): QEMU's user network (slirp) runs this once per TCP connection that the guest
+// (dom0, L1) opens to the forwarded guest address, with the connection on stdin/stdout; it relays the bytes to
+// 127.0.0.1:<port> on the host. So the guest reaches exactly one loopback port and nothing else
 // (the netdev runs with restrict=on).
 //   usage (from QEMU): guestfwd=tcp:10.0.2.100:4222-cmd:node relay.mjs <port>
 import net from 'node:net';
