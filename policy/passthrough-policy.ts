@@ -147,15 +147,15 @@ export function checkGuestAccepts(inv: HostInventory, guest: Guest, device: PciD
   return { ok: true };
 }
 
-/**
- * Rule 7 and the guest's state decide how to attach: hot into a running guest that can take it,
- * cold (config only) otherwise, and say when the guest must reboot to see the device.
- */
 /** A guest QEMU runs now: running, or on KVM paused (QEMU adds a device to a paused machine; a paused Xen domain cannot answer pcifront). */
 export function takesHotplug(guest: Guest): boolean {
   return guest.state === 'running' || (guest.virt === 'kvm' && guest.state === 'paused');
 }
 
+/**
+ * Rule 7 and the guest's state decide how to attach: hot into a running guest that can take it,
+ * cold (config only) otherwise, and say when the guest must reboot to see the device.
+ */
 export function chooseAttachMode(guest: Guest, hostCanHotplug: boolean): { mode: AttachMode; guestRebootNeeded: boolean; reason: string | null } {
   if (!takesHotplug(guest)) return { mode: 'cold', guestRebootNeeded: false, reason: `${guest.name} is ${guest.state}: the device is added to its config for its next start` };
   if (!hostCanHotplug) return { mode: 'cold', guestRebootNeeded: true, reason: 'the host cannot hotplug PCI devices' };
