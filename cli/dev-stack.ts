@@ -433,16 +433,33 @@ export class DevStack {
       taken.add(port);
       return port;
     };
+    // `temporal server start-dev` puts its history, matching and worker services on the frontend port
+    // + 1, + 2 and + 3: all four must be free, and no other pick may take them (a collision killed the
+    // dev server with "bind: address already in use" in CI).
+    const pickFrontend = async (prefer: number | undefined): Promise<number> => {
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const port = await getPort({ host: '127.0.0.1', ...(prefer && attempt === 0 ? { port: prefer } : {}), exclude: [...taken] });
+        const block = [port, port + 1, port + 2, port + 3];
+        let free = true;
+        for (const p of block.slice(1)) if (taken.has(p) || (await getPort({ host: '127.0.0.1', port: p })) !== p) free = false;
+        if (free) {
+          for (const p of block) taken.add(p);
+          return port;
+        }
+        taken.add(port);
+      }
+      throw new PtcError(ErrorCode.STACK_FAILED, 'found no four free consecutive ports on 127.0.0.1 for the Temporal dev server');
+    };
     return {
       nats: await pick(previous.nats),
       natsMonitor: await pick(previous.natsMonitor),
-      temporal: await pick(previous.temporal),
+      temporal: await pickFrontend(previous.temporal),
       temporalUi: await pick(previous.temporalUi),
       temporalHttp: await pick(previous.temporalHttp),
       temporalMetrics: await pick(previous.temporalMetrics),
       workerMetrics: await pick(previous.workerMetrics),
       agentsMetrics: await pick(previous.agentsMetrics),
-      temporalInternal: await pick(previous.temporalInternal),
+      temporalInternal: await pickFrontend(previous.temporalInternal),
     };
   }
 
