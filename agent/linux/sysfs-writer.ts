@@ -24,6 +24,8 @@ require('node:readline').createInterface({ input: process.stdin }).on('line', (l
 `;
 
 interface Pending {
+  /** The writer the request went to: a killed writer's exit fails only its own requests. */
+  child: ChildProcessWithoutNullStreams;
   resolve: () => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
@@ -57,15 +59,16 @@ export class SysfsWriter {
     });
     child.on('exit', () => {
       if (this.child === child) this.child = null;
-      this.failAll(new PtcError(ErrorCode.COMMAND_FAILED, 'the sysfs writer process exited'));
+      this.failAll(child, new PtcError(ErrorCode.COMMAND_FAILED, 'the sysfs writer process exited'));
     });
-    child.on('error', (err) => this.failAll(err));
+    child.on('error', (err) => this.failAll(child, err));
     this.child = child;
     return child;
   }
 
-  private failAll(err: Error): void {
+  private failAll(child: ChildProcessWithoutNullStreams, err: Error): void {
     for (const [id, p] of this.pending) {
+      if (p.child !== child) continue;
       clearTimeout(p.timer);
       this.pending.delete(id);
       p.reject(err);
@@ -84,7 +87,7 @@ export class SysfsWriter {
         child.kill('SIGKILL');
         reject(new PtcError(ErrorCode.COMMAND_FAILED, timeoutMessage));
       }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { child, resolve, reject, timer });
       child.stdin.write(`${JSON.stringify({ id, path: absPath, data })}\n`);
     });
   }
