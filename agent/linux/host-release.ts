@@ -1,4 +1,4 @@
-import { type Hypervisor, OsRelease } from '../../schemas/inventory.js';
+import { OsRelease } from '../../schemas/inventory.js';
 import type { HostTree } from './host-tree.js';
 
 export const UNKNOWN_OS: OsRelease = { name: 'unknown', version: '0' };
@@ -54,10 +54,4 @@ export function readHostRelease(tree: HostTree): HostRelease {
   if (fromRedhat) return fromRedhat;
   const osRelease = tree.textSync('/etc/os-release') ?? tree.textSync('/usr/lib/os-release');
   return (osRelease === null ? null : parseOsRelease(osRelease)) ?? { os: UNKNOWN_OS, rhel5: false };
-}
-
-/** 'xen' in a Xen domain (/proc/xen, or /sys/hypervisor/type says xen); 'kvm' otherwise. */
-export async function readHypervisor(tree: HostTree): Promise<Hypervisor> {
-  if (await tree.exists('/proc/xen')) return 'xen';
-  return (await tree.text('/sys/hypervisor/type'))?.trim() === 'xen' ? 'xen' : 'kvm';
 }

@@ -85,6 +85,12 @@ export class LinuxHost implements HostBackend {
   private toolstackCache: XenToolstack | null = null;
   private xenIommuCache: boolean | null = null;
   private platformCache: Hypervisor | null = null;
+  /**
+   * libvirt definitions read by the last scan: the inventory asks for each guest's config devices right
+   * after the scan, and a second `virsh dumpxml --inactive` per guest per heartbeat is pure waste.
+   * Dropped at every scan and by ptctl's own config edits.
+   */
+  private readonly kvmConfigs = new Map<string, Awaited<ReturnType<LibvirtToolstack['configXml']>>>();
 
   constructor(options: LinuxHostOptions) {
     this.tree = new HostTree(options.root, options.onSysfsWrite, options.sysfsWriteTimeoutMs, options.isolateSysfsWrites ?? options.onSysfsWrite === undefined);
@@ -264,6 +270,7 @@ export class LinuxHost implements HostBackend {
    */
   private async kvmGuests(): Promise<GuestFacts> {
     const facts: GuestFacts = { guests: [], domains: new Map(), owners: new Map(), disks: [] };
+    this.kvmConfigs.clear();
     if (!this.installed('virsh')) return facts;
     for (const d of (await this.libvirt.domains()).filter((x) => isGuestName(x.name))) {
       const name = d.name;
@@ -278,6 +285,7 @@ export class LinuxHost implements HostBackend {
         }
       }
       const config = await this.libvirt.configXml(name);
+      this.kvmConfigs.set(name, config);
       const xml = (config !== null && 'xml' in config ? config.xml : null) ?? live ?? '';
       const os = guestOsOf(xml);
       const rhel5 = os.name === 'rhel' && os.version.split('.')[0] === '5';
@@ -371,7 +379,7 @@ export class LinuxHost implements HostBackend {
       const text = await this.files.read(this.guestConfigPath(guest));
       return text === null ? null : guestConfigDevices(text);
     }
-    const config = await this.libvirt.configXml(guest);
+    const config = this.kvmConfigs.has(guest) ? (this.kvmConfigs.get(guest) ?? null) : await this.libvirt.configXml(guest);
     if (config === null) return null;
     return 'xml' in config ? { configDevices: hostdevsOf(config.xml), configProblem: null } : { configDevices: [], configProblem: config.problem.slice(0, 500) };
   }
@@ -381,6 +389,7 @@ export class LinuxHost implements HostBackend {
     const held = await this.guestConfigDevices(guest);
     if (held === null) throw new PtcError(ErrorCode.GUEST_NOT_FOUND, `libvirt has no domain ${guest} defined`);
     if (held.configDevices.includes(bdf)) return false;
+    this.kvmConfigs.delete(guest);
     await this.libvirt.attach(guest, await this.hostdevFile(bdf), 'config');
     return true;
   }
@@ -389,6 +398,7 @@ export class LinuxHost implements HostBackend {
     if (this.platform === 'xen') return this.editXenConfig(guest, (text) => renderGuestConfig(withoutGuestDevice(parseGuestConfig(text), bdf)));
     const held = await this.guestConfigDevices(guest);
     if (held === null || !held.configDevices.includes(bdf)) return false;
+    this.kvmConfigs.delete(guest);
     await this.libvirt.detach(guest, await this.hostdevFile(bdf), bdf, 'config');
     return true;
   }
