@@ -9,6 +9,7 @@ import { OpenTelemetryPlugin, OpenTelemetryWorkflowClientInterceptor } from '@te
 import { createActivities } from '../activities/passthrough-activities.js';
 import { createOperationActivities } from '../activities/operation-activities.js';
 import { createWindowActivities } from '../activities/window-activities.js';
+import { createRolloutActivities } from '../activities/rollout-activities.js';
 import { requesterLookup } from '../activities/requester.js';
 import { connectNats } from '../transport/nats-connection.js';
 import { ensureNatsResources } from '../transport/nats-resources.js';
@@ -179,6 +180,7 @@ export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): 
         ...createActivities({ nc, agentTimeoutMs: agentTimeoutFromEnv(), observer: metrics, requesterOf: requesterLookup(client) }),
         ...createOperationActivities({ client }),
         ...createWindowActivities({ nc }),
+        ...createRolloutActivities({ nc, client }),
       },
       ...observabilityOptions(metrics, tracing),
       ...opts.extra,

@@ -15,7 +15,7 @@ import {
   type PlanResolution,
   globToRegExp,
 } from '../schemas/plan.js';
-import { RolloutInput, type HostWorkInput } from '../schemas/rollout.js';
+import { type InlineRolloutInput, RolloutInput, type HostWorkInput } from '../schemas/rollout.js';
 import { checkHideable, isBridgePort, preflight, versionAtLeast } from './passthrough-policy.js';
 
 /**
@@ -277,7 +277,7 @@ export const planHasRefusals = (r: PlanResolution): boolean => r.summary.refused
  * Each request pins the strategy the plan showed: the saga's preflight re-checks it against the host
  * at run time and refuses rather than escalate, so `allowReboot: false` holds even if the host changed.
  */
-export function toRolloutInput(plan: Plan, resolution: PlanResolution): RolloutInput {
+export function toRolloutInput(plan: Plan, resolution: PlanResolution): InlineRolloutInput {
   const hosts: HostWorkInput[] = [];
   for (const h of resolution.hosts) {
     const requests: PassthroughRequestInput[] = [];
@@ -295,5 +295,6 @@ export function toRolloutInput(plan: Plan, resolution: PlanResolution): RolloutI
     }
     if (requests.length > 0) hosts.push({ hostId: h.hostId, requests });
   }
-  return RolloutInput.parse({ name: plan.name, hosts, options: plan.rollout });
+  const input = RolloutInput.parse({ name: plan.name, hosts, options: plan.rollout });
+  return { ...input, hosts: input.hosts ?? [] };
 }

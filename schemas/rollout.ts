@@ -54,19 +54,52 @@ export function fitsInWindow(now: number, window: WindowLimits): boolean {
   return now + window.expectedHostMs <= window.endsAt - window.cutoffMs;
 }
 
-/** What `ptctl apply` hands the rollout workflow: the plan resolved against live inventory. */
+/** The KV bucket a rollout's hosts travel in: a 100,000-host plan is ~30 MB, far past Temporal's payload limit. */
+export const PLANS_BUCKET = 'ptc_plans';
+
+/** Each page is one KV value and one activity result: kept well under Temporal's 256 KB payload warning. */
+export const MAX_PAGE_BYTES = 128 * 1024;
+export const MAX_PAGE_HOSTS = 500;
+
+/**
+ * A rollout's hosts by reference: `count` hosts in KV `ptc_plans` under `<key>.<page>`, `pageSize` per
+ * page (the last may hold fewer). Written once before the rollout starts, never changed.
+ */
+export const HostsRef = z
+  .object({
+    key: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}\.[a-z0-9-]{1,64}$/, 'a hosts key is <rollout>.<run>'),
+    count: z.number().int().min(1),
+    pageSize: z.number().int().min(1).max(MAX_PAGE_HOSTS),
+  })
+  .strict();
+export type HostsRef = z.infer<typeof HostsRef>;
+
+/** The KV key of one page of a rollout's hosts. */
+export const hostsPageKey = (ref: Pick<HostsRef, 'key'>, page: number): string => `${ref.key}.${page}`;
+
+/** No host may be worked on twice in one rollout. */
+export const UniqueHosts = z.array(HostWork).refine((hosts) => new Set(hosts.map((h) => h.hostId)).size === hosts.length, 'each host may appear only once in a rollout');
+
+/**
+ * What `ptctl apply` hands the rollout workflow: the plan resolved against live inventory. Its hosts
+ * travel by reference (`hostsRef`); `hosts` inline is what rollouts started before that carry, and what
+ * tests with a handful of hosts use.
+ */
 export const RolloutInput = z
   .object({
     name: RolloutName,
-    // A host listed twice would be worked on twice.
-    hosts: z.array(HostWork).refine((hosts) => new Set(hosts.map((h) => h.hostId)).size === hosts.length, 'each host may appear only once in a rollout'),
+    hosts: UniqueHosts.optional(),
+    hostsRef: HostsRef.optional(),
     options: RolloutOptions.default({ canary: 1, maxParallel: 1, maxFailures: { count: 0 } }),
     window: WindowLimits.optional().describe('set when the rollout runs inside a maintenance window'),
     run: RunId.optional().describe('this apply or window firing: part of every operation id, so applying again acts again while a retry of this run stays idempotent'),
   })
-  .strict();
+  .strict()
+  .refine((input) => (input.hosts === undefined) !== (input.hostsRef === undefined), 'a rollout has its hosts inline or by reference, exactly one of the two');
 export type RolloutInput = z.infer<typeof RolloutInput>;
 export type RolloutInputRaw = z.input<typeof RolloutInput>;
+/** A resolved plan before its hosts are stored: what `storeRolloutInput` turns into a rollout by reference. */
+export type InlineRolloutInput = Omit<RolloutInput, 'hosts' | 'hostsRef'> & { hosts: HostWork[] };
 
 export const HostRolloutState = z.enum(['pending', 'running', 'succeeded', 'failed', 'skipped', 'cancelled']);
 export type HostRolloutState = z.infer<typeof HostRolloutState>;

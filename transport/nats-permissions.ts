@@ -1,12 +1,16 @@
 import { EVENTS_STREAM, HOSTS_BUCKET, SUBJECT_PREFIX } from '../schemas/agent-protocol.js';
+import { PLANS_BUCKET } from '../schemas/rollout.js';
 
 /**
  * The NATS identities of ptctl and what each may do (DESIGN §2, §7). One table, rendered both into
  * nats-server's static `authorization` block and into user JWTs, so the two auth modes cannot drift.
  *
  * - worker: the orchestrator. Commands agents, reads inventory and events, creates (never updates,
- *   purges or deletes) the audit stream and the inventory bucket.
- * - operator: a person. Acts through Temporal only, so on NATS it only reads inventory and events.
+ *   purges or deletes) the audit stream and the inventory bucket; writes, reads and removes rollouts'
+ *   hosts in the plans bucket (a window's firing resolves its plan; a finished rollout drops its pages).
+ * - operator: a person. Acts through Temporal, reads inventory and events, and writes the hosts of the
+ *   rollouts it applies into the plans bucket (the workflow gets their reference, not the hosts): no
+ *   more than it could already ask for by starting a rollout, and the worker validates every page.
  * - viewer: read-only: inventory, events, status.
  * - host: receives its own commands, answers them, publishes its own events and writes its own KV key.
  *
@@ -23,6 +27,12 @@ export interface SubjectPermissions {
 }
 
 const KV_STREAM = `KV_${HOSTS_BUCKET}`;
+const PLANS_STREAM = `KV_${PLANS_BUCKET}`;
+
+/** Writing pages of rollout hosts (a KV put or purge is a publish to the key's subject, acked by JetStream). */
+function planWriterPublish(): string[] {
+  return [`$KV.${PLANS_BUCKET}.>`, `${API}.STREAM.INFO.${PLANS_STREAM}`];
+}
 
 /** The direct get of one host's own inventory key: the only KV read a host identity may make. */
 export const ownKeyDirectGetSubject = (hostId: string): string => `$JS.API.DIRECT.GET.${KV_STREAM}.$KV.${HOSTS_BUCKET}.${hostId}`;
@@ -73,11 +83,15 @@ export function permissionsFor(role: NatsRole, name: string): SubjectPermissions
           // config) or an error (different config); it never changes the stored stream.
           `${API}.STREAM.CREATE.${EVENTS_STREAM}`,
           `${API}.STREAM.CREATE.${KV_STREAM}`,
+          `${API}.STREAM.CREATE.${PLANS_STREAM}`,
+          ...planWriterPublish(),
+          `${API}.DIRECT.GET.${PLANS_STREAM}.>`,
         ],
         subscribe: [inbox],
         allowResponses: false,
       };
     case 'operator':
+      return { publish: [...readerPublish(), ...planWriterPublish()], subscribe: [inbox], allowResponses: false };
     case 'viewer':
       return { publish: readerPublish(), subscribe: [inbox], allowResponses: false };
     case 'host':

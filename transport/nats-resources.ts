@@ -3,6 +3,7 @@ import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { EVENTS_STREAM, HOSTS_BUCKET, SUBJECT_PREFIX } from '../schemas/agent-protocol.js';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
+import { PLANS_BUCKET } from '../schemas/rollout.js';
 
 const DAY_NS = 24 * 60 * 60 * 1_000_000_000;
 
@@ -20,9 +21,9 @@ export const EVENTS_STREAM_CONFIG: Partial<StreamConfig> & { name: string } = {
 };
 
 /**
- * Creates the JetStream resources ptctl needs, if missing: the audit stream and the host inventory
- * bucket. Creates only: the worker identity may not update a stream, so a stream from an older ptctl
- * that lacks the deny flags is reported rather than silently kept.
+ * Creates the JetStream resources ptctl needs, if missing: the audit stream, the host inventory bucket
+ * and the rollout plans bucket. Creates only: the worker identity may not update a stream, so a stream
+ * from an older ptctl that lacks the deny flags is reported rather than silently kept.
  */
 export async function ensureNatsResources(nc: NatsConnection): Promise<void> {
   const jsm = await jetstreamManager(nc);
@@ -40,4 +41,6 @@ export async function ensureNatsResources(nc: NatsConnection): Promise<void> {
     );
   }
   await new Kvm(nc).create(HOSTS_BUCKET, { history: 5 });
+  // Rollouts drop their hosts when they end; the age limit removes those of rollouts that never ended.
+  await new Kvm(nc).create(PLANS_BUCKET, { history: 1, ttl: 90 * 24 * 60 * 60 * 1000 });
 }

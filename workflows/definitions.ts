@@ -90,3 +90,10 @@ export const rolloutProgressQuery = defineQuery<RolloutProgress>('rollout-progre
 export const pauseRolloutSignal = defineSignal('pause');
 export const resumeRolloutSignal = defineSignal('resume');
 export const cancelRolloutSignal = defineSignal('cancel');
+
+/**
+ * A host's rollout workflow tells its rollout how it ended. Rollouts hand hosts still in flight to the
+ * next generation across continue-as-new; only a signal to the rollout's id reaches the generation that
+ * is current when the host ends.
+ */
+export const hostRolloutEndedSignal = defineSignal<[HostRolloutReport]>('host-rollout-ended');

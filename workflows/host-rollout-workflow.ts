@@ -1,7 +1,7 @@
-import { CancellationScope, condition, isCancellation, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, condition, getExternalWorkflowHandle, isCancellation, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { OperationActivities, OperationOutcome } from '../activities/operation-activities.js';
 import type { HostRolloutReport, HostWork } from '../schemas/rollout.js';
-import { type OperationRecord, operationEndedSignal, rolloutOperationId } from './definitions.js';
+import { type OperationRecord, hostRolloutEndedSignal, operationEndedSignal, rolloutOperationId } from './definitions.js';
 
 const enqueue = proxyActivities<OperationActivities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 10 } });
 // The fallback lookup (and the only wait of histories from before outcome-by-signal): heartbeated.
@@ -22,8 +22,28 @@ const SIGNAL_OVERDUE_MS = 35 * 60_000;
  *
  * `run` is the apply or window firing this belongs to: it is part of every operation id, so applying a
  * plan again acts again while a retry of this run is answered from the entity and the agents' journals.
+ *
+ * `reportTo` is the rollout's workflow id: the host signals it how it ended, whichever generation of the
+ * rollout is current by then (rollouts from before the sliding window awaited the child and pass none).
  */
-export async function hostRolloutWorkflow(work: HostWork, canary: boolean, run?: string): Promise<HostRolloutReport> {
+export async function hostRolloutWorkflow(work: HostWork, canary: boolean, run?: string | null, reportTo?: string): Promise<HostRolloutReport> {
+  if (!reportTo) return hostRollout(work, canary, run ?? undefined);
+  const report = async (ended: HostRolloutReport): Promise<void> => {
+    // A terminated rollout cannot hear it; the host's own result still says how it went.
+    await CancellationScope.nonCancellable(() => getExternalWorkflowHandle(reportTo).signal(hostRolloutEndedSignal, ended)).catch(() => undefined);
+  };
+  let ended: HostRolloutReport;
+  try {
+    ended = await hostRollout(work, canary, run ?? undefined);
+  } catch (err) {
+    await report({ hostId: work.hostId, state: 'failed', canary, details: [`host workflow failed: ${err instanceof Error ? err.message : String(err)}`] });
+    throw err;
+  }
+  await report(ended);
+  return ended;
+}
+
+async function hostRollout(work: HostWork, canary: boolean, run: string | undefined): Promise<HostRolloutReport> {
   const details: string[] = [];
   const base = workflowInfo().workflowId;
   const ended = new Map<string, OperationRecord>();

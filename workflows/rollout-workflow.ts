@@ -1,5 +1,6 @@
 import {
   CancellationScope,
+  ChildWorkflowCancellationType,
   ParentClosePolicy,
   allHandlersFinished,
   condition,
@@ -8,14 +9,18 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   patched,
+  proxyActivities,
   setHandler,
+  startChild,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { type HostRolloutReport, type HostRolloutState, type MaxFailures, RolloutInput, type RolloutInputRaw, fitsInWindow } from '../schemas/rollout.js';
+import type { HostInFlight, RolloutActivities } from '../activities/rollout-activities.js';
+import { type HostRolloutReport, type HostRolloutState, type HostWork, type MaxFailures, RolloutInput, type RolloutInputRaw, fitsInWindow } from '../schemas/rollout.js';
 import {
   type RolloutProgress,
   cancelRolloutSignal,
+  hostRolloutEndedSignal,
   hostRolloutWorkflowId,
   pauseRolloutSignal,
   resumeRolloutSignal,
@@ -36,6 +41,10 @@ export interface RolloutCarry {
   stopReason: string | null;
   paused: boolean;
   generation: number;
+  /** Where the next generation goes on in a plan by reference (absent: at the start of its inline hosts). */
+  next?: number;
+  /** Hosts still in flight, handed over instead of drained (absent in carries of draining generations). */
+  running?: HostInFlight[];
 }
 
 export interface RolloutReport {
@@ -82,10 +91,257 @@ const emptyCounts = (): Record<HostRolloutState, number> => ({ pending: 0, runni
  * then at most `maxParallel` hosts at once until failures exceed `maxFailures`. Pause stops launching,
  * resume continues, cancel stops launching and cancels the hosts in flight (their sagas compensate).
  * Each host is a child workflow whose operations go through the host's entity. Generations continue as
- * new before their history grows long, carrying only counters and problems, never the finished hosts.
+ * new before their history grows long, carrying counters, capped problems and the hosts still in flight,
+ * never the finished hosts; the hosts themselves are read page by page from KV (`hostsRef`).
  */
 export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry, historyLimit: number = DEFAULT_HISTORY_LIMIT): Promise<RolloutReport> {
-  const { name, hosts, options, window, run } = parseWorkflowInput(RolloutInput, raw, 'rollout');
+  const input = parseWorkflowInput(RolloutInput, raw, 'rollout');
+  // Histories from before the sliding window drained every generation before continuing; they replay so.
+  if (patched('rollout-sliding-window')) return slidingRollout(input, carry, historyLimit);
+  return drainingRollout(input, carry, historyLimit);
+}
+
+/** How often a generation asks whether hosts it inherited closed without reporting (terminated, timed out). */
+const INHERITED_CHECK_MS = 15 * 60_000;
+
+const rolloutActivities = proxyActivities<RolloutActivities>({ startToCloseTimeout: '2 minutes', retry: { maximumAttempts: 5 } });
+
+async function slidingRollout(input: RolloutInput, carry: RolloutCarry | undefined, historyLimit: number): Promise<RolloutReport> {
+  const { name, options, window, run, hostsRef } = input;
+  const inline = input.hosts;
+  // Positions are into this generation's source: the plan by reference, or what is left of the inline hosts.
+  const sourceLength = hostsRef ? hostsRef.count : (inline?.length ?? 0);
+  const self = workflowInfo().workflowId;
+  const state: RolloutCarry = carry ?? {
+    total: sourceLength,
+    counts: { ...emptyCounts(), pending: sourceLength },
+    problems: [],
+    canariesLeft: options.canary,
+    stopReason: null,
+    paused: false,
+    generation: 0,
+  };
+  let next = hostsRef ? (state.next ?? 0) : 0;
+  let cancelled = false;
+  /** Hosts in flight, and whether each is a canary. */
+  const running = new Map<string, boolean>((state.running ?? []).map((h) => [h.hostId, h.canary]));
+  // Launched by an earlier generation: only their signal (or the periodic check) says how they ended.
+  const inherited = new Set(running.keys());
+  let starting = 0;
+  // Children of this generation report by signal just before they complete; the last generation waits
+  // for them to complete too, so no host workflow is left with its last step after the rollout closed.
+  let resultsPending = 0;
+  const book = rolloutBook(state, options);
+
+  const cancelRunning = (): void => {
+    for (const hostId of running.keys()) void getExternalWorkflowHandle(hostRolloutWorkflowId(name, hostId)).cancel().catch(() => undefined);
+  };
+  const ended = (report: HostRolloutReport): void => {
+    const canary = running.get(report.hostId);
+    // The signal and the child's result both say it; the first one counts.
+    if (canary === undefined) return;
+    running.delete(report.hostId);
+    inherited.delete(report.hostId);
+    book.ended(report, canary);
+  };
+  setHandler(pauseRolloutSignal, () => {
+    state.paused = true;
+  });
+  setHandler(resumeRolloutSignal, () => {
+    state.paused = false;
+  });
+  setHandler(cancelRolloutSignal, () => {
+    if (cancelled) return;
+    cancelled = true;
+    state.stopReason ??= 'cancelled';
+    cancelRunning();
+  });
+  setHandler(hostRolloutEndedSignal, ended);
+  setHandler(rolloutProgressQuery, (): RolloutProgress => ({
+    name,
+    total: state.total,
+    counts: state.counts,
+    paused: state.paused,
+    cancelled,
+    stopReason: state.stopReason,
+    running: [...running.keys()],
+    problems: state.problems,
+    generation: state.generation,
+    done: false,
+  }));
+
+  // One page of a plan by reference at a time: a generation holds at most MAX_PAGE_BYTES of hosts.
+  const page: { index: number; hosts: HostWork[] } = { index: -1, hosts: [] };
+  async function hostAt(position: number): Promise<HostWork | undefined> {
+    if (!hostsRef) return inline?.[position];
+    const index = Math.floor(position / hostsRef.pageSize);
+    if (page.index !== index) Object.assign(page, { index, hosts: await rolloutActivities.loadRolloutHosts(hostsRef, index) });
+    return page.hosts[position - index * hostsRef.pageSize];
+  }
+
+  async function launch(work: HostWork, canary: boolean): Promise<void> {
+    running.set(work.hostId, canary);
+    book.move('pending', 'running');
+    starting += 1;
+    try {
+      // Outside the workflow's cancellation: a cancel reaches hosts as the rollout's own cancel (so they
+      // compensate and report), not as an abandoned child whose result rejects at once.
+      const child = await CancellationScope.nonCancellable(() => startChild(hostRolloutWorkflow, {
+        workflowId: hostRolloutWorkflowId(name, work.hostId),
+        args: [work, canary, run ?? null, self],
+        // Hosts outlive the generation that launched them; the rollout cancels them itself when asked.
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        cancellationType: ChildWorkflowCancellationType.ABANDON,
+        typedSearchAttributes: [
+          { key: PtcHostId, value: work.hostId },
+          { key: PtcRollout, value: name },
+        ],
+      }));
+      resultsPending += 1;
+      void child
+        .result()
+        .then(ended, (err: unknown) => ended(hostFailed(work.hostId, canary, err)))
+        .finally(() => (resultsPending -= 1));
+      if (cancelled) void getExternalWorkflowHandle(child.workflowId).cancel().catch(() => undefined);
+    } catch (err) {
+      ended(hostFailed(work.hostId, canary, err));
+    } finally {
+      starting -= 1;
+    }
+  }
+
+  const historyFull = (): boolean => workflowInfo().historyLength > historyLimit;
+  const exhausted = (): boolean => next >= sourceLength || state.stopReason !== null || cancelled;
+  const slotFree = (): boolean => {
+    const canaryPhase = state.canariesLeft > 0 || [...running.values()].some(Boolean);
+    return canaryPhase ? running.size === 0 : running.size < options.maxParallel;
+  };
+  const finished = (): boolean => exhausted() && running.size === 0;
+
+  try {
+    for (;;) {
+      const ready = (): boolean => finished() || historyFull() || (!exhausted() && !state.paused && slotFree());
+      // Without a timeout when nothing is inherited: an idle paused rollout adds no timer events.
+      const woke = inherited.size > 0 ? await condition(ready, INHERITED_CHECK_MS) : (await condition(ready), true);
+      if (finished()) break;
+      if (!woke) {
+        for (const report of await rolloutActivities.closedHostRollouts(name, [...inherited].map((hostId) => ({ hostId, canary: running.get(hostId) ?? false })))) ended(report);
+        continue;
+      }
+      if (historyFull()) {
+        await condition(() => starting === 0 && allHandlersFinished());
+        const handOver = [...running].map(([hostId, canary]) => ({ hostId, canary }));
+        await continueAsNew<typeof rolloutWorkflow>(
+          { name, ...(hostsRef ? { hostsRef } : { hosts: inline?.slice(next) ?? [] }), options, window, ...(run ? { run } : {}) },
+          { ...state, ...(hostsRef ? { next } : {}), running: handOver, generation: state.generation + 1 },
+          historyLimit,
+        );
+      }
+      if (exhausted() || state.paused || !slotFree()) continue;
+      if (window && !fitsInWindow(Date.now(), window)) {
+        state.stopReason = windowClosed(window);
+        continue;
+      }
+      let work: HostWork | undefined;
+      try {
+        work = await hostAt(next);
+      } catch (err) {
+        state.stopReason ??= `the rollout's hosts could not be read: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`;
+        continue;
+      }
+      if (!work || exhausted()) continue;
+      const canary = state.canariesLeft > 0;
+      if (canary) state.canariesLeft -= 1;
+      next += 1;
+      void launch(work, canary);
+    }
+  } catch (err) {
+    // A cancel from the Temporal UI or `temporal workflow cancel` is a cancel like `ptctl cancel`.
+    if (!isCancellation(err)) throw err;
+    cancelled = true;
+    state.stopReason ??= 'cancelled from Temporal (UI or temporal workflow cancel)';
+    await CancellationScope.nonCancellable(async () => {
+      await condition(() => starting === 0);
+      cancelRunning();
+      await condition(() => running.size === 0);
+    });
+  }
+
+  // Hosts never started: counted as skipped; those on the page at hand are named, up to the cap.
+  const notStarted = sourceLength - next;
+  if (notStarted > 0) {
+    const named = hostsRef ? (page.index === Math.floor(next / hostsRef.pageSize) ? page.hosts.slice(next - page.index * hostsRef.pageSize) : []) : (inline?.slice(next) ?? []);
+    for (const work of named) book.skipped(work.hostId);
+    book.skippedUnnamed(notStarted - named.length);
+  }
+  await CancellationScope.nonCancellable(() => condition(() => resultsPending === 0));
+  if (hostsRef) await CancellationScope.nonCancellable(() => rolloutActivities.dropRolloutHosts(hostsRef)).catch(() => undefined);
+  return book.report(name, cancelled);
+}
+
+const hostFailed = (hostId: string, canary: boolean, err: unknown): HostRolloutReport => ({
+  hostId,
+  state: 'failed',
+  canary,
+  details: [`host workflow failed: ${err instanceof Error ? err.message : String(err)}`],
+});
+
+const windowClosed = (window: NonNullable<RolloutInput['window']>): string =>
+  `the window closes at ${new Date(window.endsAt).toISOString()}: no host starts within ${Math.round((window.cutoffMs + window.expectedHostMs) / 1000)} s of it (cutoff + expected host time)`;
+
+/** A rollout's counters and problems: how hosts moving between states change them, and the report. */
+function rolloutBook(state: RolloutCarry, options: RolloutInput['options']) {
+  const addProblem = (report: HostRolloutReport): void => {
+    if (state.problems.length < MAX_PROBLEMS) state.problems.push(report);
+    else state.problemsOmitted = (state.problemsOmitted ?? 0) + 1;
+  };
+  const move = (from: HostRolloutState, to: HostRolloutState, hosts = 1): void => {
+    state.counts[from] -= hosts;
+    state.counts[to] += hosts;
+  };
+  return {
+    move,
+    ended(report: HostRolloutReport, canary: boolean): void {
+      move('running', report.state);
+      if (report.state !== 'succeeded') addProblem({ ...report, canary });
+      if (canary && report.state === 'failed') state.stopReason ??= `canary ${report.hostId} failed`;
+      if (!canary && failuresExceeded(state.counts.failed, state.total, options.maxFailures)) {
+        state.stopReason ??= `failures (${state.counts.failed}) exceed maxFailures ${JSON.stringify(options.maxFailures)}`;
+      }
+    },
+    skipped(hostId: string): void {
+      move('pending', 'skipped');
+      addProblem({ hostId, state: 'skipped', canary: false, details: [`not started: ${state.stopReason ?? 'stopped'}`] });
+    },
+    /** Hosts never started whose ids are not at hand (a plan by reference is not read to name them). */
+    skippedUnnamed(hosts: number): void {
+      if (hosts <= 0) return;
+      move('pending', 'skipped', hosts);
+      state.problemsOmitted = (state.problemsOmitted ?? 0) + hosts;
+    },
+    report(name: string, cancelled: boolean): RolloutReport {
+      // A rollout always completes; how it went is searchable.
+      upsertSearchAttributes([
+        { key: PtcOutcome, value: rolloutOutcome(state.counts, cancelled, state.stopReason) },
+        { key: PtcFailedHosts, value: state.counts.failed },
+      ]);
+      return {
+        name,
+        total: state.total,
+        counts: state.counts,
+        stopReason: state.stopReason,
+        problems: state.problems,
+        ...(state.problemsOmitted ? { problemsOmitted: state.problemsOmitted } : {}),
+        generations: state.generation + 1,
+      };
+    },
+  };
+}
+
+/** The rollout of histories from before the sliding window: each generation drains before it continues. */
+async function drainingRollout(input: RolloutInput, carry: RolloutCarry | undefined, historyLimit: number): Promise<RolloutReport> {
+  const { name, options, window, run } = input;
+  const hosts = input.hosts ?? [];
   const state: RolloutCarry = carry ?? {
     total: hosts.length,
     counts: { ...emptyCounts(), pending: hosts.length },

@@ -33,7 +33,7 @@ export async function windowWorkflow(input: WindowSpecInput): Promise<WindowRepo
   const stamp = new Date(opensAt).toISOString().replace(/[:.]/g, '-').toLowerCase();
   const work = await plans.resolvePlanNow(spec.plan, `window ${spec.name}`);
   const base = { window: spec.name, opensAt: new Date(opensAt).toISOString(), closesAt: new Date(endsAt).toISOString() };
-  if (work.hosts.length === 0) return { ...base, rollout: null };
+  if (!work.hostsRef && (work.hosts?.length ?? 0) === 0) return { ...base, rollout: null };
   const rollout = await executeChild(rolloutWorkflow, {
     workflowId: `${workflowInfo().workflowId}/rollout`,
     parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,

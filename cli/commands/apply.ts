@@ -6,6 +6,7 @@ import { planHasRefusals, resolvePlan, toRolloutInput } from '../../policy/plan-
 import { TASK_QUEUE, rolloutWorkflowId } from '../../workflows/definitions.js';
 import type { rolloutWorkflow } from '../../workflows/rollout-workflow.js';
 import { PtcRollout } from '../../workflows/visibility.js';
+import { storeRolloutInput } from '../../transport/rollout-hosts.js';
 import { openNats, openTemporal, readHostInventories, requesterOf, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { printJson } from '../output.js';
@@ -58,41 +59,47 @@ export async function applyCommand(opts: ApplyOptions): Promise<number> {
   const conn = await resolveConnection(opts, process.env, 'operator');
   const nc = await openNats(conn);
   let resolution;
+  let input;
+  let rebootHosts: Set<string>;
   try {
     resolution = resolvePlan(plan, await readHostInventories(nc));
+    const all = toRolloutInput(plan, resolution);
+    // Reboot-needing hosts can be reserved for maintenance windows: apply (run any time) leaves them.
+    rebootHosts = new Set(plan.rebootsOnlyInWindows ? resolution.hosts.filter((h) => h.rebootNeeded).map((h) => h.hostId) : []);
+    const requestedBy = await requesterOf(conn);
+    const hosts = all.hosts.filter((h) => !rebootHosts.has(h.hostId)).map((h) => ({ ...h, requests: h.requests.map((r) => ({ ...r, requestedBy })) }));
+    if (!opts.json) process.stdout.write(`${renderPlan(resolution)}\n`);
+    if (!opts.json && rebootHosts.size > 0) process.stdout.write(`left for a maintenance window (they need a reboot): ${[...rebootHosts].join(', ')}\n`);
+    if (hosts.length === 0) {
+      if (opts.json) printJson({ ok: true, rollout: null, reason: 'nothing to change', resolution });
+      else process.stdout.write('nothing to change.\n');
+      return planHasRefusals(resolution) ? 2 : 0;
+    }
+    const run = newRunId();
+    // The hosts go to KV and the workflow gets their reference: a start payload of any fleet size fits.
+    input = { ...(await storeRolloutInput(nc, { ...all, hosts, name: name.data, options: options.data }, `${name.data}.${run}`)), run, requestedBy };
   } finally {
     await nc.close();
   }
-  const all = toRolloutInput(plan, resolution);
-  // Reboot-needing hosts can be reserved for maintenance windows: apply (run any time) leaves them.
-  const rebootHosts = new Set(plan.rebootsOnlyInWindows ? resolution.hosts.filter((h) => h.rebootNeeded).map((h) => h.hostId) : []);
-  const requestedBy = await requesterOf(conn);
-  const hosts = all.hosts.filter((h) => !rebootHosts.has(h.hostId)).map((h) => ({ ...h, requests: h.requests.map((r) => ({ ...r, requestedBy })) }));
-  const input = { ...all, hosts, name: name.data, options: options.data, run: newRunId() };
-  if (!opts.json) process.stdout.write(`${renderPlan(resolution)}\n`);
-  if (!opts.json && rebootHosts.size > 0) process.stdout.write(`left for a maintenance window (they need a reboot): ${[...rebootHosts].join(', ')}\n`);
-  if (input.hosts.length === 0) {
-    if (opts.json) printJson({ ok: true, rollout: null, reason: 'nothing to change', resolution });
-    else process.stdout.write('nothing to change.\n');
-    return planHasRefusals(resolution) ? 2 : 0;
-  }
+  const { requestedBy, ...startInput } = input;
+  const hostCount = startInput.hostsRef?.count ?? 0;
 
   const { client, close } = await openTemporal(conn);
   try {
     const workflowId = rolloutWorkflowId(name.data);
     try {
-      await client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue: TASK_QUEUE, workflowId, args: [input], memo: { requestedBy }, typedSearchAttributes: [{ key: PtcRollout, value: name.data }] });
+      await client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue: TASK_QUEUE, workflowId, args: [startInput], memo: { requestedBy }, typedSearchAttributes: [{ key: PtcRollout, value: name.data }] });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new PtcError(ErrorCode.INVALID_INPUT, `rollout ${name.data} is already running: follow it with \`ptctl status ${workflowId}\`, or give this one another --name`);
       throw err;
     }
     const link = workflowUiLink(conn, workflowId);
     if (!opts.wait) {
-      if (opts.json) printJson({ ok: true, rollout: workflowId, run: input.run, hosts: input.hosts.length, ui: link });
-      else process.stdout.write(`started ${workflowId} (run ${input.run}): ${input.hosts.length} host(s), canary ${input.options.canary}, max parallel ${input.options.maxParallel}${link ? `\n  ${link}` : ''}\n`);
+      if (opts.json) printJson({ ok: true, rollout: workflowId, run: startInput.run, hosts: hostCount, ui: link });
+      else process.stdout.write(`started ${workflowId} (run ${startInput.run}): ${hostCount} host(s), canary ${startInput.options.canary}, max parallel ${startInput.options.maxParallel}${link ? `\n  ${link}` : ''}\n`);
       return 0;
     }
-    if (!opts.json) process.stdout.write(`${workflowId}: ${input.hosts.length} host(s), canary ${input.options.canary}, max parallel ${input.options.maxParallel}, max failures ${JSON.stringify(input.options.maxFailures)}${link ? `\n  ${link}` : ''}\n`);
+    if (!opts.json) process.stdout.write(`${workflowId}: ${hostCount} host(s), canary ${startInput.options.canary}, max parallel ${startInput.options.maxParallel}, max failures ${JSON.stringify(startInput.options.maxFailures)}${link ? `\n  ${link}` : ''}\n`);
     const report = await followRollout(client, workflowId, opts.json);
     const clean = report.counts.failed === 0 && report.counts.cancelled === 0 && report.counts.skipped === 0;
     if (opts.json) printJson({ ok: clean, rollout: workflowId, report });

@@ -12,6 +12,8 @@ import type { rolloutWorkflow } from '../../workflows/rollout-workflow.js';
 import { AgentClient } from '../../transport/agent-client.js';
 import { simHostDir } from '../agent-runner.js';
 import { openNats, openTemporal, readHostInventories } from '../clients.js';
+import { storeRolloutInput } from '../../transport/rollout-hosts.js';
+import { newRunId } from './apply.js';
 import { DevStack } from '../dev-stack.js';
 import { errorInfo } from '../failures.js';
 import { newOpSuffix, parseOperationInput } from './attach.js';
@@ -104,7 +106,7 @@ export async function demoCommand(opts: DemoOptions): Promise<void> {
       say(`\n$ ptctl plan plan.yaml   (${DEVICE}, bnx2 eth2 → ${GUEST} on every host)`);
       say(renderPlan(resolution));
 
-      const input = toRolloutInput(plan, resolution);
+      const input = await storeRolloutInput(nc, toRolloutInput(plan, resolution), `demo.${newRunId()}`);
       say(`\n$ ptctl apply plan.yaml --wait   (canary ${input.options.canary}, max parallel ${input.options.maxParallel}, max failures ${JSON.stringify(input.options.maxFailures)})`);
       await client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue: TASK_QUEUE, workflowId: rolloutWorkflowId('demo'), args: [input], typedSearchAttributes: [{ key: PtcRollout, value: 'demo' }] });
       const report = await followRollout(client, rolloutWorkflowId('demo'), false);
