@@ -1,13 +1,16 @@
 /**
  * The raw NATS request/reply baseline of the agent bench: a process that answers every request on
- * one subject with the request's own bytes, as an agent would answer, minus all agent work.
- * Usage: node echo-responder.js <natsUrl> <seedFile> <subject>; prints "ready" once subscribed.
+ * one subject with the request's own bytes, as an agent would answer, minus all agent work. It
+ * connects as a host identity, like an agent does (same permissions, same inbox, same TLS), so the
+ * only difference the bench measures is the agent's own work.
+ * Usage: node echo-responder.js <natsUrl> <credsFile> <subject> [<tls JSON>]; prints "ready" once subscribed.
  */
-import { connectNats } from '../transport/nats-connection.js';
+import { connectNats, type NatsTls } from '../transport/nats-connection.js';
 
-const [natsUrl, seedFile, subject] = process.argv.slice(2);
-if (!natsUrl || !seedFile || !subject) throw new Error('usage: echo-responder <natsUrl> <seedFile> <subject>');
-const nc = await connectNats({ servers: natsUrl, seedFile, name: 'ptc-bench-echo' });
+const [natsUrl, seedFile, subject, tlsJson] = process.argv.slice(2);
+if (!natsUrl || !seedFile || !subject) throw new Error('usage: echo-responder <natsUrl> <credsFile> <subject> [<tls JSON>]');
+const tls = tlsJson ? (JSON.parse(tlsJson) as NatsTls) : undefined;
+const nc = await connectNats({ servers: natsUrl, seedFile, name: 'ptc-bench-echo', reconnectForever: true, tls });
 nc.subscribe(subject, { callback: (_err, msg) => {
     msg.respond(msg.data);
   } });

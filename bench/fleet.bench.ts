@@ -25,7 +25,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { DevStack } from '../cli/dev-stack.js';
 import { PTCTL_ENTRY } from '../cli/tools.js';
 import { connectNats } from '../transport/nats-connection.js';
-import { agentSubject, HOSTS_BUCKET } from '../schemas/agent-protocol.js';
+import { agentSubject, HOSTS_BUCKET, SUBJECT_PREFIX } from '../schemas/agent-protocol.js';
+import { CredsStore } from '../cli/nats-creds.js';
 import { Kvm } from '@nats-io/kv';
 import { readHostInventories } from '../transport/host-inventories.js';
 import type { BaselineInput } from './baseline-workflows.js';
@@ -48,6 +49,8 @@ const SECTIONS = new Set(flags.only.split(','));
 const CLI_RUNS = 7;
 const BASELINE_QUEUE = 'ptc-bench-baseline';
 const DEVICE = '0000:09:00.0';
+/** The echo responder's host identity: no simulated host is named so (those are sim-N). */
+const ECHO_HOST = 'bench-echo';
 
 const say = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
 const median = (xs: readonly number[]): number => quantile(xs, 0.5);
@@ -161,13 +164,24 @@ async function roundTrips(nc: NatsConnection, probes: Record<string, Probe>): Pr
   return Object.fromEntries(Object.entries(times).map(([k, xs]) => [k, { p50: median(xs), p99: quantile(xs, 0.99) }]));
 }
 
-async function startEcho(stack: DevStack, subject: string): Promise<() => void> {
-  const child = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'echo-responder.js'), stack.connection.natsUrl, stack.connection.natsCreds, subject], { stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * The echo answers as a host identity of its own on that host's command subject, and the bench asks
+ * it as the worker, exactly the permissions, inboxes and connection of an agent round trip. A host
+ * identity may only answer requests on its own subjects: an echo on any other subject, or as the
+ * worker (which may not publish replies), is refused by the server.
+ */
+async function startEcho(stack: DevStack): Promise<{ subject: string; stop: () => void }> {
+  const subject = `${SUBJECT_PREFIX}.agent.${ECHO_HOST}.echo`;
+  // Issuing a user needs no server change (its JWT, signed by the account, carries the permissions).
+  const creds = await CredsStore.open(join(stack.dir, 'creds'));
+  const { file } = await creds.add('host', ECHO_HOST);
+  const tls = stack.connection.natsTls ? [JSON.stringify(stack.connection.natsTls)] : [];
+  const child = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'echo-responder.js'), stack.connection.natsUrl, file, subject, ...tls], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.stdout.once('data', () => resolve());
     child.once('exit', (code) => reject(new Error(`echo responder exited ${code}`)));
   });
-  return () => child.kill('SIGTERM');
+  return { subject, stop: () => child.kill('SIGTERM') };
 }
 
 async function agentLatencies(stack: DevStack, nc: NatsConnection): Promise<Record<string, Latency>> {
@@ -180,17 +194,17 @@ async function agentLatencies(stack: DevStack, nc: NatsConnection): Promise<Reco
     answered(reply);
     if ((reply as { ok: boolean }).ok !== true) throw new Error(`agent refused: ${JSON.stringify(reply)}`);
   };
-  const stopEcho = await startEcho(stack, '_INBOX.ptc-bench-echo');
+  const echo = await startEcho(stack);
   try {
     return await roundTrips(nc, {
-      echo: { subject: () => '_INBOX.ptc-bench-echo', body: request('echo', {}), check: () => undefined },
+      echo: { subject: () => echo.subject, body: request('echo', {}), check: () => undefined },
       inspect: { subject: () => agentSubject('sim-1', 'inspect'), body: request('inspect', {}), check: ok },
       verify: { subject: () => agentSubject('sim-1', 'verify'), body: request('verify', { bdf: DEVICE, expect: 'host' }), check: ok },
       // Mutating: hide and unhide by turns, each with a fresh op id, so every one really changes the host.
       'hide/unhide': { subject: (i) => agentSubject('sim-1', i % 2 === 0 ? 'hide' : 'unhide'), body: request('mutate', { bdf: DEVICE }), check: ok },
     });
   } finally {
-    stopEcho();
+    echo.stop();
   }
 }
 
@@ -301,7 +315,7 @@ const dir = await mkdtemp(join(tmpdir(), 'ptctl-bench-'));
 const stack = await DevStack.start({ dir, simHosts: HOSTS, heartbeatMs: 60_000, temporal });
 const connection = temporal ? await Connection.connect({ address: stack.connection.temporalAddress }) : null;
 const client = connection ? new Client({ connection, namespace: stack.connection.temporalNamespace }) : null;
-const nc = await connectNats({ servers: stack.connection.natsUrl, seedFile: stack.connection.natsCreds, name: 'ptc-bench' });
+const nc = await connectNats({ servers: stack.connection.natsUrl, seedFile: stack.connection.natsCreds, name: 'ptc-bench', tls: stack.connection.natsTls });
 try {
   if (SECTIONS.has('agent')) {
     say('agent round trips');
