@@ -86,6 +86,7 @@ export function permissionsFor(role: NatsRole, name: string): SubjectPermissions
           `${API}.STREAM.CREATE.${PLANS_STREAM}`,
           ...planWriterPublish(),
           `${API}.DIRECT.GET.${PLANS_STREAM}.>`,
+          `${API}.STREAM.MSG.GET.${PLANS_STREAM}`,
         ],
         subscribe: [inbox],
         allowResponses: false,
