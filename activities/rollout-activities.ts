@@ -1,4 +1,4 @@
-import type { Client } from '@temporalio/client';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { HostRolloutReport, type HostWork, HostsRef } from '../schemas/rollout.js';
 import { dropRolloutHosts, loadRolloutHosts } from '../transport/rollout-hosts.js';
@@ -29,7 +29,14 @@ export function createRolloutActivities(deps: { nc: NatsConnection; client: Clie
       const closed: HostRolloutReport[] = [];
       for (const host of hosts) {
         const handle = deps.client.workflow.getHandle(hostRolloutWorkflowId(rollout, host.hostId));
-        const { status } = await handle.describe();
+        let status;
+        try {
+          ({ status } = await handle.describe());
+        } catch (err) {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+          closed.push({ hostId: host.hostId, state: 'failed', canary: host.canary, details: ['host workflow not found (deleted, or its retention passed) without reporting to its rollout'] });
+          continue;
+        }
         if (status.name === 'RUNNING') continue;
         if (status.name === 'COMPLETED') {
           const report = HostRolloutReport.safeParse(await handle.result());

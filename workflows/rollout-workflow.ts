@@ -225,7 +225,9 @@ async function slidingRollout(input: RolloutInput, carry: RolloutCarry | undefin
       const woke = inherited.size > 0 ? await condition(ready, INHERITED_CHECK_MS) : (await condition(ready), true);
       if (finished()) break;
       if (!woke) {
-        for (const report of await rolloutActivities.closedHostRollouts(name, [...inherited].map((hostId) => ({ hostId, canary: running.get(hostId) ?? false })))) ended(report);
+        // A failed check is tried again at the next interval; the rollout goes on meanwhile.
+        const closed = await rolloutActivities.closedHostRollouts(name, [...inherited].map((hostId) => ({ hostId, canary: running.get(hostId) ?? false }))).catch(() => []);
+        for (const report of closed) ended(report);
         continue;
       }
       if (historyFull()) {
