@@ -86,6 +86,16 @@ export function rolloutOutcome(counts: Record<HostRolloutState, number>, cancell
 
 const emptyCounts = (): Record<HostRolloutState, number> => ({ pending: 0, running: 0, succeeded: 0, failed: 0, skipped: 0, cancelled: 0 });
 
+const firstGeneration = (hosts: number, options: RolloutInput['options']): RolloutCarry => ({
+  total: hosts,
+  counts: { ...emptyCounts(), pending: hosts },
+  problems: [],
+  canariesLeft: options.canary,
+  stopReason: null,
+  paused: false,
+  generation: 0,
+});
+
 /**
  * `rollout/<name>`: a fleet rollout. Canary hosts first, one at a time, and any canary failure stops it;
  * then at most `maxParallel` hosts at once until failures exceed `maxFailures`. Pause stops launching,
@@ -112,15 +122,7 @@ async function slidingRollout(input: RolloutInput, carry: RolloutCarry | undefin
   // Positions are into this generation's source: the plan by reference, or what is left of the inline hosts.
   const sourceLength = hostsRef ? hostsRef.count : (inline?.length ?? 0);
   const self = workflowInfo().workflowId;
-  const state: RolloutCarry = carry ?? {
-    total: sourceLength,
-    counts: { ...emptyCounts(), pending: sourceLength },
-    problems: [],
-    canariesLeft: options.canary,
-    stopReason: null,
-    paused: false,
-    generation: 0,
-  };
+  const state = carry ?? firstGeneration(sourceLength, options);
   let next = hostsRef ? (state.next ?? 0) : 0;
   let cancelled = false;
   /** Hosts in flight, and whether each is a canary. */
@@ -292,9 +294,9 @@ const windowClosed = (window: NonNullable<RolloutInput['window']>): string =>
   `the window closes at ${new Date(window.endsAt).toISOString()}: no host starts within ${Math.round((window.cutoffMs + window.expectedHostMs) / 1000)} s of it (cutoff + expected host time)`;
 
 /** A rollout's counters and problems: how hosts moving between states change them, and the report. */
-function rolloutBook(state: RolloutCarry, options: RolloutInput['options']) {
+function rolloutBook(state: RolloutCarry, options: RolloutInput['options'], capped = true) {
   const addProblem = (report: HostRolloutReport): void => {
-    if (state.problems.length < MAX_PROBLEMS) state.problems.push(report);
+    if (!capped || state.problems.length < MAX_PROBLEMS) state.problems.push(report);
     else state.problemsOmitted = (state.problemsOmitted ?? 0) + 1;
   };
   const move = (from: HostRolloutState, to: HostRolloutState, hosts = 1): void => {
@@ -321,12 +323,14 @@ function rolloutBook(state: RolloutCarry, options: RolloutInput['options']) {
       move('pending', 'skipped', hosts);
       state.problemsOmitted = (state.problemsOmitted ?? 0) + hosts;
     },
-    report(name: string, cancelled: boolean): RolloutReport {
+    report(name: string, cancelled: boolean, searchable = true): RolloutReport {
       // A rollout always completes; how it went is searchable.
-      upsertSearchAttributes([
-        { key: PtcOutcome, value: rolloutOutcome(state.counts, cancelled, state.stopReason) },
-        { key: PtcFailedHosts, value: state.counts.failed },
-      ]);
+      if (searchable) {
+        upsertSearchAttributes([
+          { key: PtcOutcome, value: rolloutOutcome(state.counts, cancelled, state.stopReason) },
+          { key: PtcFailedHosts, value: state.counts.failed },
+        ]);
+      }
       return {
         name,
         total: state.total,
@@ -344,15 +348,7 @@ function rolloutBook(state: RolloutCarry, options: RolloutInput['options']) {
 async function drainingRollout(input: RolloutInput, carry: RolloutCarry | undefined, historyLimit: number): Promise<RolloutReport> {
   const { name, options, window, run } = input;
   const hosts = input.hosts ?? [];
-  const state: RolloutCarry = carry ?? {
-    total: hosts.length,
-    counts: { ...emptyCounts(), pending: hosts.length },
-    problems: [],
-    canariesLeft: options.canary,
-    stopReason: null,
-    paused: false,
-    generation: 0,
-  };
+  const state = carry ?? firstGeneration(hosts.length, options);
   let cancelled = false;
   const running = new Set<string>();
 
@@ -383,22 +379,13 @@ async function drainingRollout(input: RolloutInput, carry: RolloutCarry | undefi
   }));
 
   // Histories from before the cap kept every problem and replay that way.
-  const capped = patched('rollout-problems-capped');
-  const addProblem = (report: HostRolloutReport): void => {
-    if (!capped || state.problems.length < MAX_PROBLEMS) state.problems.push(report);
-    else state.problemsOmitted = (state.problemsOmitted ?? 0) + 1;
-  };
-
-  const move = (from: HostRolloutState, to: HostRolloutState): void => {
-    state.counts[from] -= 1;
-    state.counts[to] += 1;
-  };
+  const book = rolloutBook(state, options, patched('rollout-problems-capped'));
 
   async function runHost(index: number, canary: boolean): Promise<void> {
     const work = hosts[index];
     if (!work) return;
     running.add(work.hostId);
-    move('pending', 'running');
+    book.move('pending', 'running');
     let report: HostRolloutReport;
     try {
       report = await executeChild(hostRolloutWorkflow, {
@@ -412,22 +399,17 @@ async function drainingRollout(input: RolloutInput, carry: RolloutCarry | undefi
         ],
       });
     } catch (err) {
-      report = { hostId: work.hostId, state: 'failed', canary, details: [`host workflow failed: ${err instanceof Error ? err.message : String(err)}`] };
+      report = hostFailed(work.hostId, canary, err);
     }
     running.delete(work.hostId);
-    move('running', report.state);
-    if (report.state !== 'succeeded') addProblem(report);
-    if (canary && report.state === 'failed') state.stopReason ??= `canary ${work.hostId} failed`;
-    if (!canary && failuresExceeded(state.counts.failed, state.total, options.maxFailures)) {
-      state.stopReason ??= `failures (${state.counts.failed}) exceed maxFailures ${JSON.stringify(options.maxFailures)}`;
-    }
+    book.ended(report, canary);
   }
 
   let next = 0;
   const launchable = (): boolean => {
     if (next >= hosts.length || state.stopReason !== null || cancelled) return false;
     if (window && !fitsInWindow(Date.now(), window)) {
-      state.stopReason = `the window closes at ${new Date(window.endsAt).toISOString()}: no host starts within ${Math.round((window.cutoffMs + window.expectedHostMs) / 1000)} s of it (cutoff + expected host time)`;
+      state.stopReason = windowClosed(window);
       return false;
     }
     return true;
@@ -466,24 +448,7 @@ async function drainingRollout(input: RolloutInput, carry: RolloutCarry | undefi
     await condition(allHandlersFinished);
     await continueAsNew<typeof rolloutWorkflow>({ name, hosts: remaining, options, window, ...(run ? { run } : {}) }, { ...state, generation: state.generation + 1 }, historyLimit);
   }
-  for (const work of remaining) {
-    move('pending', 'skipped');
-    addProblem({ hostId: work.hostId, state: 'skipped', canary: false, details: [`not started: ${state.stopReason ?? 'stopped'}`] });
-  }
-  // A rollout always completes; how it went is searchable (histories from before replay without it).
-  if (patched('visibility-outcome')) {
-    upsertSearchAttributes([
-      { key: PtcOutcome, value: rolloutOutcome(state.counts, cancelled, state.stopReason) },
-      { key: PtcFailedHosts, value: state.counts.failed },
-    ]);
-  }
-  return {
-    name,
-    total: state.total,
-    counts: state.counts,
-    stopReason: state.stopReason,
-    problems: state.problems,
-    ...(state.problemsOmitted ? { problemsOmitted: state.problemsOmitted } : {}),
-    generations: state.generation + 1,
-  };
+  for (const work of remaining) book.skipped(work.hostId);
+  // Histories from before the outcome attribute replay without it.
+  return book.report(name, cancelled, patched('visibility-outcome'));
 }
