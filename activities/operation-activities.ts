@@ -61,14 +61,68 @@ export function createOperationActivities(deps: { client: Client }) {
 
     /** Stops an operation: drops it from its host's queue, or cancels it so its saga compensates. */
     async cancelOperation(hostId: string, workflowId: string): Promise<void> {
-      await client.workflow.getHandle(hostEntityWorkflowId(hostId)).signal(dropQueuedSignal, workflowId).catch(() => undefined);
-      try {
-        await client.workflow.getHandle(workflowId).cancel();
-      } catch (err) {
-        if (!(err instanceof WorkflowNotFoundError)) throw err;
-      }
+      await cancelOne(hostId, workflowId);
+    },
+
+    /**
+     * Queues the operations a rollout launched in one workflow task, each on its host's entity, a few at
+     * a time. Retried whole: the entities ignore an operation id they know.
+     */
+    async enqueueOperations(raw: HostOperationInput[]): Promise<void> {
+      const ops = raw.map((op) => HostOperation.safeParse(op));
+      const invalid = ops.find((op) => !op.success);
+      if (invalid) throw ApplicationFailure.nonRetryable(`invalid operation: ${invalid.error?.issues[0]?.message ?? ''}`, ErrorCode.INVALID_INPUT);
+      await eachAtMost(BATCH_CONCURRENCY, ops, (op) => (op.success ? submitOperation(client, op.data) : Promise.resolve()));
+    },
+
+    async cancelOperations(ops: OperationRef[]): Promise<void> {
+      await eachAtMost(BATCH_CONCURRENCY, ops, (op) => cancelOne(op.hostId, op.workflowId));
+    },
+
+    /**
+     * How those of the given operations that have ended ended; the others (queued, running) are left
+     * out. A rollout asks only about operations whose signal is overdue.
+     */
+    async endedOperations(ops: OperationRef[]): Promise<OperationOutcome[]> {
+      const ended: OperationOutcome[] = [];
+      await eachAtMost(BATCH_CONCURRENCY, ops, async (op) => {
+        Context.current().heartbeat();
+        const where = await locateOperation(client, op.hostId, op.workflowId);
+        if (where.state === 'started' && !where.running) ended.push(await outcomeOf(op.workflowId));
+        else if (where.state === 'ended-in-entity') ended.push({ workflowId: op.workflowId, outcome: where.record.outcome, code: where.record.code, message: where.record.message });
+      });
+      return ended;
     },
   };
+
+  async function cancelOne(hostId: string, workflowId: string): Promise<void> {
+    await client.workflow.getHandle(hostEntityWorkflowId(hostId)).signal(dropQueuedSignal, workflowId).catch(() => undefined);
+    try {
+      await client.workflow.getHandle(workflowId).cancel();
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+    }
+  }
+}
+
+/** An operation of a host, by its workflow id. */
+export interface OperationRef {
+  hostId: string;
+  workflowId: string;
+}
+
+/** Client calls one batch activity has in flight at once: enough to hide round trips, few enough for one frontend. */
+const BATCH_CONCURRENCY = 16;
+
+async function eachAtMost<T>(limit: number, items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
 
 export type OperationActivities = ReturnType<typeof createOperationActivities>;

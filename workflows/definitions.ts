@@ -59,6 +59,13 @@ export const dropQueuedSignal = defineSignal<[string]>('drop-queued');
 export const operationEndedSignal = defineSignal<[OperationRecord]>('operation-ended');
 
 /**
+ * How long past an operation's own deadline the entity's signal may take before its waiter looks the
+ * operation up itself: the entity's watchdog grace and its second bound after a cancel, plus a margin.
+ * A signal that never comes means the entity was terminated or reset.
+ */
+export const SIGNAL_OVERDUE_MS = 35 * 60_000;
+
+/**
  * The operation id of request `index` of a host in a rollout. `run` (one apply or window firing) makes a
  * new apply of the same plan act again; without it (rollouts from before run ids) the id is as it was.
  */
@@ -66,8 +73,8 @@ export const rolloutOperationId = (hostRolloutId: string, hostId: string, bdf: s
   passthroughWorkflowId(hostId, bdf, `${hostRolloutId.replaceAll('/', '-')}${run ? `-${run}` : ''}-${index}`);
 
 export const rolloutWorkflowId = (name: string): string => `rollout/${name}`;
-/** The rollout a `rollout/<name>/<hostId>` workflow belongs to; undefined for any other id. */
-export const rolloutNameOf = (workflowId: string): string | undefined => /^rollout\/([^/]+)\//.exec(workflowId)?.[1];
+/** The rollout a `rollout/<name>` or `rollout/<name>/<hostId>` workflow belongs to; undefined for any other id. */
+export const rolloutNameOf = (workflowId: string): string | undefined => /^rollout\/([^/]+)(?:\/|$)/.exec(workflowId)?.[1];
 export const hostRolloutWorkflowId = (name: string, hostId: string): string => `rollout/${name}/${hostId}`;
 
 export interface RolloutProgress {

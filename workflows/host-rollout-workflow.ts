@@ -1,18 +1,12 @@
 import { CancellationScope, condition, getExternalWorkflowHandle, isCancellation, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { OperationActivities, OperationOutcome } from '../activities/operation-activities.js';
 import type { HostRolloutReport, HostWork } from '../schemas/rollout.js';
-import { type OperationRecord, hostRolloutEndedSignal, operationEndedSignal, rolloutOperationId } from './definitions.js';
+import { type OperationRecord, SIGNAL_OVERDUE_MS, hostRolloutEndedSignal, operationEndedSignal, rolloutOperationId } from './definitions.js';
 
 const enqueue = proxyActivities<OperationActivities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 10 } });
 // The fallback lookup (and the only wait of histories from before outcome-by-signal): heartbeated.
 const waiter = proxyActivities<OperationActivities>({ startToCloseTimeout: '1 day', heartbeatTimeout: '30s', retry: { maximumAttempts: 20 } });
 
-/**
- * How long past an operation's own deadline the entity's signal may take before the waiter looks the
- * operation up itself: the entity's watchdog grace and its second bound after a cancel, plus a margin.
- * A signal that never comes means the entity was terminated or reset.
- */
-const SIGNAL_OVERDUE_MS = 35 * 60_000;
 
 /**
  * One host of a rollout: its requests, in order, each through the host's entity (so it is serialized

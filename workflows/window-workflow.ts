@@ -2,7 +2,8 @@ import { defineSearchAttributeKey } from '@temporalio/common';
 import { ParentClosePolicy, executeChild, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { WindowActivities } from '../activities/window-activities.js';
 import { WindowSpec, type WindowSpecInput } from '../schemas/window.js';
-import { rolloutWorkflow, type RolloutReport } from './rollout-workflow.js';
+import type { RolloutReport } from './rollout-book.js';
+import { rolloutWorkflow } from './rollout-workflow.js';
 import { parseWorkflowInput } from './saga-kit.js';
 
 /** Set by a Temporal Schedule on every workflow it starts: the time the firing was due. */

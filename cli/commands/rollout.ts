@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
-import type { RolloutReport } from '../../workflows/rollout-workflow.js';
+import type { RolloutReport } from '../../workflows/rollout-book.js';
 import { type RolloutProgress, cancelRolloutSignal, dropQueuedSignal, hostEntityWorkflowId, pauseRolloutSignal, resumeRolloutSignal, rolloutProgressQuery } from '../../workflows/definitions.js';
 import { openTemporal } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';

@@ -2,7 +2,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import type { PassthroughResult } from '../../schemas/passthrough.js';
 import { type PassthroughProgress, passthroughProgressQuery, rolloutProgressQuery } from '../../workflows/definitions.js';
-import type { RolloutReport } from '../../workflows/rollout-workflow.js';
+import type { RolloutReport } from '../../workflows/rollout-book.js';
 import { describeRolloutProgress, describeRolloutReport } from './rollout.js';
 import { openTemporal, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';

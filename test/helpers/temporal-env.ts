@@ -64,7 +64,8 @@ export function useTimeSkippingEnv(prefix: string): {
     async withWorker(activities, body) {
       const { env: e, bundle: b } = ready();
       const taskQueue = `${prefix}-${++n}`;
-      const worker = await Worker.create({ connection: e.nativeConnection, taskQueue, workflowBundle: b, activities });
+      // The production sinks, so workflows that report metrics log no unregistered-sink errors here.
+      const worker = await Worker.create({ connection: e.nativeConnection, taskQueue, workflowBundle: b, activities, sinks: observabilityOptions(new WorkerMetrics(), null).sinks });
       return worker.runUntil(() => body(taskQueue));
     },
   };

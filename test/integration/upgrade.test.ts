@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import type { PassthroughResult } from '../../schemas/passthrough.js';
-import type { RolloutReport } from '../../workflows/rollout-workflow.js';
+import type { RolloutReport } from '../../workflows/rollout-book.js';
 import { runWorker, workflowBuild } from '../../cli/worker.js';
 import { type DeploymentView, type WorkflowVersionView, workflowVersion } from '../../transport/worker-deployment.js';
 import { type TestStack, auditEvents, runCli, startTestStack } from '../helpers/stack.js';

@@ -10,7 +10,8 @@ import { submitOperation } from '../../transport/host-operations.js';
 import { waitForOperation } from '../../cli/operations.js';
 import { hostEntityWorkflowId, hostStateQuery } from '../../workflows/definitions.js';
 import type { HostEntityInput, hostEntityWorkflow } from '../../workflows/host-entity.js';
-import type { RolloutReport, rolloutWorkflow } from '../../workflows/rollout-workflow.js';
+import type { rolloutWorkflow } from '../../workflows/rollout-workflow.js';
+import type { RolloutReport } from '../../workflows/rollout-book.js';
 import { rhel5XenInventory } from '../helpers/inventory-fixture.js';
 import { useTimeSkippingEnv } from '../helpers/temporal-env.js';
 

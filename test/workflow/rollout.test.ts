@@ -1,10 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { WorkflowHandle } from '@temporalio/client';
+import { Client, type WorkflowHandle } from '@temporalio/client';
 import type { OperationActivities, OperationOutcome } from '../../activities/operation-activities.js';
-import type { RolloutReport, rolloutWorkflow } from '../../workflows/rollout-workflow.js';
-import { MAX_PROBLEMS, failuresExceeded } from '../../workflows/rollout-workflow.js';
-import { cancelRolloutSignal, operationEndedSignal, pauseRolloutSignal, resumeRolloutSignal, rolloutProgressQuery } from '../../workflows/definitions.js';
+import type { rolloutWorkflow } from '../../workflows/rollout-workflow.js';
+import type { RolloutReport } from '../../workflows/rollout-book.js';
+import { MAX_PROBLEMS, failuresExceeded } from '../../workflows/rollout-book.js';
+import { type OperationRecord, cancelRolloutSignal, operationEndedSignal, pauseRolloutSignal, resumeRolloutSignal, rolloutProgressQuery } from '../../workflows/definitions.js';
 import { HostWork, RolloutInput, type RolloutInputRaw, hostsPageKey } from '../../schemas/rollout.js';
 import type { RolloutActivities } from '../../activities/rollout-activities.js';
 import { useTimeSkippingEnv } from '../helpers/temporal-env.js';
@@ -14,27 +15,68 @@ import { useTimeSkippingEnv } from '../helpers/temporal-env.js';
  * `npm test` short and still spans three pages and two generations; PTC_SCALE_HOSTS=100000 is the full proof (~40 min).
  */
 const SCALE_HOSTS = Number(process.env.PTC_SCALE_HOSTS ?? 1200);
+const SCALE_HISTORY_LIMIT = Number(process.env.PTC_SCALE_HISTORY_LIMIT ?? 500);
 
-type Script = Record<string, { outcome?: OperationOutcome['outcome']; delayMs?: number }>;
+type Step = { outcome?: OperationOutcome['outcome']; delayMs?: number };
+type Script = Record<string, Step>;
+type Signal = (notify: string, record: OperationRecord) => Promise<void>;
+type AttachOp = Parameters<OperationActivities['enqueueOperations']>[0][number];
 
-/** Operation activities that play a script per host and record what the rollout asked for. */
-function fakeOps(script: Script, log: string[]): OperationActivities {
-  const cancelled = new Set<string>();
+const endedRecord = (op: AttachOp, outcome: OperationOutcome['outcome']): OperationRecord => ({
+  workflowId: op.workflowId,
+  kind: 'attach',
+  bdf: op.request.bdf,
+  guest: op.request.guest,
+  outcome,
+  code: outcome === 'attached' ? null : outcome === 'cancelled' ? 'CANCELLED' : 'ATTACH_FAILED',
+  message: outcome === 'attached' ? null : 'injected',
+  finishedAt: Date.now(),
+});
+
+/**
+ * Operation activities that answer like host entities: each queued operation plays its host's script
+ * (how long it takes, how it ends) and the entity's operation-ended signal reaches the rollout then;
+ * a cancel ends it at once, compensated. Like a real enqueue, the enqueue returns at once. The rollout
+ * is awaited in real time (no time skipping), so nothing is skipped past an operation still running.
+ */
+function fakeOps(script: Script | ((hostId: string) => Step), log: string[], signal: Signal): OperationActivities {
+  const stepOf = typeof script === 'function' ? script : (hostId: string): Step => script[hostId] ?? {};
+  const running = new Map<string, { op: AttachOp; timer: NodeJS.Timeout }>();
+  const end = (workflowId: string, outcome: OperationOutcome['outcome']): void => {
+    const entry = running.get(workflowId);
+    if (!entry) return;
+    running.delete(workflowId);
+    clearTimeout(entry.timer);
+    // A rollout that closed meanwhile (a test that already ended) cannot hear it.
+    signal(entry.op.notify ?? '', endedRecord(entry.op, outcome)).catch(() => undefined);
+  };
   return {
-    async enqueueOperation(op) {
-      log.push(`enqueue ${op.request?.hostId ?? '?'}`);
+    async enqueueOperations(ops) {
+      for (const op of ops) {
+        log.push(`enqueue ${op.request.hostId}`);
+        if (!op.notify) throw new Error('a rollout names itself to be notified');
+        const step = stepOf(op.request.hostId);
+        if (running.has(op.workflowId)) continue;
+        running.set(op.workflowId, { op, timer: setTimeout(() => end(op.workflowId, step.outcome ?? 'attached'), step.delayMs ?? 20) });
+      }
     },
-    async awaitOperation(hostId, workflowId) {
-      const step = script[hostId] ?? {};
-      const until = Date.now() + (step.delayMs ?? 20);
-      while (Date.now() < until && !cancelled.has(workflowId)) await new Promise((r) => setTimeout(r, 10));
-      if (cancelled.has(workflowId)) return { workflowId, outcome: 'cancelled', code: 'CANCELLED', message: 'compensated' };
-      const outcome = step.outcome ?? 'attached';
-      return { workflowId, outcome, code: outcome === 'attached' ? null : 'ATTACH_FAILED', message: outcome === 'attached' ? null : 'injected' };
+    async cancelOperations(ops) {
+      for (const { hostId, workflowId } of ops) {
+        log.push(`cancel ${hostId}`);
+        end(workflowId, 'cancelled');
+      }
     },
-    async cancelOperation(hostId, workflowId) {
-      log.push(`cancel ${hostId}`);
-      cancelled.add(workflowId);
+    async endedOperations() {
+      return [];
+    },
+    async enqueueOperation() {
+      throw new Error('a rollout queues its operations in batches');
+    },
+    async awaitOperation() {
+      throw new Error('the outcome comes by signal');
+    },
+    async cancelOperation() {
+      throw new Error('a rollout cancels its operations in batches');
     },
   };
 }
@@ -82,16 +124,22 @@ void describe('maxFailures arithmetic', () => {
 
 void describe('fleet rollout (time-skipping test server)', () => {
   const suite = useTimeSkippingEnv('rollout');
+  const signal: Signal = (notify, record) => suite.env.client.workflow.getHandle(notify).signal(operationEndedSignal, record);
+  /** A rollout's result, awaited without unlocking time skipping: hosts take the real time their script says. */
+  const inRealTime = (workflowId: string): Promise<RolloutReport> => new Client({ connection: suite.env.connection, namespace: suite.env.namespace ?? 'default' }).workflow.getHandle<typeof rolloutWorkflow>(workflowId).result();
+  /** Operations that all succeed, each host's taking `operationMs(hostId)`. */
+  const signallingOps = (log: string[], operationMs: (hostId: string) => number): OperationActivities =>
+    fakeOps((hostId) => ({ delayMs: operationMs(hostId) }), log, signal);
 
   async function run(input: RolloutInputRaw, script: Script, log: string[], during?: (h: WorkflowHandle<typeof rolloutWorkflow>) => Promise<void>, historyLimit?: number): Promise<{ report: RolloutReport; handle: WorkflowHandle<typeof rolloutWorkflow> }> {
-    return suite.withWorker(fakeOps(script, log), async (taskQueue) => {
+    return suite.withWorker(fakeOps(script, log, signal), async (taskQueue) => {
       const handle = await suite.env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', {
         taskQueue,
         workflowId: `rollout/${input.name}`,
         args: historyLimit ? [input, undefined, historyLimit] : [input],
       });
       if (during) await during(handle);
-      return { report: await handle.result(), handle };
+      return { report: await inRealTime(handle.workflowId), handle };
     });
   }
 
@@ -122,7 +170,8 @@ void describe('fleet rollout (time-skipping test server)', () => {
 
   void it('stops launching when failures exceed maxFailures (percent), keeping maxParallel', async () => {
     const log: string[] = [];
-    const script: Script = { h1: { outcome: 'failed', delayMs: 50 }, h2: { delayMs: 50 }, h3: { outcome: 'failed', delayMs: 200 } };
+    // The others take longer than h3 does, so hosts are still waiting to start when it fails.
+    const script: Script = { h1: { outcome: 'failed', delayMs: 50 }, h2: { delayMs: 50 }, h3: { outcome: 'failed', delayMs: 200 }, ...Object.fromEntries(Array.from({ length: 7 }, (_, i) => [`h${i + 4}`, { delayMs: 100 }])) };
     const { report } = await run({ name: 'max-percent', hosts: hostsNamed(10), options: { canary: 0, maxParallel: 2, maxFailures: { percent: 10 } } }, script, log);
     assert.equal(report.counts.failed, 2, '1 of 10 is allowed, the second failure stops it');
     assert.match(report.stopReason ?? '', /failures \(2\) exceed maxFailures \{"percent":10\}/);
@@ -177,27 +226,6 @@ void describe('fleet rollout (time-skipping test server)', () => {
     assert.equal((await handle.describe()).status.name, 'COMPLETED', 'the rollout ends with its report, not as a bare cancellation');
   });
 
-  /**
-   * Operation activities that answer like a host entity: the operation "ends" at once and the entity's
-   * operation-ended signal reaches the host's workflow (no polling, no timers for the server to skip).
-   */
-  function signallingOps(log: string[], operationMs: number): OperationActivities {
-    return {
-      async enqueueOperation(op) {
-        log.push(`enqueue ${op.request?.hostId ?? '?'}`);
-        if (!op.notify) throw new Error('a rollout host names the workflow to notify');
-        // The operation takes a while (the activity in flight keeps the server from skipping time past
-        // it), so hosts are in flight when a generation's history fills up.
-        await new Promise((resolve) => setTimeout(resolve, operationMs));
-        await suite.env.client.workflow.getHandle(op.notify).signal(operationEndedSignal, { workflowId: op.workflowId, kind: 'attach', bdf: op.request?.bdf ?? '', guest: op.request?.guest ?? '', outcome: 'attached', code: null, message: null, finishedAt: Date.now() });
-      },
-      async awaitOperation() {
-        throw new Error('the outcome comes by signal');
-      },
-      async cancelOperation() {},
-    };
-  }
-
   /** Every generation of a rollout, first to last: its history's length, largest payload and what it handed over. */
   async function generations(workflowId: string): Promise<Array<{ events: number; largestPayload: number; handedOver: number }>> {
     const described = await suite.env.client.workflow.getHandle(workflowId).describe();
@@ -209,7 +237,8 @@ void describe('fleet rollout (time-skipping test server)', () => {
       for (const e of events) largestPayload = Math.max(largestPayload, JSON.stringify(e).length);
       const last = events[events.length - 1]?.workflowExecutionContinuedAsNewEventAttributes;
       const carry = last?.input?.payloads?.[1];
-      const handedOver = carry?.data ? ((JSON.parse(Buffer.from(carry.data).toString()) as { running?: unknown[] }).running?.length ?? 0) : 0;
+      const carried = carry?.data ? (JSON.parse(Buffer.from(carry.data).toString()) as { ops?: unknown[]; running?: unknown[] }) : {};
+      const handedOver = (carried.ops?.length ?? 0) + (carried.running?.length ?? 0);
       out.push({ events: events.length, largestPayload, handedOver });
       runId = last?.newExecutionRunId ?? undefined;
     }
@@ -219,9 +248,9 @@ void describe('fleet rollout (time-skipping test server)', () => {
   void it('continues as new without draining: the hosts in flight are handed to the next generation', async () => {
     const log: string[] = [];
     const limit = 150;
-    const report = await suite.withWorker({ ...signallingOps(log, 300), ...fakePlans(new Map(), log), async closedHostRollouts() { return []; } }, async (taskQueue) => {
+    const report = await suite.withWorker({ ...signallingOps(log, () => 300), ...fakePlans(new Map(), log), async closedHostRollouts() { return []; } }, async (taskQueue) => {
       const handle = await suite.env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue, workflowId: 'rollout/many', args: [{ name: 'many', hosts: hostsNamed(40), options: { canary: 1, maxParallel: 4 } }, undefined, limit] });
-      return handle.result();
+      return inRealTime(handle.workflowId);
     });
     assert.equal(report.counts.succeeded, 40);
     assert.ok(report.generations > 1, `generations: ${report.generations}`);
@@ -240,9 +269,9 @@ void describe('fleet rollout (time-skipping test server)', () => {
     const all = hostsNamed(SCALE_HOSTS).map((h) => HostWork.parse(h));
     for (let p = 0; p * ref.pageSize < all.length; p++) pages.set(hostsPageKey(ref, p), all.slice(p * ref.pageSize, (p + 1) * ref.pageSize));
     const started = Date.now();
-    const report = await suite.withWorker({ ...signallingOps(log, 100), ...fakePlans(pages, log), async closedHostRollouts() { return []; } }, async (taskQueue) => {
-      const handle = await suite.env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue, workflowId: 'rollout/scale', args: [{ name: 'scale', hostsRef: ref, options: { canary: 1, maxParallel: 200 } }, undefined, 2000] });
-      return handle.result();
+    const report = await suite.withWorker({ ...signallingOps(log, () => 100), ...fakePlans(pages, log), async closedHostRollouts() { return []; } }, async (taskQueue) => {
+      const handle = await suite.env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue, workflowId: 'rollout/scale', args: [{ name: 'scale', hostsRef: ref, options: { canary: 1, maxParallel: 200 } }, undefined, SCALE_HISTORY_LIMIT] });
+      return inRealTime(handle.workflowId);
     });
     t.diagnostic(`${SCALE_HOSTS} hosts in ${((Date.now() - started) / 1000).toFixed(1)} s, ${report.generations} generations`);
     assert.equal(report.counts.succeeded, SCALE_HOSTS);
