@@ -63,6 +63,7 @@ export type OperationKind = z.infer<typeof OperationKind>;
 const operationEnvelope = {
   workflowId: z.string().min(1).max(300),
   notify: z.string().min(1).max(300).optional().describe('workflow to signal (operation-ended) when the operation ends, so it waits without polling'),
+  rollout: z.string().min(1).max(63).optional().describe('the rollout it belongs to, for its PtcRollout search attribute (a rollout in a window is not named by its workflow id)'),
 };
 export const HostOperation = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('attach'), ...operationEnvelope, request: PassthroughRequest }).strict(),

@@ -73,8 +73,8 @@ export const rolloutOperationId = (hostRolloutId: string, hostId: string, bdf: s
   passthroughWorkflowId(hostId, bdf, `${hostRolloutId.replaceAll('/', '-')}${run ? `-${run}` : ''}-${index}`);
 
 export const rolloutWorkflowId = (name: string): string => `rollout/${name}`;
-/** The rollout a `rollout/<name>` or `rollout/<name>/<hostId>` workflow belongs to; undefined for any other id. */
-export const rolloutNameOf = (workflowId: string): string | undefined => /^rollout\/([^/]+)(?:\/|$)/.exec(workflowId)?.[1];
+/** The rollout a `rollout/<name>/<hostId>` workflow belongs to; undefined for any other id. */
+export const rolloutNameOf = (workflowId: string): string | undefined => /^rollout\/([^/]+)\//.exec(workflowId)?.[1];
 export const hostRolloutWorkflowId = (name: string, hostId: string): string => `rollout/${name}/${hostId}`;
 
 export interface RolloutProgress {

@@ -143,7 +143,7 @@ export async function hostEntityWorkflow(input: HostEntityInput): Promise<void> 
     const outcome = scope.run(async () => {
       // Terminated or reset, the entity cancels its running operation, whose saga compensates.
       const parentClosePolicy = ParentClosePolicy.REQUEST_CANCEL;
-      const typedSearchAttributes = operationSearchAttributes(op.request, op.notify ? rolloutNameOf(op.notify) : undefined);
+      const typedSearchAttributes = operationSearchAttributes(op.request, op.rollout ?? (op.notify ? rolloutNameOf(op.notify) : undefined));
       const child =
         op.kind === 'attach'
           ? await startChild(passthroughWorkflow, { workflowId: op.workflowId, args: [op.request, ledger], parentClosePolicy, typedSearchAttributes })

@@ -143,7 +143,7 @@ async function directRollout(input: RolloutInput, carry: RolloutCarry | undefine
     const workflowId = opId(op);
     ops.set(workflowId, op);
     enqueuing.add(workflowId);
-    toEnqueue.push({ kind: 'attach', workflowId, request, notify: self });
+    toEnqueue.push({ kind: 'attach', workflowId, request, notify: self, rollout: name });
     if (toEnqueue.length >= ENQUEUE_BATCH) queueLaunched();
     armCheck();
   }

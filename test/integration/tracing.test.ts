@@ -92,8 +92,7 @@ void describe('one trace per attach, from the CLI through the workflow and activ
     for (const expected of [
       'ptctl:StartWorkflow:rolloutWorkflow',
       'ptc-worker:RunWorkflow:rolloutWorkflow',
-      'ptc-worker:StartChildWorkflow:hostRolloutWorkflow',
-      'ptc-worker:RunActivity:enqueueOperation',
+      'ptc-worker:RunActivity:enqueueOperations',
       'ptc-worker:SignalWithStartWorkflow:hostEntityWorkflow',
       'ptc-worker:RunWorkflow:passthroughWorkflow',
       'ptc-worker:agent attach',

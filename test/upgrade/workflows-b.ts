@@ -1,6 +1,6 @@
 /**
- * "Build B" for the upgrade test: the real workflows, except that the two PINNED ones a running
- * rollout uses (the per-host child and the saga) first wait on a timer. A history started on build A
+ * "Build B" for the upgrade test: the real workflows, except that the PINNED ones (the saga, and the
+ * per-host child of rollouts from before operations were queued directly) first wait on a timer. A history started on build A
  * begins with an activity, so replaying it with this code is a non-determinism error: the change is
  * safe only because versioning keeps those histories on A.
  */
