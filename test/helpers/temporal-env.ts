@@ -28,6 +28,12 @@ export async function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
   return env;
 }
 
+/**
+ * The sinks the production worker registers (metrics only, into a registry nobody reads): workflows
+ * call them, and a worker or replayer without them logs an error for every call.
+ */
+export const productionSinks = (): NonNullable<ReplayWorkerOptions['sinks']> => observabilityOptions(new WorkerMetrics(), null).sinks ?? {};
+
 export async function bundleWorkflows(): Promise<WorkflowBundleWithSourceMap> {
   return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
 }
@@ -64,8 +70,7 @@ export function useTimeSkippingEnv(prefix: string): {
     async withWorker(activities, body) {
       const { env: e, bundle: b } = ready();
       const taskQueue = `${prefix}-${++n}`;
-      // The production sinks, so workflows that report metrics log no unregistered-sink errors here.
-      const worker = await Worker.create({ connection: e.nativeConnection, taskQueue, workflowBundle: b, activities, sinks: observabilityOptions(new WorkerMetrics(), null).sinks });
+      const worker = await Worker.create({ connection: e.nativeConnection, taskQueue, workflowBundle: b, activities, sinks: productionSinks() });
       return worker.runUntil(() => body(taskQueue));
     },
   };

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type TestStack, runCli, startTestStack } from '../helpers/stack.js';
 import { Worker } from '@temporalio/worker';
-import { bundleWorkflows, observedReplayer, quietTemporalRuntime } from '../helpers/temporal-env.js';
+import { bundleWorkflows, observedReplayer, productionSinks, quietTemporalRuntime } from '../helpers/temporal-env.js';
 import { type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.js';
 
 const DEVICE = '0000:09:00.0';
@@ -106,7 +106,7 @@ void describe('one trace per attach, from the CLI through the workflow and activ
     const ids: string[] = [];
     for await (const w of t.client.workflow.list({ query: "WorkflowType = 'passthroughWorkflow' OR WorkflowType = 'hostEntityWorkflow' OR WorkflowType = 'rolloutWorkflow'" })) ids.push(w.workflowId);
     assert.ok(ids.length >= 4, `histories to replay: ${ids.join(', ')}`);
-    for (const replayer of [{ workflowBundle: await bundleWorkflows() }, await observedReplayer(true)]) {
+    for (const replayer of [{ workflowBundle: await bundleWorkflows(), sinks: productionSinks() }, await observedReplayer(true)]) {
       for (const workflowId of new Set(ids)) await Worker.runReplayHistory(replayer, await t.client.workflow.getHandle(workflowId).fetchHistory(), workflowId);
     }
   });

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { before, describe, it } from 'node:test';
 import { DefaultLogger, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
-import { bundleWorkflows, quietTemporalRuntime } from '../helpers/temporal-env.js';
+import { bundleWorkflows, productionSinks, quietTemporalRuntime } from '../helpers/temporal-env.js';
 import type { StoredHistory } from '../helpers/history-export.js';
 
 // The corpus lives in the source tree (this file runs from dist/test/replay/).
@@ -32,7 +32,7 @@ async function replayAll(workflowBundle: WorkflowBundleWithSourceMap, entries: C
   // The original workflow id: workflows derive child ids from their own.
   const histories = entries.map((e) => ({ workflowId: e.workflowId, history: historyFromJSON(e.history) }));
   let i = 0;
-  for await (const result of Worker.runReplayHistories({ workflowBundle, replayName: 'corpus' }, histories)) {
+  for await (const result of Worker.runReplayHistories({ workflowBundle, replayName: 'corpus', sinks: productionSinks() }, histories)) {
     const file = entries[i++]?.file ?? result.workflowId;
     if (result.error) failures.push(`${file}: ${result.error.name}: ${result.error.message.split('\n')[0] ?? ''}`);
   }
