@@ -10,6 +10,7 @@ import { PtcRollout } from '../../workflows/visibility.js';
 import { storeRolloutInput } from '../../transport/rollout-hosts.js';
 import { openNats, openTemporal, readHostInventories, requesterOf, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
+import { FleetProgress } from '../fleet-progress.js';
 import { printJson, streamJson } from '../output.js';
 import { writeStream } from '../stream-output.js';
 import { readPlanFile, renderPlan } from './plan.js';
@@ -65,11 +66,14 @@ export async function applyCommand(opts: ApplyOptions): Promise<number> {
 
   const conn = await resolveConnection(opts, process.env, 'operator');
   const nc = await openNats(conn);
+  const progress = new FleetProgress();
   let resolution;
   let input;
   let rebootHosts: Set<string>;
   try {
-    resolution = resolvePlan(plan, await readHostInventories(nc));
+    const inventories = await readHostInventories(nc, progress.inventoriesRead);
+    progress.resolving(inventories.length);
+    resolution = resolvePlan(plan, inventories);
     const all = toRolloutInput(plan, resolution);
     // Reboot-needing hosts can be reserved for maintenance windows: apply (run any time) leaves them.
     rebootHosts = new Set(plan.rebootsOnlyInWindows ? resolution.hosts.filter((h) => h.rebootNeeded).map((h) => h.hostId) : []);

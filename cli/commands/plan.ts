@@ -6,6 +6,7 @@ import { type AssignmentResolution, type Plan, type PlanResolution, planFileErro
 import { planHasRefusals, resolvePlan } from '../../policy/plan-resolution.js';
 import { openNats, readHostInventories } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
+import { FleetProgress } from '../fleet-progress.js';
 import { streamJson } from '../output.js';
 import { type StreamEnd, writeStream } from '../stream-output.js';
 
@@ -122,9 +123,12 @@ export async function planCommand(opts: PlanOptions): Promise<number> {
   const plan = await readPlanFile(opts.file);
   const conn = await resolveConnection(opts, process.env, 'viewer');
   const nc = await openNats(conn);
+  const progress = new FleetProgress();
   let resolution: PlanResolution;
   try {
-    resolution = resolvePlan(plan, await readHostInventories(nc));
+    const inventories = await readHostInventories(nc, progress.inventoriesRead);
+    progress.resolving(inventories.length);
+    resolution = resolvePlan(plan, inventories);
   } finally {
     await nc.close();
   }
