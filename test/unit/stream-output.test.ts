@@ -54,6 +54,24 @@ void describe('writeStream', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
   });
 
+  void it('stops cleanly when the pipe breaks while it waits for the reader to drain', { timeout: 20_000 }, async (t) => {
+    // The reader takes nothing, so the pipe fills and the writer waits; then the reader closes its end.
+    const child = spawn(process.execPath, ['-e', 'process.stdout.write("started"); setTimeout(() => require("fs").closeSync(0), 300); setTimeout(() => {}, 30_000)'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    t.after(() => child.kill());
+    await once(child.stdout, 'data');
+    let pulled = 0;
+    const endless = function* (): Generator<string> {
+      for (;;) {
+        pulled += 1;
+        yield 'x'.repeat(1024);
+      }
+    };
+    assert.equal(await writeStream(child.stdin, endless()), 'closed');
+    const failure: NodeJS.ErrnoException | null = child.stdin.errored;
+    assert.equal(failure?.code, 'EPIPE', 'the pipe really failed');
+    assert.ok(pulled < 1024, `it waited for room before it broke: ${pulled} KiB pulled`);
+  });
+
   void it('rejects with any other error of the stream', async () => {
     const full = new Writable({ write: (_chunk, _encoding, done) => done(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })) });
     await assert.rejects(writeStream(full, pieces(100, 1000)), { code: 'ENOSPC' });
