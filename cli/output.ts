@@ -1,7 +1,23 @@
+import type { Writable } from 'node:stream';
 import { ErrorCode, type ErrorInfo, PtcError } from '../schemas/errors.js';
+import { JSON_INDENT, jsonChunks } from './json-chunks.js';
+import { type StreamEnd, writeStream } from './stream-output.js';
 
 export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+  process.stdout.write(JSON.stringify(value, null, JSON_INDENT) + '\n');
+}
+
+/**
+ * printJson's document for a value that grows with the fleet (a plan's resolution): the same text,
+ * written as it is produced with the stream's backpressure instead of built as one string first.
+ */
+export function streamJson(value: unknown, out: Writable = process.stdout): Promise<StreamEnd> {
+  return writeStream(out, jsonDocument(value));
+}
+
+function* jsonDocument(value: unknown): Generator<string, void, undefined> {
+  yield* jsonChunks(value);
+  yield '\n';
 }
 
 /** Exit codes: 1 for a failed operation or refusal, 2 for input that was rejected before anything ran. */

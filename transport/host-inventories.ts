@@ -12,7 +12,8 @@ const LIST_TIMEOUT_MS = 120_000;
  * records are skipped. One watch over the bucket's last values (a single consumer streaming them), not a
  * get per key: at 10,000 hosts that was 10,000 round trips. The watch ends at the last value it was
  * created with; heartbeats written meanwhile are newer values of hosts already read, so a busy fleet
- * cannot keep the listing from ending. `onProgress` sees the count every 1,000 hosts (activities heartbeat).
+ * cannot keep the listing from ending. `onProgress` sees the count every 1,000 hosts (activities heartbeat
+ * with it; `ptctl plan` and `ptctl apply` show it on stderr, see FleetProgress).
  */
 export async function readHostInventories(nc: NatsConnection, onProgress?: (hosts: number) => void): Promise<HostInventory[]> {
   const kv = await new Kvm(nc).open(HOSTS_BUCKET);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
+import type { PlanResolution } from '../../schemas/plan.js';
 import { type MaxFailures, RolloutName, RolloutOptions } from '../../schemas/rollout.js';
 import { planHasRefusals, resolvePlan, toRolloutInput } from '../../policy/plan-resolution.js';
 import { TASK_QUEUE, rolloutWorkflowId } from '../../workflows/definitions.js';
@@ -9,7 +10,9 @@ import { PtcRollout } from '../../workflows/visibility.js';
 import { storeRolloutInput } from '../../transport/rollout-hosts.js';
 import { openNats, openTemporal, readHostInventories, requesterOf, workflowUiLink } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
-import { printJson } from '../output.js';
+import { FleetProgress } from '../fleet-progress.js';
+import { printJson, streamJson } from '../output.js';
+import { writeStream } from '../stream-output.js';
 import { readPlanFile, renderPlan } from './plan.js';
 import { describeRolloutReport, followRollout } from './rollout.js';
 
@@ -39,6 +42,11 @@ export function parseMaxFailures(text: string): MaxFailures {
   throw new PtcError(ErrorCode.INVALID_INPUT, `--max-failures: "${text}" is not a count like 3 or a percentage like 10%`);
 }
 
+function* planThenBlankLine(r: PlanResolution): Generator<string, void, undefined> {
+  yield* renderPlan(r);
+  yield '\n';
+}
+
 /**
  * `ptctl apply FILE`: resolves the plan against live inventory (as `ptctl plan` shows it), then starts
  * `rollout/<name>` for the hosts with work. Refused assignments are left out and listed. With --wait it
@@ -58,20 +66,24 @@ export async function applyCommand(opts: ApplyOptions): Promise<number> {
 
   const conn = await resolveConnection(opts, process.env, 'operator');
   const nc = await openNats(conn);
+  const progress = new FleetProgress();
   let resolution;
   let input;
   let rebootHosts: Set<string>;
   try {
-    resolution = resolvePlan(plan, await readHostInventories(nc));
+    const inventories = await readHostInventories(nc, progress.inventoriesRead);
+    progress.resolving(inventories.length);
+    resolution = resolvePlan(plan, inventories);
     const all = toRolloutInput(plan, resolution);
     // Reboot-needing hosts can be reserved for maintenance windows: apply (run any time) leaves them.
     rebootHosts = new Set(plan.rebootsOnlyInWindows ? resolution.hosts.filter((h) => h.rebootNeeded).map((h) => h.hostId) : []);
     const requestedBy = await requesterOf(conn);
     const hosts = all.hosts.filter((h) => !rebootHosts.has(h.hostId)).map((h) => ({ ...h, requests: h.requests.map((r) => ({ ...r, requestedBy })) }));
-    if (!opts.json) process.stdout.write(`${renderPlan(resolution)}\n`);
+    // A reader that went away while the plan was shown does not stop the apply, as before streaming.
+    if (!opts.json) await writeStream(process.stdout, planThenBlankLine(resolution));
     if (!opts.json && rebootHosts.size > 0) process.stdout.write(`left for a maintenance window (they need a reboot): ${[...rebootHosts].join(', ')}\n`);
     if (hosts.length === 0) {
-      if (opts.json) printJson({ ok: true, rollout: null, reason: 'nothing to change', resolution });
+      if (opts.json) await streamJson({ ok: true, rollout: null, reason: 'nothing to change', resolution });
       else process.stdout.write('nothing to change.\n');
       return planHasRefusals(resolution) ? 2 : 0;
     }

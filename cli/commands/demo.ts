@@ -104,7 +104,7 @@ export async function demoCommand(opts: DemoOptions): Promise<void> {
       const before = await snapshot(dir, ids);
       const resolution = resolvePlan(plan, await readHostInventories(nc));
       say(`\n$ ptctl plan plan.yaml   (${DEVICE}, bnx2 eth2 → ${GUEST} on every host)`);
-      say(renderPlan(resolution));
+      say([...renderPlan(resolution)].join(''));
 
       const input = await storeRolloutInput(nc, toRolloutInput(plan, resolution), `demo.${newRunId()}`);
       say(`\n$ ptctl apply plan.yaml --wait   (canary ${input.options.canary}, max parallel ${input.options.maxParallel}, max failures ${JSON.stringify(input.options.maxFailures)})`);

@@ -1,11 +1,14 @@
 import { readFile } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
 import { LineCounter, isNode, parseDocument } from 'yaml';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import { type AssignmentResolution, type Plan, type PlanResolution, planFileError, validatePlan } from '../../schemas/plan.js';
 import { planHasRefusals, resolvePlan } from '../../policy/plan-resolution.js';
 import { openNats, readHostInventories } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
-import { printJson } from '../output.js';
+import { FleetProgress } from '../fleet-progress.js';
+import { streamJson } from '../output.js';
+import { type StreamEnd, writeStream } from '../stream-output.js';
 
 /** `ptctl plan` exit codes: 0 when everything in the plan can be done (or is done), 2 when it cannot. */
 export const PLAN_EXIT_OK = 0;
@@ -80,23 +83,28 @@ function renderAssignment(a: AssignmentResolution, hostId: string): string[] {
 /**
  * The human `ptctl plan` output, like a terraform plan: host by host, `+` for a change, `=` for an
  * assignment already in place, `!` for a refusal, then unknown and excluded hosts and a summary line.
+ * One piece per host (each ending in a newline), so a 100,000-host plan is written as it is rendered.
  */
-export function renderPlan(r: PlanResolution): string {
-  const lines: string[] = [];
+export function* renderPlan(r: PlanResolution): Generator<string, void, undefined> {
   for (const h of r.hosts) {
-    lines.push(`${h.hostId}:`);
-    for (const a of h.assignments) lines.push(...renderAssignment(a, h.hostId));
+    let text = `${h.hostId}:\n`;
+    for (const a of h.assignments) for (const line of renderAssignment(a, h.hostId)) text += `${line}\n`;
+    yield text;
   }
-  for (const id of r.unknown) lines.push(`? ${id}: unknown host: no agent reports it (\`ptctl hosts\` lists the known hosts)`);
-  for (const x of r.excluded) lines.push(`- ${x.hostId}: excluded: ${x.reason}`);
-  if (lines.length > 0) lines.push('');
+  for (const id of r.unknown) yield `? ${id}: unknown host: no agent reports it (\`ptctl hosts\` lists the known hosts)\n`;
+  for (const x of r.excluded) yield `- ${x.hostId}: excluded: ${x.reason}\n`;
+  if (r.hosts.length > 0 || r.unknown.length > 0 || r.excluded.length > 0) yield '\n';
   const s = r.summary;
-  if (r.hosts.length === 0 && r.unknown.length === 0) lines.push(`Plan ${r.name}: no host in the inventory matches the plan's hosts.`);
+  if (r.hosts.length === 0 && r.unknown.length === 0) yield `Plan ${r.name}: no host in the inventory matches the plan's hosts.\n`;
   else {
     const reboots = s.rebootNeeded > 0 ? ` (${plural(s.rebootNeeded, 'host reboot')})` : '';
-    lines.push(`Plan ${r.name}: ${plural(s.toChange, 'host')} to change${reboots}, ${s.alreadyDone} already done, ${s.refused} refused, ${s.unknown} unknown.`);
+    yield `Plan ${r.name}: ${plural(s.toChange, 'host')} to change${reboots}, ${s.alreadyDone} already done, ${s.refused} refused, ${s.unknown} unknown.\n`;
   }
-  return lines.join('\n') + '\n';
+}
+
+/** What `ptctl plan` prints for `r` (the text, or with `json` the PlanResolution), streamed to `out`. */
+export function writePlan(r: PlanResolution, json: boolean, out: Writable = process.stdout): Promise<StreamEnd> {
+  return json ? streamJson(r, out) : writeStream(out, renderPlan(r));
 }
 
 /** 2 when anything the plan wants is refused or names a host nobody reports; 0 otherwise. */
@@ -115,13 +123,16 @@ export async function planCommand(opts: PlanOptions): Promise<number> {
   const plan = await readPlanFile(opts.file);
   const conn = await resolveConnection(opts, process.env, 'viewer');
   const nc = await openNats(conn);
+  const progress = new FleetProgress();
   let resolution: PlanResolution;
   try {
-    resolution = resolvePlan(plan, await readHostInventories(nc));
+    const inventories = await readHostInventories(nc, progress.inventoriesRead);
+    progress.resolving(inventories.length);
+    resolution = resolvePlan(plan, inventories);
   } finally {
     await nc.close();
   }
-  if (opts.json) printJson(resolution);
-  else process.stdout.write(renderPlan(resolution));
+  // A reader that went away ('closed') changes nothing about the verdict.
+  await writePlan(resolution, opts.json);
   return planExitCode(resolution);
 }

@@ -2,7 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { PLAN_EXIT_OK, PLAN_EXIT_REFUSED, parsePlanFile, planExitCode, renderPlan } from '../../cli/commands/plan.js';
+import { PLAN_EXIT_OK, PLAN_EXIT_REFUSED, parsePlanFile, planExitCode, renderPlan, writePlan } from '../../cli/commands/plan.js';
+import { STREAM_BATCH } from '../../cli/stream-output.js';
 import { PLAN_REFERENCE_FILE, renderPlanReference } from '../../cli/plan-reference.js';
 import { planHasRefusals, resolveHost, resolvePlan, toRolloutInput } from '../../policy/plan-resolution.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
@@ -11,6 +12,7 @@ import { type AssignmentResolution, type Plan, type PlanInput, PlanCode, PlanRes
 import { parseDuration } from '../../schemas/duration.js';
 import { RolloutInput } from '../../schemas/rollout.js';
 import { rhel5XenInventory } from '../helpers/inventory-fixture.js';
+import { SlowReader } from '../helpers/slow-reader.js';
 
 // Compiled to dist/test/unit/: the repository root is three levels up.
 const ROOT = new URL('../../../', import.meta.url);
@@ -47,6 +49,9 @@ function attached(bdf: string, guest: string): HostPatch {
 function plan(input: Partial<PlanInput> & Pick<PlanInput, 'assignments'>): Plan {
   return validatePlan({ name: 'test', hosts: { idPattern: '*' }, ...input }, 'test');
 }
+
+/** The whole human plan output, as renderPlan streams it piece by piece. */
+const planText = (r: PlanResolution): string => [...renderPlan(r)].join('');
 
 function only(p: Plan, inv: HostInventory): AssignmentResolution {
   const [a, ...rest] = resolveHost(p, inv).assignments;
@@ -198,7 +203,7 @@ void describe('plan file parsing', () => {
       const fleet = ['sim-1', 'sim-2', 'sim-3'].map((id) => host(id));
       const r = resolvePlan(p, fleet);
       assert.ok(r.hosts.length > 0, 'targets at least one simulated host');
-      assert.equal(planHasRefusals(r), false, renderPlan(r));
+      assert.equal(planHasRefusals(r), false, planText(r));
       assert.ok(r.summary.changes > 0);
       RolloutInput.parse(toRolloutInput(p, r));
     });
@@ -473,12 +478,8 @@ function mixedFleet(): { plan: Plan; inventories: HostInventory[] } {
   };
 }
 
-void describe('ptctl plan output', () => {
-  void it('renders a mixed fleet host by host, like a terraform plan', () => {
-    const { plan: p, inventories } = mixedFleet();
-    assert.equal(
-      renderPlan(resolvePlan(p, inventories)),
-      `sim-1:
+/** `ptctl plan` of mixedFleet(), as it was printed before the output was streamed. */
+const MIXED_PLAN_TEXT = `sim-1:
   + hide 0000:09:00.0 (bnx2) → bind dynamic to pciback → attach both to vm-hvm
   + hide 0000:0a:04.0 (e1000) → bind dynamic to pciback → attach both to vm-hvm
       also hides 0000:0a:04.1 (same IOMMU group)
@@ -502,7 +503,14 @@ sim-10:
 - kvm-1: excluded: it runs kvm, the plan wants xen
 
 Plan mixed: 3 hosts to change, 1 already done, 2 refused, 1 unknown.
-`,
+`;
+
+void describe('ptctl plan output', () => {
+  void it('renders a mixed fleet host by host, like a terraform plan', () => {
+    const { plan: p, inventories } = mixedFleet();
+    assert.equal(
+      planText(resolvePlan(p, inventories)),
+      MIXED_PLAN_TEXT,
     );
   });
 
@@ -510,7 +518,7 @@ Plan mixed: 3 hosts to change, 1 already done, 2 refused, 1 unknown.
     const { plan: p, inventories } = mixedFleet();
     const r = resolvePlan({ ...p, allowReboot: true, hosts: { names: ['sim-3'] } }, inventories);
     assert.equal(
-      renderPlan(r),
+      planText(r),
       `sim-3:
   + hide 0000:09:00.0 (bnx2) → bind reboot to pciback → attach both to vm-hvm
       reboot needed: sim-3 reboots so pciback claims the device at boot
@@ -520,7 +528,17 @@ Plan mixed: 3 hosts to change, 1 already done, 2 refused, 1 unknown.
 Plan mixed: 1 host to change (1 host reboot), 0 already done, 0 refused, 0 unknown.
 `,
     );
-    assert.equal(renderPlan(resolvePlan({ ...p, hosts: { names: [], idPattern: 'db-*' } }, inventories)), 'Plan mixed: no host in the inventory matches the plan\'s hosts.\n');
+    assert.equal(planText(resolvePlan({ ...p, hosts: { names: [], idPattern: 'db-*' } }, inventories)), 'Plan mixed: no host in the inventory matches the plan\'s hosts.\n');
+  });
+
+  void it('is written to stdout exactly as rendered, host by host, into a slow reader', async () => {
+    const { plan: p, inventories } = mixedFleet();
+    const text = new SlowReader(8);
+    assert.equal(await writePlan(resolvePlan(p, inventories), false, text), 'written');
+    assert.equal(text.text(), MIXED_PLAN_TEXT);
+    const json = new SlowReader(8);
+    await writePlan(resolvePlan(p, inventories), true, json);
+    assert.equal(json.text(), `${JSON.stringify(resolvePlan(p, inventories), null, 2)}\n`, 'the document printJson printed');
   });
 
   void it('--json is the PlanResolution, summary included', () => {
@@ -610,5 +628,26 @@ void describe('docs/plan-reference.md', () => {
     for (const key of ['name', 'hosts', 'names', 'idPattern', 'os', 'osVersionAtLeast', 'hypervisor', 'assignments', 'device', 'match', 'vendor', 'class', 'guest', 'strategy', 'allowReboot', 'allowInsecurePV', 'deadline', 'throttle', 'budget', 'window', 'rollout', 'canary', 'maxParallel', 'maxFailures']) {
       assert.match(doc, new RegExp(`^\\| \`${key}\` \\| [^|]+ \\| [^|]+ \\| \\S`, 'm'), `row for ${key} with a type, a default and a description`);
     }
+  });
+});
+
+void describe('20,000 hosts, streamed', () => {
+  void it('streams `plan --json` of a 20,000-host resolution as one document equal to the resolution, a batch at a time', async () => {
+    const inventories = Array.from({ length: 20_000 }, (_, i) => {
+      const id = `sim-${i + 1}`;
+      if (i % 10 === 0) return host(id, { host: { iommu: false } });
+      if (i % 10 === 1) return host(id, attached(IDLE_BNX2, 'vm-hvm'));
+      if (i % 10 === 2) return host(id, NO_DYNAMIC);
+      return host(id);
+    });
+    const p = plan({ hosts: { idPattern: 'sim-*' }, assignments: [{ device: IDLE_BNX2, guest: 'vm-hvm' }, { match: { vendor: '8086', device: '107c' }, guest: 'vm-hvm' }] });
+    const r = resolvePlan(p, inventories);
+    assert.equal(r.hosts.length, 20_000);
+    const reader = new SlowReader(1024);
+    assert.equal(await writePlan(r, true, reader), 'written');
+    assert.deepEqual(JSON.parse(reader.text()), JSON.parse(JSON.stringify(r)));
+    assert.ok(reader.text().length > 10 * STREAM_BATCH, `${reader.text().length} characters`);
+    // Written as it was produced: the stream never held more than a couple of batches.
+    assert.ok(reader.maxQueued <= 2 * STREAM_BATCH, `at most ${reader.maxQueued} characters queued at once`);
   });
 });
