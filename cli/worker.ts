@@ -73,6 +73,19 @@ export interface WorkerRunOptions extends WorkerVersioning {
   extra?: Partial<WorkerOptions> | undefined;
 }
 
+/**
+ * Workflows the worker keeps in memory between their tasks. Host entities wait an idle hour before
+ * they close, so an unbounded cache grows with every host a rollout touched (~4 MiB each was measured)
+ * and is never given back; past the bound the least recently used is evicted and replays its short
+ * history at its next task. PTC_WORKFLOW_CACHE overrides it.
+ */
+export const DEFAULT_WORKFLOW_CACHE = 250;
+
+function workflowCacheFromEnv(): number {
+  const value = Number(process.env.PTC_WORKFLOW_CACHE);
+  return Number.isInteger(value) && value > 0 ? value : DEFAULT_WORKFLOW_CACHE;
+}
+
 /** PTC_AGENT_TIMEOUT_MS: how long to wait for an agent's reply (a rebooting host answers nothing). */
 function agentTimeoutFromEnv(): number | undefined {
   const value = Number(process.env.PTC_AGENT_TIMEOUT_MS);
@@ -174,6 +187,7 @@ export async function runWorker(conn: Connection, opts: WorkerRunOptions = {}): 
       namespace: conn.temporalNamespace,
       taskQueue: TASK_QUEUE,
       workflowBundle: { code: build.code },
+      maxCachedWorkflows: workflowCacheFromEnv(),
       // Each workflow declares PINNED or AUTO_UPGRADE (workflows/index.ts); PINNED is the safe default for one that forgets.
       ...(version ? { workerDeploymentOptions: { useWorkerVersioning: true, version, defaultVersioningBehavior: 'PINNED' } } : {}),
       activities: {
