@@ -455,6 +455,8 @@ async function fleetRollout(): Promise<FleetFigures> {
   } finally {
     await connection.close();
     await stack.stop();
+    // A fresh copy each run: the log files are appended to, and an older run's lines would read as this one's.
+    await rm('.cache/bench/fleet-logs', { recursive: true, force: true });
     await cp(join(dir, 'logs'), '.cache/bench/fleet-logs', { recursive: true }).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
