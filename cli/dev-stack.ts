@@ -23,6 +23,7 @@ import { PTCTL_ENTRY, serverBinary } from './tools.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';
 import type { FleetFileInput } from '../agent/sim/fleet-file.js';
 import { describeDeployment, setCurrentVersion } from '../transport/worker-deployment.js';
+import { splitHosts } from './host-slices.js';
 
 export interface DevStackOptions {
   dir: string;
@@ -47,6 +48,12 @@ export interface DevStackOptions {
   workerArgs?: readonly string[];
   /** How long to wait for every simulated host's first inventory (default 60 s; a 1,000-host bench on a busy machine needs more). */
   agentsReadyMs?: number;
+  /**
+   * Agents processes the simulated hosts are split over, in contiguous slices (default 1). One process
+   * of thousands of hosts is bound to one core; several spread them, as a fleet spreads over machines.
+   * With one, its log is logs/agents.log; with several, logs/agents-1.log … logs/agents-N.log.
+   */
+  agentProcesses?: number;
   /**
    * Mutual TLS on both servers: a throw-away CA in <dir>/tls, nats-server with `verify`, and the
    * Temporal dev server (which has no TLS of its own) behind a mutual-TLS front.
@@ -93,7 +100,10 @@ interface Ports {
 /** Where the stack's processes serve Prometheus metrics (null: that process is not running). */
 export interface StackMetrics {
   worker: string | null;
+  /** The first (with agentProcesses 1, the only) agents process; `agentsAll` lists every one. */
   agents: string | null;
+  /** Every agents process, in the order of their slices of hosts (empty: none running). */
+  agentsAll: string[];
   /** The Temporal dev server's own metrics. */
   temporalServer: string | null;
 }
@@ -145,7 +155,7 @@ export class DevStack {
   /** Credentials of the dev stack's operator and viewer identities (the CLI's commands use them). */
   roleCreds: { natsOperatorCreds: string; natsViewerCreds: string } = { natsOperatorCreds: '', natsViewerCreds: '' };
   hosts: string[] = [];
-  readonly metrics: StackMetrics = { worker: null, agents: null, temporalServer: null };
+  readonly metrics: StackMetrics = { worker: null, agents: null, agentsAll: [], temporalServer: null };
   private ports: Ports | null = null;
   readonly dir: string;
 
@@ -220,7 +230,7 @@ export class DevStack {
     this.roleCreds = { natsOperatorCreds: seedOf('operator', DEV_PERSON), natsViewerCreds: seedOf('viewer', DEV_PERSON) };
     if (this.opts.temporal ?? true) await this.startTemporalAndWorker(ports);
 
-    // Agents: one process runs every simulated host, each with its own NATS identity.
+    // Agents: each process runs a slice of the simulated hosts, each host with its own NATS identity.
     if (this.hosts.length > 0 && (this.opts.agents ?? true)) await this.startAgents();
 
     const file: ConnectionFile = { ...this.connection, ...this.roleCreds, pid: process.pid, hosts: this.hosts, startedAt: new Date().toISOString(), metrics: { worker: this.metrics.worker, agents: this.metrics.agents } };
@@ -324,7 +334,7 @@ export class DevStack {
     this.say(`worker polling task queue "${TASK_QUEUE}" as ${version.deploymentName}/${version.buildId} (current)`);
   }
 
-  private agentsProcess: ManagedProcess | null = null;
+  private agentsProcesses: ManagedProcess[] = [];
   private certs: DevCerts | null = null;
   private tlsProxy: { close: () => Promise<void> } | null = null;
 
@@ -333,24 +343,35 @@ export class DevStack {
     return this.certs;
   }
 
-  /** Starts the simulated agents' process and waits until every host has reported a fresh inventory. */
+  /** Starts the simulated agents' processes and waits until every host has reported a fresh inventory. */
   async startAgents(faults: Record<string, unknown> | undefined = this.opts.simFaults): Promise<void> {
     if (!this.nc) throw new PtcError(ErrorCode.STACK_FAILED, 'NATS is not running');
     const startedAt = new Date().toISOString();
-    const agentsMetrics = `127.0.0.1:${this.ports?.agentsMetrics ?? (await getPort({ host: '127.0.0.1' }))}`;
-    const args = [PTCTL_ENTRY, 'agent', '--backend', 'sim', '--dir', this.dir, '--creds-dir', this.path('creds'), '--heartbeat', String(this.opts.heartbeatMs ?? 5000), '--metrics', agentsMetrics];
-    if (this.opts.profile) args.push('--profile', this.opts.profile);
-    if (faults) args.push('--sim-faults', JSON.stringify(faults));
+    const slices = splitHosts(this.hosts, this.opts.agentProcesses ?? 1);
+    const common = ['agent', '--backend', 'sim', '--dir', this.dir, '--creds-dir', this.path('creds'), '--heartbeat', String(this.opts.heartbeatMs ?? 5000)];
+    if (this.opts.profile) common.push('--profile', this.opts.profile);
+    if (faults) common.push('--sim-faults', JSON.stringify(faults));
     if (this.opts.fleet) {
       await writeFile(this.path('fleet.json'), JSON.stringify(this.opts.fleet, null, 2));
-      args.push('--fleet', this.path('fleet.json'));
+      common.push('--fleet', this.path('fleet.json'));
     }
-    for (const h of this.hosts) args.push('--host-id', h);
     const env = { ...process.env, ...connectionEnv(this.connection) };
-    this.agentsProcess = ManagedProcess.start('agents', process.execPath, args, { logFile: this.path('logs', 'agents.log'), env });
-    this.processes.push(this.agentsProcess);
+    const urls: string[] = [];
+    const taken = this.ports ? Object.values(this.ports) : [];
+    for (const [i, slice] of slices.entries()) {
+      // The first keeps the port chosen with the others (reused across runs); the rest take free ones.
+      const port = i === 0 && this.ports ? this.ports.agentsMetrics : await getPort({ host: '127.0.0.1', exclude: taken });
+      taken.push(port);
+      const metrics = `127.0.0.1:${port}`;
+      const args = [PTCTL_ENTRY, ...common, '--metrics', metrics, ...slice.flatMap((h) => ['--host-id', h])];
+      const [name, log] = slices.length === 1 ? ['agents', 'agents.log'] : [`agents-${i + 1}`, `agents-${i + 1}.log`];
+      const proc = ManagedProcess.start(name, process.execPath, args, { logFile: this.path('logs', log), env });
+      this.agentsProcesses.push(proc);
+      this.processes.push(proc);
+      urls.push(`http://${metrics}/metrics`);
+    }
     const kv = await new Kvm(this.nc).open(HOSTS_BUCKET);
-    await waitFor(`agents of ${this.hosts.length} simulated hosts`, this.opts.agentsReadyMs ?? 60_000, async () => {
+    await waitFor(`agents of ${this.hosts.length} simulated hosts${slices.length > 1 ? ` in ${slices.length} processes` : ''}`, this.opts.agentsReadyMs ?? 60_000, async () => {
       for (const h of this.hosts) {
         const entry = await kv.get(h);
         const inv = entry?.operation === 'PUT' ? HostInventory.safeParse(entry.json()) : null;
@@ -358,21 +379,27 @@ export class DevStack {
       }
       return true;
     }, () => this.deadProcess());
-    this.metrics.agents = `http://${agentsMetrics}/metrics`;
-    this.say(`${this.hosts.length} simulated host agent(s) reporting: ${this.hosts.join(', ')}`);
+    this.metrics.agents = urls[0] ?? null;
+    this.metrics.agentsAll = urls;
+    this.say(`${this.hosts.length} simulated host agent(s) reporting${slices.length > 1 ? ` from ${slices.length} processes` : ''}: ${this.hosts.join(', ')}`);
   }
 
-  /** Ends the agents' process (SIGKILL by default, like a crash) and waits until it is gone. */
+  /** Ends the agents' processes (SIGKILL by default, like a crash) and waits until they are gone. */
   async stopAgents(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const proc = this.agentsProcess;
-    if (!proc) return;
-    this.agentsProcess = null;
-    if (signal === 'SIGTERM') await proc.stop();
-    else {
-      proc.kill(signal);
-      await proc.waitForExit();
-    }
-    this.processes.splice(this.processes.indexOf(proc), 1);
+    const procs = this.agentsProcesses;
+    this.agentsProcesses = [];
+    await Promise.all(
+      procs.map(async (proc) => {
+        if (signal === 'SIGTERM') await proc.stop();
+        else {
+          proc.kill(signal);
+          await proc.waitForExit();
+        }
+        this.processes.splice(this.processes.indexOf(proc), 1);
+      }),
+    );
+    this.metrics.agents = null;
+    this.metrics.agentsAll = [];
   }
 
   /**
@@ -400,9 +427,18 @@ export class DevStack {
     this.processes.splice(this.processes.indexOf(proc), 1);
   }
 
-  /** Pid of the agents' process (benchmarks read its memory). */
+  /**
+   * Pid of the agents' process when one runs every simulated host; undefined when none runs, and also
+   * when the hosts are split over several processes (read `agentsPids` then: one pid would measure a
+   * slice as if it were the fleet).
+   */
   get agentsPid(): number | undefined {
-    return this.agentsProcess?.pid;
+    return this.agentsProcesses.length === 1 ? this.agentsProcesses[0]?.pid : undefined;
+  }
+
+  /** Pids of every agents process, in the order of their slices of hosts (empty when none runs). */
+  get agentsPids(): number[] {
+    return this.agentsProcesses.flatMap((p) => (p.pid === undefined ? [] : [p.pid]));
   }
 
   /** Pid of the worker's process (benchmarks read its memory). */
@@ -410,13 +446,14 @@ export class DevStack {
     return this.workerProcess?.pid;
   }
 
-  /** Exit info of the agents' process, e.g. after an injected crash. */
+  /** Exit info of the first agents process that ended, e.g. after an injected crash; null while all run. */
   get agentsExit(): ManagedProcess['exit'] {
-    return this.agentsProcess?.exit ?? null;
+    return this.agentsProcesses.find((p) => p.exit !== null)?.exit ?? null;
   }
 
+  /** Resolves when an agents process ends (an injected crash ends the one serving that host). */
   async waitForAgentsExit(): Promise<void> {
-    await this.agentsProcess?.waitForExit();
+    if (this.agentsProcesses.length > 0) await Promise.race(this.agentsProcesses.map((p) => p.waitForExit()));
   }
 
   /** Reuses the ports of the last run in this dir when they are free, so bookmarks keep working. */
