@@ -34,7 +34,7 @@ import { CredsStore } from '../cli/nats-creds.js';
 import { Kvm } from '@nats-io/kv';
 import { readHostInventories } from '../transport/host-inventories.js';
 import type { BaselineInput } from './baseline-workflows.js';
-import type { RolloutReport } from '../workflows/rollout-workflow.js';
+import type { RolloutReport } from '../workflows/rollout-book.js';
 
 const { values: flags } = parseArgs({
   options: {

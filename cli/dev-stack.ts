@@ -49,7 +49,7 @@ export interface DevStackOptions {
   /** How long to wait for every simulated host's first inventory (default 60 s; a 1,000-host bench on a busy machine needs more). */
   agentsReadyMs?: number;
   /**
-   * Agents processes the simulated hosts are split over, in contiguous slices (default 1). One process
+   * Agents processes the simulated hosts are split over, dealt in turn (default 1). One process
    * of thousands of hosts is bound to one core; several spread them, as a fleet spreads over machines.
    * With one, its log is logs/agents.log; with several, logs/agents-1.log … logs/agents-N.log.
    */
