@@ -1,6 +1,7 @@
-import { CancellationScope, proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import { CancellationScope, proxyActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import { type RolloutProgress, pauseRolloutSignal, resumeRolloutSignal } from './definitions.js';
 import type { HostInFlight, RolloutActivities } from '../activities/rollout-activities.js';
-import type { HostRolloutReport, HostRolloutState, HostWork, HostsRef, MaxFailures, RolloutInput } from '../schemas/rollout.js';
+import { type HostRolloutReport, type HostRolloutState, type HostWork, type HostsRef, type MaxFailures, type RolloutInput, fitsInWindow } from '../schemas/rollout.js';
 import { PtcFailedHosts, PtcOutcome } from './visibility.js';
 
 /**
@@ -187,3 +188,56 @@ export function rolloutHosts(input: { hosts?: HostWork[] | undefined; hostsRef?:
     },
   };
 }
+
+/** Pause stops launching hosts, resume goes on; both are kept in the carry. */
+export function handlePauseAndResume(state: RolloutCarry): void {
+  setHandler(pauseRolloutSignal, () => {
+    state.paused = true;
+  });
+  setHandler(resumeRolloutSignal, () => {
+    state.paused = false;
+  });
+}
+
+/**
+ * The host at `position`, if it may start now: not past the window's cutoff, readable, and the rollout
+ * not stopped meanwhile. It takes a canary slot while any is left. Otherwise undefined, with the reason
+ * in `state.stopReason` when the rollout cannot go on.
+ */
+export async function hostToStart(
+  state: RolloutCarry,
+  hosts: ReturnType<typeof rolloutHosts>,
+  position: number,
+  window: RolloutInput['window'],
+  stopped: () => boolean,
+): Promise<{ work: HostWork; canary: boolean } | undefined> {
+  if (window && !fitsInWindow(Date.now(), window)) {
+    state.stopReason = windowClosed(window);
+    return undefined;
+  }
+  let work: HostWork | undefined;
+  try {
+    work = await hosts.at(position);
+  } catch (err) {
+    state.stopReason ??= `the rollout's hosts could not be read: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`;
+    return undefined;
+  }
+  if (!work || stopped()) return undefined;
+  const canary = state.canariesLeft > 0;
+  if (canary) state.canariesLeft -= 1;
+  return { work, canary };
+}
+
+/** What `rollout-progress` answers, from a generation's state and the hosts it has in flight. */
+export const progressOf = (name: string, state: RolloutCarry, cancelled: boolean, running: string[]): RolloutProgress => ({
+  name,
+  total: state.total,
+  counts: state.counts,
+  paused: state.paused,
+  cancelled,
+  stopReason: state.stopReason,
+  running,
+  problems: state.problems,
+  generation: state.generation,
+  done: false,
+});

@@ -15,16 +15,13 @@ import {
 } from '@temporalio/workflow';
 import { type HostRolloutReport, type HostWork, type RolloutInput, fitsInWindow } from '../schemas/rollout.js';
 import {
-  type RolloutProgress,
   cancelRolloutSignal,
   hostRolloutEndedSignal,
   hostRolloutWorkflowId,
-  pauseRolloutSignal,
-  resumeRolloutSignal,
   rolloutProgressQuery,
 } from './definitions.js';
 import { hostRolloutWorkflow } from './host-rollout-workflow.js';
-import { IN_FLIGHT_CHECK_MS, type RolloutCarry, type RolloutReport, firstGeneration, hostFailed, rolloutActivities, rolloutBook, rolloutHosts, windowClosed } from './rollout-book.js';
+import { IN_FLIGHT_CHECK_MS, type RolloutCarry, type RolloutReport, firstGeneration, handlePauseAndResume, hostFailed, progressOf, hostToStart, rolloutActivities, rolloutBook, rolloutHosts, windowClosed } from './rollout-book.js';
 import type { rolloutWorkflow } from './rollout-workflow.js';
 import { PtcHostId, PtcRollout } from './visibility.js';
 
@@ -68,12 +65,7 @@ export async function slidingRollout(input: RolloutInput, carry: RolloutCarry | 
     inherited.delete(report.hostId);
     book.ended(report, canary);
   };
-  setHandler(pauseRolloutSignal, () => {
-    state.paused = true;
-  });
-  setHandler(resumeRolloutSignal, () => {
-    state.paused = false;
-  });
+  handlePauseAndResume(state);
   setHandler(cancelRolloutSignal, () => {
     if (cancelled) return;
     cancelled = true;
@@ -81,18 +73,7 @@ export async function slidingRollout(input: RolloutInput, carry: RolloutCarry | 
     cancelRunning();
   });
   setHandler(hostRolloutEndedSignal, ended);
-  setHandler(rolloutProgressQuery, (): RolloutProgress => ({
-    name,
-    total: state.total,
-    counts: state.counts,
-    paused: state.paused,
-    cancelled,
-    stopReason: state.stopReason,
-    running: [...running.keys()],
-    problems: state.problems,
-    generation: state.generation,
-    done: false,
-  }));
+  setHandler(rolloutProgressQuery, () => progressOf(name, state, cancelled, [...running.keys()]));
 
   async function launch(work: HostWork, canary: boolean): Promise<void> {
     running.set(work.hostId, canary);
@@ -155,20 +136,9 @@ export async function slidingRollout(input: RolloutInput, carry: RolloutCarry | 
         );
       }
       if (exhausted() || state.paused || !slotFree()) continue;
-      if (window && !fitsInWindow(Date.now(), window)) {
-        state.stopReason = windowClosed(window);
-        continue;
-      }
-      let work: HostWork | undefined;
-      try {
-        work = await source.at(next);
-      } catch (err) {
-        state.stopReason ??= `the rollout's hosts could not be read: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`;
-        continue;
-      }
-      if (!work || exhausted()) continue;
-      const canary = state.canariesLeft > 0;
-      if (canary) state.canariesLeft -= 1;
+      const start = await hostToStart(state, source, next, window, exhausted);
+      if (!start) continue;
+      const { work, canary } = start;
       next += 1;
       void launch(work, canary);
     }
@@ -204,12 +174,7 @@ export async function drainingRollout(input: RolloutInput, carry: RolloutCarry |
   let cancelled = false;
   const running = new Set<string>();
 
-  setHandler(pauseRolloutSignal, () => {
-    state.paused = true;
-  });
-  setHandler(resumeRolloutSignal, () => {
-    state.paused = false;
-  });
+  handlePauseAndResume(state);
   setHandler(cancelRolloutSignal, () => {
     if (cancelled) return;
     cancelled = true;
@@ -217,18 +182,7 @@ export async function drainingRollout(input: RolloutInput, carry: RolloutCarry |
     // The hosts' own workflows cancel their operation in flight and report what it ended as.
     for (const hostId of running) void getExternalWorkflowHandle(hostRolloutWorkflowId(name, hostId)).cancel();
   });
-  setHandler(rolloutProgressQuery, (): RolloutProgress => ({
-    name,
-    total: state.total,
-    counts: state.counts,
-    paused: state.paused,
-    cancelled,
-    stopReason: state.stopReason,
-    running: [...running],
-    problems: state.problems,
-    generation: state.generation,
-    done: false,
-  }));
+  setHandler(rolloutProgressQuery, () => progressOf(name, state, cancelled, [...running]));
 
   // Histories from before the cap kept every problem and replay that way.
   const book = rolloutBook(state, options, patched('rollout-problems-capped'));

@@ -14,16 +14,13 @@ import {
 } from '@temporalio/workflow';
 import type { OperationActivities, OperationOutcome } from '../activities/operation-activities.js';
 import type { HostOperationInput } from '../schemas/passthrough.js';
-import { type HostRolloutReport, type HostRolloutState, type HostWork, RolloutInput, type RolloutInputRaw, fitsInWindow } from '../schemas/rollout.js';
+import { type HostRolloutReport, type HostRolloutState, type HostWork, RolloutInput, type RolloutInputRaw } from '../schemas/rollout.js';
 import {
-  type RolloutProgress,
   SIGNAL_OVERDUE_MS,
   cancelRolloutSignal,
   hostRolloutEndedSignal,
   hostRolloutWorkflowId,
   operationEndedSignal,
-  pauseRolloutSignal,
-  resumeRolloutSignal,
   rolloutOperationId,
   rolloutProgressQuery,
 } from './definitions.js';
@@ -35,10 +32,12 @@ import {
   type RolloutCarry,
   type RolloutReport,
   firstGeneration,
+  handlePauseAndResume,
+  progressOf,
+  hostToStart,
   rolloutActivities,
   rolloutBook,
   rolloutHosts,
-  windowClosed,
 } from './rollout-book.js';
 import { drainingRollout, slidingRollout } from './rollout-earlier.js';
 import { parseWorkflowInput } from './saga-kit.js';
@@ -225,29 +224,13 @@ async function directRollout(input: RolloutInput, carry: RolloutCarry | undefine
     queueStep({ ...op, details }, work, op.step + 1);
   }
 
-  setHandler(pauseRolloutSignal, () => {
-    state.paused = true;
-  });
-  setHandler(resumeRolloutSignal, () => {
-    state.paused = false;
-  });
+  handlePauseAndResume(state);
   setHandler(cancelRolloutSignal, () => {
     if (!cancelled) cancelAll();
   });
   setHandler(operationEndedSignal, (record) => operationEnded(record.workflowId, record));
   setHandler(hostRolloutEndedSignal, childEnded);
-  setHandler(rolloutProgressQuery, (): RolloutProgress => ({
-    name,
-    total: state.total,
-    counts: state.counts,
-    paused: state.paused,
-    cancelled,
-    stopReason: state.stopReason,
-    running: [...new Set([...[...ops.values()].map((op) => op.hostId), ...ended.map((e) => e.op.hostId), ...children.keys()])],
-    problems: state.problems,
-    generation: state.generation,
-    done: false,
-  }));
+  setHandler(rolloutProgressQuery, () => progressOf(name, state, cancelled, [...new Set([...[...ops.values()].map((op) => op.hostId), ...ended.map((e) => e.op.hostId), ...children.keys()])]));
 
   const historyFull = (): boolean => workflowInfo().historyLength > historyLimit;
   const exhausted = (): boolean => next >= hosts.length || state.stopReason !== null || cancelled;
@@ -294,20 +277,9 @@ async function directRollout(input: RolloutInput, carry: RolloutCarry | undefine
         );
       }
       if (exhausted() || state.paused || !slotFree()) continue;
-      if (window && !fitsInWindow(Date.now(), window)) {
-        state.stopReason = windowClosed(window);
-        continue;
-      }
-      let work: HostWork | undefined;
-      try {
-        work = await hosts.at(next);
-      } catch (err) {
-        state.stopReason ??= `the rollout's hosts could not be read: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`;
-        continue;
-      }
-      if (!work || exhausted()) continue;
-      const canary = state.canariesLeft > 0;
-      if (canary) state.canariesLeft -= 1;
+      const start = await hostToStart(state, hosts, next, window, exhausted);
+      if (!start) continue;
+      const { work, canary } = start;
       book.move('pending', 'running');
       queueStep({ hostId: work.hostId, canary, at: next, details: [] }, work, 0);
       next += 1;

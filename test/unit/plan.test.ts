@@ -586,15 +586,19 @@ void describe('toRolloutInput', () => {
   });
 });
 
+/** A large fleet where, of every ten hosts, one has no IOMMU, one has the NIC attached already and one cannot bind dynamically. */
+const fleetOfTenKinds = (hosts: number): HostInventory[] =>
+  Array.from({ length: hosts }, (_, i) => {
+    const id = `sim-${i + 1}`;
+    if (i % 10 === 0) return host(id, { host: { iommu: false } });
+    if (i % 10 === 1) return host(id, attached(IDLE_BNX2, 'vm-hvm'));
+    if (i % 10 === 2) return host(id, NO_DYNAMIC);
+    return host(id);
+  });
+
 void describe('10,000 hosts', () => {
   void it('resolves a 10,000-host fleet and builds its rollout input in well under a few seconds', (t) => {
-    const inventories = Array.from({ length: 10_000 }, (_, i) => {
-      const id = `sim-${i + 1}`;
-      if (i % 10 === 0) return host(id, { host: { iommu: false } });
-      if (i % 10 === 1) return host(id, attached(IDLE_BNX2, 'vm-hvm'));
-      if (i % 10 === 2) return host(id, NO_DYNAMIC);
-      return host(id);
-    });
+    const inventories = fleetOfTenKinds(10_000);
     const p = plan({ hosts: { idPattern: 'sim-*' }, assignments: [{ device: IDLE_BNX2, guest: 'vm-hvm' }, { match: { vendor: '8086', device: '107c' }, guest: 'vm-hvm' }] });
     const t0 = performance.now();
     const r = resolvePlan(p, inventories);
@@ -633,13 +637,7 @@ void describe('docs/plan-reference.md', () => {
 
 void describe('20,000 hosts, streamed', () => {
   void it('streams `plan --json` of a 20,000-host resolution as one document equal to the resolution, a batch at a time', async () => {
-    const inventories = Array.from({ length: 20_000 }, (_, i) => {
-      const id = `sim-${i + 1}`;
-      if (i % 10 === 0) return host(id, { host: { iommu: false } });
-      if (i % 10 === 1) return host(id, attached(IDLE_BNX2, 'vm-hvm'));
-      if (i % 10 === 2) return host(id, NO_DYNAMIC);
-      return host(id);
-    });
+    const inventories = fleetOfTenKinds(20_000);
     const p = plan({ hosts: { idPattern: 'sim-*' }, assignments: [{ device: IDLE_BNX2, guest: 'vm-hvm' }, { match: { vendor: '8086', device: '107c' }, guest: 'vm-hvm' }] });
     const r = resolvePlan(p, inventories);
     assert.equal(r.hosts.length, 20_000);
