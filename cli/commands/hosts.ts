@@ -3,7 +3,7 @@ import type { HostInventory, PciDevice } from '../../schemas/inventory.js';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import { openNats, readHostInventories } from '../clients.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
-import { printJson } from '../output.js';
+import { streamJson } from '../output.js';
 
 export interface HostsOptions extends ConnectionFlags {
   host?: string | undefined;
@@ -36,7 +36,8 @@ export async function hostsCommand(opts: HostsOptions): Promise<void> {
       if (hosts.length === 0) throw new PtcError(ErrorCode.HOST_NOT_FOUND, `no agent has reported host ${opts.host}; \`ptctl hosts\` lists the known hosts`);
     }
     if (opts.json) {
-      printJson(hosts);
+      // Thousands of inventories: written as the reader takes them, not built as one string first.
+      await streamJson(hosts);
       return;
     }
     if (hosts.length === 0) {
