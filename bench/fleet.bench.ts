@@ -78,25 +78,6 @@ async function rssMiB(pid: number | undefined): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 'NaN') / 1024;
 }
 
-/** Wall time of one process run to its exit, in ms; its stdout must parse when `json` is set. */
-function timeRun(args: readonly string[], json: boolean): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const started = process.hrtime.bigint();
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PTC_NATS_URL: '', PTC_NATS_CREDS: '', PTC_TEMPORAL_ADDRESS: '' } });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      if (code !== 0) return reject(new Error(`${args.join(' ')} exited ${code}: ${err}`));
-      if (json) JSON.parse(out);
-      resolve(ms);
-    });
-  });
-}
-
 /** One CLI run to its exit, whatever its exit code: a failed rollout still prints its report. */
 function runCli(args: readonly string[]): Promise<{ ms: number; code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -109,6 +90,14 @@ function runCli(args: readonly string[]): Promise<{ ms: number; code: number | n
     child.on('error', reject);
     child.on('close', (code) => resolve({ ms: Number(process.hrtime.bigint() - started) / 1e6, code, stdout, stderr }));
   });
+}
+
+/** Wall time of one process run to its exit, in ms: it must succeed, and its stdout parse when `json` is set. */
+async function timeRun(args: readonly string[], json: boolean): Promise<number> {
+  const run = await runCli(args);
+  if (run.code !== 0) throw new Error(`${args.join(' ')} exited ${run.code}: ${run.stderr}`);
+  if (json) JSON.parse(run.stdout);
+  return run.ms;
 }
 
 interface Row {

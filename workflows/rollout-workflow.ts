@@ -235,7 +235,9 @@ async function directRollout(input: RolloutInput, carry: RolloutCarry | undefine
   const historyFull = (): boolean => workflowInfo().historyLength > historyLimit;
   const exhausted = (): boolean => next >= hosts.length || state.stopReason !== null || cancelled;
   const slotFree = (): boolean => {
-    const canaryInFlight = [...ops.values()].some((op) => op.canary) || ended.some((e) => e.op.canary) || [...children.values()].some(Boolean);
+    // A canary runs alone, so only a rollout with one host in flight can have a canary in flight: the
+    // parallel phase, evaluated on every wake-up, does not walk its hundreds of operations.
+    const canaryInFlight = inFlight() === 1 && ([...ops.values()].some((op) => op.canary) || ended.some((e) => e.op.canary) || [...children.values()].some(Boolean));
     return state.canariesLeft > 0 || canaryInFlight ? inFlight() === 0 : inFlight() < options.maxParallel;
   };
   const finished = (): boolean => exhausted() && inFlight() === 0;
