@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 
@@ -17,10 +18,14 @@ export class HostFiles {
     return resolved;
   }
 
-  /** Returns the file's text, or null when it does not exist. */
+  /**
+   * Returns the file's text, or null when it does not exist. A synchronous read, as HostTree's: every
+   * command reads the hide configuration and each guest's config, small local files, and a trip
+   * through libuv's thread pool for each cost more than the read.
+   */
   async read(hostPath: string): Promise<string | null> {
     try {
-      return await readFile(this.resolve(hostPath), 'utf8');
+      return readFileSync(this.resolve(hostPath), 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
