@@ -23,6 +23,8 @@ export const KERNEL_HOTPLUG_WINDOW_MS = 60_000;
 export const SimFaults = z.object({
   attachFailureProbability: z.number().min(0).max(1).default(0).describe('chance that a hotplug fails in the toolstack'),
   rebootMs: z.number().int().nonnegative().default(2000).describe('how long a reboot keeps the host silent'),
+  reloadMs: z.number().int().nonnegative().max(600_000).default(0).describe('how long loading a device driver\'s module takes (its probe of the devices): a driver reload pays it once'),
+  attachMs: z.number().int().nonnegative().max(600_000).default(0).describe('how long a hotplug attach takes in the toolstack'),
   rebootHangs: z.boolean().default(false).describe('a reboot never comes back (until power-cycled)'),
   uplinkDropMs: z.number().int().nonnegative().default(5000).describe('silence after the uplink NIC lost its driver'),
   crashAtStep: z.string().max(64).nullable().default(null).describe('the agent process exits at this named step'),
@@ -91,6 +93,8 @@ export class SimKernel implements CommandRunner {
   private state!: SimState;
   private readonly bootListeners: Array<() => void> = [];
   private bootTimer: NodeJS.Timeout | null = null;
+  /** Time the command being run takes on a real host (a driver's probe, a hotplug), paid before it answers. */
+  private commandTakesMs = 0;
 
   private constructor(private readonly opts: SimKernelOptions) {
     this.tree = new SimTree(opts.profile.spec, opts.hostDir);
@@ -322,6 +326,7 @@ export class SimKernel implements CommandRunner {
     if (this.state.failure !== null) return fail(`${program}: host is not answering: ${this.state.failure}`, 255);
     // Queries (every scan runs several) change nothing: only a changed state costs a durable write.
     const before = JSON.stringify(this.state);
+    this.commandTakesMs = 0;
     let result: CommandResult;
     if (program === 'modprobe') result = this.modprobe(args);
     else if (program === 'ip') result = this.ip(args);
@@ -334,6 +339,7 @@ export class SimKernel implements CommandRunner {
       return ok();
     } else return fail(`${file}: No such file or directory`, 127);
     if (JSON.stringify(this.state) !== before || program === 'modprobe') await this.save();
+    if (this.commandTakesMs > 0) await new Promise((resolve) => setTimeout(resolve, this.commandTakesMs));
     return result;
   }
 
@@ -375,6 +381,7 @@ export class SimKernel implements CommandRunner {
       k.loadPciback(this.modprobeConfig().hidden, this.opts.profile.spec.pciback?.newSlot ?? true);
     }
     k.loadDriver(driver, devices[0]?.module);
+    this.commandTakesMs = this.opts.faults.reloadMs;
     return ok();
   }
 
@@ -459,6 +466,7 @@ export class SimKernel implements CommandRunner {
         if (crash) return crash;
         if (this.roll() < this.opts.faults.attachFailureProbability) return fail(`Error: Timed out waiting for device model action (injected fault)`);
         if (!d.liveDevices.includes(bdf)) d.liveDevices.push(bdf);
+        this.commandTakesMs = this.opts.faults.attachMs;
         return ok();
       }
       case 'pci-detach': {
@@ -563,6 +571,7 @@ export class SimKernel implements CommandRunner {
         if (crash) return crash;
         if (attach && this.roll() < this.opts.faults.attachFailureProbability) return fail(`error: Failed to attach device from ${second}\nerror: internal error: unable to execute QEMU command 'device_add': injected fault`);
         d.liveDevices = attach ? [...d.liveDevices, bdf] : d.liveDevices.filter((b) => b !== bdf);
+        if (attach) this.commandTakesMs = this.opts.faults.attachMs;
         return ok(`Device ${attach ? 'attached' : 'detached'} successfully\n\n`);
       }
       case 'suspend':

@@ -194,6 +194,20 @@ void describe('SimHost: hide= and driver reload', () => {
     assert.equal(host.responsive(), true);
     await assert.rejects(host.reloadDriver('ixgbe'), commandFailed(/ixgbe/));
   });
+
+  void it('a reload takes reloadMs and a hotplug attach attachMs (the bench\'s realistic latencies); a detach takes neither', async () => {
+    const { host } = await openHost({ reloadMs: 400, attachMs: 250 });
+    await hideInFile(host, E1000E, 'e1000e');
+    const timed = async (work: () => Promise<void>): Promise<number> => {
+      const started = performance.now();
+      await work();
+      return performance.now() - started;
+    };
+    assert.ok((await timed(() => host.reloadDriver('e1000e'))) >= 400);
+    assert.equal(await driverOf(host, E1000E), 'pciback');
+    assert.ok((await timed(() => host.hotplug('vm-hvm', E1000E))) >= 250);
+    assert.ok((await timed(() => host.hotunplug('vm-hvm', E1000E))) < 250);
+  });
 });
 
 void describe('SimHost: reboots', () => {
