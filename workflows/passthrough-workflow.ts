@@ -3,7 +3,7 @@ import { ErrorCode } from '../schemas/errors.js';
 import { PassthroughRequest, type PassthroughRequestInput, type PassthroughResult } from '../schemas/passthrough.js';
 import type { HostInventory } from '../schemas/inventory.js';
 import { preflight, takesHotplug } from '../policy/passthrough-policy.js';
-import { agent, beginOperation, bootWaiter, parseWorkflowInput, undoAgent } from './saga-kit.js';
+import { agent, beginOperation, bootWaiter, parseWorkflowInput, shortStepAgent, undoAgent } from './saga-kit.js';
 
 export { failureInfo } from './saga-kit.js';
 
@@ -23,9 +23,10 @@ const MAX_UNEXPECTED_REBOOTS = 3;
 export async function passthroughWorkflow(input: PassthroughRequestInput, hotplugLedger: number[] = []): Promise<PassthroughResult> {
   const req = parseWorkflowInput(PassthroughRequest, input, 'passthrough request');
   const op = beginOperation(req, hotplugLedger);
+  const quick = shortStepAgent();
 
   try {
-    let inv: HostInventory = await agent.inspectHost(req.hostId, op.opId('inspect'));
+    let inv: HostInventory = await quick.inspectHost(req.hostId, op.opId('inspect'));
     // Histories recorded before these rules replay without them (patched() is false there).
     const decision = preflight(inv, req, { guestConfig: patched('preflight-guest-config-invalid'), sriov: patched('preflight-sriov') });
     if (!decision.ok) throw ApplicationFailure.nonRetryable(decision.message, decision.code);
@@ -44,7 +45,7 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
     if (needsHotplug && op.nextSlot() > op.deadlineAt) await op.hotplugGate();
 
     for (const bdf of plan.devicesToHide) {
-      const hidden = await agent.hideDevice(req.hostId, bdf, op.opId(`hide:${bdf}`));
+      const hidden = await quick.hideDevice(req.hostId, bdf, op.opId(`hide:${bdf}`));
       if (hidden.changed) op.pushUndo(`unhide ${bdf}`, () => undoAgent.unhideDevice(req.hostId, bdf, op.opId(`undo-hide:${bdf}`)));
       op.record('hide', `${bdf} added to pciback hide= in ${hidden.file}${hidden.changed ? '' : ' (already there)'}`);
     }
@@ -92,7 +93,7 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
           op.record('bind', `${bdf} bound to pciback (${strategy})${bound.changed ? `, was on ${bound.originalDriver ?? 'no driver'}` : ' (already)'}`);
         }
       }
-      inv = await agent.inspectHost(req.hostId, op.opId(`inspect-bound:${round}`));
+      inv = await quick.inspectHost(req.hostId, op.opId(`inspect-bound:${round}`));
       if (inv.bootId !== bootId) {
         if (round >= MAX_UNEXPECTED_REBOOTS) throw ApplicationFailure.nonRetryable(`host ${req.hostId} rebooted ${round + 1} times during the operation`, ErrorCode.HOST_UNRESPONSIVE);
         op.record('bind', `host ${req.hostId} rebooted unexpectedly (boot ${inv.bootId.slice(0, 8)}); re-checking the binding`);
@@ -100,7 +101,7 @@ export async function passthroughWorkflow(input: PassthroughRequestInput, hotplu
         continue;
       }
       for (const bdf of plan.devicesToHide) {
-        const seen = await agent.verifyDevice(req.hostId, bdf, 'pciback', op.opId(`verify:${bdf}@${bootId}`));
+        const seen = await quick.verifyDevice(req.hostId, bdf, 'pciback', op.opId(`verify:${bdf}@${bootId}`));
         op.record('verify', `${bdf}: driver ${seen.driver ?? 'none'}, in pciback slots, assignable`);
       }
       break;

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, log, patched, proxyActivities, setHandler, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, log, patched, proxyActivities, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { PtcOutcome } from './visibility.js';
 import type { PassthroughActivities } from '../activities/passthrough-activities.js';
 import { ErrorCode, describeZodError, isErrorCode } from '../schemas/errors.js';
@@ -16,6 +16,21 @@ const hostOp = {
 } as const;
 
 export const agent = proxyActivities<PassthroughActivities>(hostOp);
+
+/**
+ * The same calls as local activities, for the short steps that read or edit a file (inspect, hide,
+ * verify): the worker runs them inside the workflow task that asked, so each costs a marker instead of
+ * a server round trip and a workflow task of its own (three events and a task less per step; measured
+ * in `npm run bench`, latency section). Effects that take a host's real time (bind, attach, reboot)
+ * stay activities, each visible on its own in the history and the UI. Retries within the profile's
+ * 15 s backoff stay in the worker, which keeps the workflow task alive meanwhile.
+ */
+const localAgent = proxyLocalActivities<PassthroughActivities>({ ...hostOp, localRetryThreshold: '1 minute' });
+
+/** The agent for short steps: local activities, except in histories recorded before they were (patched). */
+export function shortStepAgent(): PassthroughActivities {
+  return patched('local-agent-steps') ? localAgent : agent;
+}
 
 /**
  * Undo steps get their own profile: a slow or rebooting host must not be left with residue after a few
