@@ -23,7 +23,9 @@ export const agent = proxyActivities<PassthroughActivities>(hostOp);
  * a server round trip and a workflow task of its own (three events and a task less per step; measured
  * in `npm run bench`, latency section). Effects that take a host's real time (bind, attach, reboot)
  * stay activities, each visible on its own in the history and the UI. Retries within the profile's
- * 15 s backoff stay in the worker, which keeps the workflow task alive meanwhile.
+ * 15 s backoff stay in the worker, which keeps the workflow task alive meanwhile. A local step's
+ * result is recorded only with its workflow task, so a worker lost before that runs the step again:
+ * with the same op id, which the agent answers from its journal (hide) or which changes nothing.
  */
 const localAgent = proxyLocalActivities<PassthroughActivities>({ ...hostOp, localRetryThreshold: '1 minute' });
 
