@@ -31,7 +31,7 @@ function missing(err: unknown): boolean {
  *
  * Reads are synchronous system calls behind an async API. A scan reads hundreds of tiny kernel
  * attributes; through fs/promises each costs several trips to libuv's four-thread pool (readFile is
- * open, fstat, read, close), so a scan spent three quarters of its 50 ms waiting in that queue and
+ * open, fstat, read, close), so a scan spent more than half of its 50 ms waiting in that queue and
  * every agent command paid it (measured with HostFiles' reads made the same way: 52 → 4.4 ms p50 per
  * scan of a simulated host). sysfs and procfs attributes are answered from kernel memory; the one
  * read that can block for long, a PCI `config` of a device waking from D3cold, is bounded by the
