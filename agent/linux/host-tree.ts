@@ -68,12 +68,7 @@ export class HostTree {
 
   /** The file's text, or null when it does not exist. */
   async text(hostPath: string): Promise<string | null> {
-    try {
-      return readFileSync(this.path(hostPath), 'utf8');
-    } catch (err) {
-      if (missing(err)) return null;
-      throw err;
-    }
+    return this.textSync(hostPath);
   }
 
   /** The file's bytes (sysfs `config`), or null when it does not exist. */
@@ -96,7 +91,7 @@ export class HostTree {
     }
   }
 
-  /** Synchronous read for the few facts that never change while the agent runs; null when absent. */
+  /** The file's text, or null when it does not exist, for callers that answer synchronously. */
   textSync(hostPath: string): string | null {
     try {
       return readFileSync(this.path(hostPath), 'utf8');
@@ -158,18 +153,13 @@ export class HostTree {
 
   /** The host path a path resolves to after all links (`/sys/block/sda/device` → `/sys/devices/…`); null when absent or outside the root. */
   async realHostPath(hostPath: string): Promise<string | null> {
-    try {
-      return this.hostPathOf(realpathSync.native(this.path(hostPath)));
-    } catch (err) {
-      if (missing(err)) return null;
-      throw err;
-    }
+    return this.realHostPathSync(hostPath);
   }
 
-  /** Synchronous realHostPath, for the guest config path that the backend answers synchronously. */
+  /** realHostPath for callers that answer synchronously (the guest config path). */
   realHostPathSync(hostPath: string): string | null {
     try {
-      return this.hostPathOf(realpathSync(this.path(hostPath)));
+      return this.hostPathOf(realpathSync.native(this.path(hostPath)));
     } catch (err) {
       if (missing(err)) return null;
       throw err;

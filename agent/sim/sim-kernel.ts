@@ -338,8 +338,10 @@ export class SimKernel implements CommandRunner {
       await this.startReboot();
       return ok();
     } else return fail(`${file}: No such file or directory`, 127);
+    // Read before the save: nothing the kernel runs while this command saves can change what this one costs.
+    const takesMs = this.commandTakesMs;
     if (JSON.stringify(this.state) !== before || program === 'modprobe') await this.save();
-    if (this.commandTakesMs > 0) await new Promise((resolve) => setTimeout(resolve, this.commandTakesMs));
+    if (takesMs > 0) await new Promise((resolve) => setTimeout(resolve, takesMs));
     return result;
   }
 
