@@ -3,7 +3,7 @@ import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { type Guest, type HostInventory, type PciDevice, STUB_DRIVER } from '../schemas/inventory.js';
 import type { PciAddress } from '../schemas/pci-address.js';
 import { checkGuestAccepts, checkHideable, checkReloadSafe, chooseAttachMode, findDevice, findGuest, takesHotplug, type Verdict } from '../policy/passthrough-policy.js';
-import type { HostBackend } from './backend.js';
+import type { HostBackend, HostScan } from './backend.js';
 import type { DeviceRecords } from './device-records.js';
 import { readInventory } from './host-inventory.js';
 
@@ -28,6 +28,12 @@ export interface HandlerContext {
   checkpoint: (step: string) => void;
   /** The operation being run, recorded with intents. */
   opId?: string;
+  /**
+   * Said by a command whose only effect is on files (hide, unhide): the kernel is as `scan` saw it, so
+   * the inventory published after the reply is built from that scan and fresh file reads, without a
+   * second scan in the host's queue (where the next command would wait for it).
+   */
+  kernelAsScanned?: (scan: HostScan) => void;
 }
 
 export interface Repair {
@@ -81,12 +87,18 @@ function must<T extends object>(verdict: Verdict<T>): T {
 }
 
 async function inventory(ctx: HandlerContext): Promise<HostInventory> {
-  return readInventory(ctx.hostId, ctx.backend, ctx.records);
+  return (await inventoryWithScan(ctx)).inv;
 }
 
-async function device(ctx: HandlerContext, bdf: PciAddress): Promise<{ inv: HostInventory; device: PciDevice }> {
-  const inv = await inventory(ctx);
-  return { inv, device: must(findDevice(inv, bdf)).device };
+/** The inventory and the scan it was built from: a command that needs both reads the kernel once. */
+async function inventoryWithScan(ctx: HandlerContext): Promise<{ inv: HostInventory; scan: HostScan }> {
+  const scan = await ctx.backend.scan();
+  return { scan, inv: await readInventory(ctx.hostId, ctx.backend, ctx.records, { scan }) };
+}
+
+async function device(ctx: HandlerContext, bdf: PciAddress): Promise<{ inv: HostInventory; device: PciDevice; scan: HostScan }> {
+  const { inv, scan } = await inventoryWithScan(ctx);
+  return { inv, scan, device: must(findDevice(inv, bdf)).device };
 }
 
 /** Edits ptctl's part of the host's hide configuration (modprobe file on Xen, vfio-pci rules on KVM). */
@@ -176,7 +188,7 @@ export const commandHandlers: CommandHandlers = {
   inspect: async (ctx) => inventory(ctx),
 
   hide: async (ctx, { bdf }) => {
-    const { inv, device: dev } = await device(ctx, bdf);
+    const { inv, device: dev, scan } = await device(ctx, bdf);
     must(checkHideable(inv, dev));
     // A device no host driver holds (a GPU without a dom0 driver, or one hidden at boot and on pciback
     // already) is hidden with no install line: no driver load has to be redirected through pciback.
@@ -196,11 +208,12 @@ export const commandHandlers: CommandHandlers = {
     }
     const { changed, file } = await editHideConfig(ctx, (text) => config.withHidden(text, bdf, driver));
     ctx.checkpoint('hide:after-write');
+    ctx.kernelAsScanned?.(scan);
     return { bdf, changed, file, driver };
   },
 
   unhide: async (ctx, { bdf }) => {
-    const { inv, device: dev } = await device(ctx, bdf);
+    const { inv, device: dev, scan } = await device(ctx, bdf);
     if (dev.assignedTo !== null) throw new PtcError(ErrorCode.DEVICE_ASSIGNED, `${bdf} is still assigned to ${dev.assignedTo}; detach it before giving it back to the host`);
     const config = ctx.backend.hideConfig();
     const driver = inv.hypervisor === 'kvm' ? null : (dev.hostDriver ?? null);
@@ -209,6 +222,7 @@ export const commandHandlers: CommandHandlers = {
       const stillNeeded = inv.devices.filter((d) => d.bdf !== bdf && hidden.includes(d.bdf)).flatMap((d) => (d.hostDriver ? [d.hostDriver] : []));
       return config.withoutHidden(text, bdf, stillNeeded);
     });
+    ctx.kernelAsScanned?.(scan);
     return { bdf, changed, file, driver };
   },
 
@@ -272,10 +286,11 @@ export const commandHandlers: CommandHandlers = {
   },
 
   verify: async (ctx, { bdf, expect }) => {
-    const inv = await inventory(ctx);
+    // The inventory names the device (or refuses it); its scan has the stub driver's own view of it.
+    const { inv, scan } = await inventoryWithScan(ctx);
     must(findDevice(inv, bdf));
     const stub = STUB_DRIVER[inv.hypervisor];
-    const scanned = (await ctx.backend.scan()).devices.find((d) => d.bdf === bdf);
+    const scanned = scan.devices.find((d) => d.bdf === bdf);
     if (!scanned) throw new PtcError(ErrorCode.DEVICE_NOT_FOUND, `${bdf} disappeared from host ${ctx.hostId}`);
     const observed = { bdf, driver: scanned.driver, inPcibackSlots: scanned.inPcibackSlots, assignable: scanned.assignable };
     const backOnHost = scanned.driver !== stub && (scanned.driver !== null || (ctx.records.originalDriver(bdf) === null && !scanned.inPcibackSlots));

@@ -18,7 +18,7 @@ import {
 } from '../schemas/agent-protocol.js';
 import { ErrorCode, type ErrorInfo, PtcError, describeZodError, isPermanent, isPtcError } from '../schemas/errors.js';
 import { StateDirLock, writeInstanceRecord } from './agent-lock.js';
-import type { HostBackend } from './backend.js';
+import type { HostBackend, HostScan } from './backend.js';
 import { DEFAULT_HOTPLUG_CAP, type HandlerContext, type HotplugCap, commandHandlers, repairInterrupted } from './command-handlers.js';
 import { DeviceRecords } from './device-records.js';
 import { type AgentIdentity, readInventory } from './host-inventory.js';
@@ -79,6 +79,8 @@ export class HostAgent {
   /** A rescan is queued and has not started: another request for one joins it (never a scan queued behind a scan). */
   private announcePending = false;
   private lastPublishAt = 0;
+  /** The kernel as the command being run saw it, when its only effect was on files (see HandlerContext.kernelAsScanned). */
+  private kernelAsScanned: HostScan | null = null;
   private fencedBy: PtcError | null = null;
   private resolveFenced: (err: PtcError) => void = () => undefined;
   /** Settles when another agent turned out to answer for this host and this one stopped serving (rule 16). */
@@ -220,8 +222,8 @@ export class HostAgent {
     await this.publishInventory();
   }
 
-  private async publishInventory(): Promise<void> {
-    const inv = await readInventory(this.opts.hostId, this.opts.backend, this.records, this.identity);
+  private async publishInventory(scan?: HostScan): Promise<void> {
+    const inv = await readInventory(this.opts.hostId, this.opts.backend, this.records, { identity: this.identity, scan });
     try {
       await this.ownership.publish(JSON.stringify(inv));
       this.lastPublishAt = Date.now();
@@ -309,6 +311,7 @@ export class HostAgent {
     }
 
     await audit('received', { args: args.data });
+    this.kernelAsScanned = null;
     const reply = await this.run(command, args.data, opId, requestedBy);
     const permanent = reply.ok || isPermanent(reply.error.code);
     // Transient failures are not journaled, so the caller's retry with the same opId runs again; nor are
@@ -317,7 +320,11 @@ export class HostAgent {
     if (reply.ok) await audit('applied', { result: READ_ONLY.has(command) ? null : reply.result });
     else await audit(REFUSAL_CODES.has(reply.error.code) ? 'refused' : 'failed', { error: reply.error });
     await this.reply(msg, reply);
-    if (!READ_ONLY.has(command) && this.opts.backend.responsive()) await this.publishInventory();
+    if (!READ_ONLY.has(command) && this.opts.backend.responsive()) {
+      // A boot since the command began (an injected reboot at a checkpoint) makes its scan history.
+      const booted = (await this.opts.backend.bootId()) !== bootId;
+      await this.publishInventory(booted ? undefined : (this.kernelAsScanned ?? undefined));
+    }
   }
 
   /** Dies like a crashed process at the configured step, once: the marker lets the restarted agent recover. */
@@ -351,6 +358,9 @@ export class HostAgent {
       emit: (kind, detail) => this.emit(kind, opId, command, detail, requestedBy),
       checkpoint: (step) => this.checkpoint(step),
       opId,
+      kernelAsScanned: (scan) => {
+        this.kernelAsScanned = scan;
+      },
     };
   }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 
 /**
  * Files of a host under a root prefix: `/` on a real host, `<dir>/hosts/<hostId>` for a simulated
@@ -9,12 +9,22 @@ import { dirname, join, relative } from 'node:path';
  * a half-written modprobe file, and the previous content is kept as `<file>.ptctl.bak`.
  */
 export class HostFiles {
-  constructor(readonly root: string) {}
+  /** The root, absolute and normalized, and the same with one trailing separator. */
+  private readonly base: string;
+  private readonly under: string;
 
-  /** Absolute path of a host path such as `/etc/modprobe.conf`. */
+  constructor(readonly root: string) {
+    this.base = resolve(root);
+    this.under = this.base.endsWith(sep) ? this.base : `${this.base}${sep}`;
+  }
+
+  /**
+   * Absolute path of a host path such as `/etc/modprobe.conf`. A prefix test on the normalized join,
+   * not path.relative: a scan resolves some 300 paths, and relative() resolves both of its arguments.
+   */
   resolve(hostPath: string): string {
-    const resolved = join(this.root, hostPath);
-    if (relative(this.root, resolved).startsWith('..')) throw new Error(`path ${hostPath} escapes the host root`);
+    const resolved = join(this.base, hostPath);
+    if (resolved !== this.base && !resolved.startsWith(this.under)) throw new Error(`path ${hostPath} escapes the host root`);
     return resolved;
   }
 

@@ -1,7 +1,6 @@
 import { type HostInventory, STUB_DRIVER } from '../schemas/inventory.js';
 import type { PciAddress } from '../schemas/pci-address.js';
-import type { ScannedDevice } from './backend.js';
-import type { HostBackend } from './backend.js';
+import type { HostBackend, HostScan, ScannedDevice } from './backend.js';
 import type { DeviceRecords } from './device-records.js';
 
 /** Which agent process, on which machine, answers for the host (rule 16). */
@@ -15,9 +14,12 @@ export const AGENT_VERSION = '0.1.0';
 /**
  * The host as the agent reports it: the kernel's view (scan) joined with the files that decide the
  * next boot (modprobe hide list, guest configs) and the agent's own records (original drivers).
+ * `scan`, when given, is one this command took a moment ago and whose kernel state no effect has
+ * changed since; the files and records are read fresh either way.
  */
-export async function readInventory(hostId: string, backend: HostBackend, records: DeviceRecords, identity?: AgentIdentity): Promise<HostInventory> {
-  const scan = await backend.scan();
+export async function readInventory(hostId: string, backend: HostBackend, records: DeviceRecords, from: { identity?: AgentIdentity; scan?: HostScan | undefined } = {}): Promise<HostInventory> {
+  const { identity } = from;
+  const scan = from.scan ?? (await backend.scan());
   const hideConfig = backend.hideConfig();
   const hidden = hideConfig.hidden((await backend.files.read(hideConfig.file)) ?? '');
   const guests = await Promise.all(

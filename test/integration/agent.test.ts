@@ -4,7 +4,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { connect } from '@nats-io/transport-node';
-import { AGENT_COMMANDS, type AgentCommand, AgentReply, type CommandArgsInput, MAX_REQUEST_BYTES } from '../../schemas/agent-protocol.js';
+import { Kvm } from '@nats-io/kv';
+import { HostInventory } from '../../schemas/inventory.js';
+import { HOSTS_BUCKET, AGENT_COMMANDS, type AgentCommand, AgentReply, type CommandArgsInput, MAX_REQUEST_BYTES } from '../../schemas/agent-protocol.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
 import { connectNats, hostInboxPrefix } from '../../transport/nats-connection.js';
 import { hostCredsFile } from '../../cli/nats-creds.js';
@@ -114,6 +116,23 @@ void describe('host agent over real NATS (simulated host)', () => {
     assert.equal(t.stack.agentsExit, null, 'the agent is still running');
     const inv = await t.agents.call('sim-2', 'inspect', {}, { opId: 'fuzz/after', timeoutMs: 5000 });
     assert.equal(inv.result.hostId, 'sim-2');
+  });
+
+  void it('publishes the inventory a mutating command leaves before it answers the next command: hide, then unhide', async () => {
+    const host = 'sim-2';
+    const bdf = '0000:09:00.0';
+    const kv = await new Kvm(t.nc).open(HOSTS_BUCKET);
+    for (const [command, hidden] of [['hide', true], ['unhide', false]] as const) {
+      const asked = new Date().toISOString();
+      await t.agents.call(host, command, { bdf }, { opId: `fresh/${command}`, timeoutMs: 5000 });
+      // The host's queue runs one task at a time: when the inspect behind the command answers, the
+      // publish the command queued after its reply has run (a heartbeat may have too, no earlier).
+      await t.agents.call(host, 'inspect', {}, { opId: `fresh/${command}/inspect`, timeoutMs: 5000 });
+      const entry = await kv.get(host);
+      const inv = HostInventory.parse(entry?.json());
+      assert.ok(inv.seenAt > asked, `the inventory in KV (seen ${inv.seenAt}) is from after the ${command} (asked ${asked})`);
+      assert.equal(inv.devices.find((d) => d.bdf === bdf)?.hidden, hidden, `after ${command} the inventory in KV shows ${bdf} ${hidden ? '' : 'not '}hidden`);
+    }
   });
 
   void it('keeps answering after nats-server restarts: agents reconnect and republish their inventory', async () => {
