@@ -2,19 +2,22 @@ import { ApplicationFailure } from '@temporalio/workflow';
 import { ErrorCode } from '../schemas/errors.js';
 import { ReleaseRequest, type ReleaseRequestInput, type PassthroughResult } from '../schemas/passthrough.js';
 import { findDevice, findGuest, iommuCompanions } from '../policy/passthrough-policy.js';
-import { agent, beginOperation, parseWorkflowInput } from './saga-kit.js';
+import { agent, beginOperation, parseWorkflowInput, shortStepAgent } from './saga-kit.js';
 
 /**
  * Gives a device back to the host: detach it from the guest (live and config), rebind the driver it had
  * before (recorded by the agent), take it and its IOMMU companions out of the hide= list, and verify the
  * host has them back. Every step is idempotent by state, so a release can be repeated after a failure;
- * it is forward-only (re-attaching on failure would cost another hotplug for nothing).
+ * it is forward-only (re-attaching on failure would cost another hotplug for nothing). Inspect, unhide
+ * and verify are local activities (shortStepAgent, as in the passthrough saga); the detach and the
+ * rebind, which take a host's real time, stay activities.
  */
 export async function releaseWorkflow(input: ReleaseRequestInput, hotplugLedger: number[] = []): Promise<PassthroughResult> {
   const req = parseWorkflowInput(ReleaseRequest, input, 'release request');
   const op = beginOperation(req, hotplugLedger);
+  const quick = shortStepAgent();
   try {
-    const inv = await agent.inspectHost(req.hostId, op.opId('inspect'));
+    const inv = await quick.inspectHost(req.hostId, op.opId('inspect'));
     const found = findDevice(inv, req.bdf);
     if (!found.ok) throw ApplicationFailure.nonRetryable(found.message, found.code);
     const guestFound = findGuest(inv, req.guest);
@@ -40,11 +43,11 @@ export async function releaseWorkflow(input: ReleaseRequestInput, hotplugLedger:
       op.record('unbind', `${d.bdf} ${unbound.changed ? 'given back to' : 'already on'} ${unbound.driver ?? 'no driver'}`);
     }
     for (const d of devices) {
-      const unhidden = await agent.unhideDevice(req.hostId, d.bdf, op.opId(`unhide:${d.bdf}`));
+      const unhidden = await quick.unhideDevice(req.hostId, d.bdf, op.opId(`unhide:${d.bdf}`));
       op.record('unhide', `${d.bdf} ${unhidden.changed ? 'removed from' : 'not in'} pciback hide= in ${unhidden.file}`);
     }
     for (const d of devices) {
-      const seen = await agent.verifyDevice(req.hostId, d.bdf, 'host', op.opId(`verify:${d.bdf}`));
+      const seen = await quick.verifyDevice(req.hostId, d.bdf, 'host', op.opId(`verify:${d.bdf}`));
       op.record('verify', `${d.bdf}: back on ${seen.driver ?? 'no driver'}`);
     }
     op.progress.step = 'done';

@@ -114,6 +114,12 @@ void describe('safe passthrough on the real stack', () => {
     assert.ok(!modprobe.includes('0000:09:00.0'), modprobe);
     const view = await t.client.workflow.getHandle(hostEntityWorkflowId('sim-1')).query(hostStateQuery);
     assert.deepEqual(view.pinned, { 'vm-hvm': ['0000:0b:00.0'] });
+    // Only the steps that take a host's real time are activities; inspect, unhide and verify run as
+    // local activities (markers), each saving a server round trip and a workflow task.
+    const { events } = await t.client.workflow.getHandle(op.workflowId).fetchHistory();
+    const scheduled = new Set((events ?? []).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []));
+    assert.deepEqual([...scheduled].sort(), ['detachDevice', 'unbindDevice']);
+    assert.ok((events ?? []).filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity').length >= 3);
   });
 
   void it('refuses every unsafe request from the CLI with its code, changing nothing', async () => {
