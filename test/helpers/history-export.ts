@@ -94,3 +94,15 @@ export async function exportHistoriesIfAsked(client: Client, label: string, root
     process.stderr.write(`history export (${label}) failed: ${err instanceof Error ? err.message : String(err)}\n`);
   }
 }
+
+/**
+ * What a workflow run scheduled as activities, and how many local activities it ran (their markers):
+ * which of a saga's steps cost a server round trip and a workflow task of their own.
+ */
+export async function stepKinds(client: Client, workflowId: string): Promise<{ activities: string[]; localActivities: number }> {
+  const events = (await client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+  return {
+    activities: [...new Set(events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []))].sort(),
+    localActivities: events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity').length,
+  };
+}

@@ -16,6 +16,7 @@ import { HostInventory } from '../../schemas/inventory.js';
 import { ErrorCode } from '../../schemas/errors.js';
 import { type TestStack, auditEvents, runCli, snapshotFiles, startTestStack } from '../helpers/stack.js';
 import { bundleWorkflows, quietTemporalRuntime } from '../helpers/temporal-env.js';
+import { stepKinds } from '../helpers/history-export.js';
 
 const DEVICE = '0000:09:00.0';
 
@@ -69,6 +70,10 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
     const applied = events.filter((e) => e.kind === 'applied' && e.opId?.startsWith(`op/sim-1/${DEVICE}/it-1#`)).map((e) => e.command);
     // inspect, then again after bind to catch an unexpected reboot before verify
     assert.deepEqual(applied, ['inspect', 'hide', 'bind', 'inspect', 'verify', 'attach']);
+    // Only bind and attach, which take a host's real time, are activities; the short steps are local.
+    const steps = await stepKinds(t.client, op.workflowId);
+    assert.deepEqual(steps.activities, ['attachDevice', 'bindDevice']);
+    assert.equal(steps.localActivities, 4);
     assert.equal(events.filter((e) => e.kind === 'hotplug').length, 1, 'exactly one hotplug');
     assert.ok(events.some((e) => e.kind === 'boot'), 'the agent announced its boot');
 

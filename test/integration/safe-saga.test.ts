@@ -11,6 +11,7 @@ import { submitOperation } from '../../transport/host-operations.js';
 import { errorInfo } from '../../cli/failures.js';
 import { type TestStack, auditEvents, runCli, snapshotFiles, startTestStack } from '../helpers/stack.js';
 import { quietTemporalRuntime } from '../helpers/temporal-env.js';
+import { stepKinds } from '../helpers/history-export.js';
 
 /** Host files that a failed or refused operation must leave byte-identical. */
 async function etcFiles(t: TestStack, hostId: string): Promise<Map<string, string>> {
@@ -116,10 +117,9 @@ void describe('safe passthrough on the real stack', () => {
     assert.deepEqual(view.pinned, { 'vm-hvm': ['0000:0b:00.0'] });
     // Only the steps that take a host's real time are activities; inspect, unhide and verify run as
     // local activities (markers), each saving a server round trip and a workflow task.
-    const { events } = await t.client.workflow.getHandle(op.workflowId).fetchHistory();
-    const scheduled = new Set((events ?? []).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []));
-    assert.deepEqual([...scheduled].sort(), ['detachDevice', 'unbindDevice']);
-    assert.ok((events ?? []).filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity').length >= 3);
+    const steps = await stepKinds(t.client, op.workflowId);
+    assert.deepEqual(steps.activities, ['detachDevice', 'unbindDevice']);
+    assert.ok(steps.localActivities >= 3, `${steps.localActivities} local activities`);
   });
 
   void it('refuses every unsafe request from the CLI with its code, changing nothing', async () => {
