@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import getPort from 'get-port';
-import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions, bundleWorkflowCode } from '@temporalio/worker';
+import { type BundleOptions, DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions, bundleWorkflowCode } from '@temporalio/worker';
 import { Client, Connection as TemporalConnection } from '@temporalio/client';
 import { IllegalStateError } from '@temporalio/common';
 import { OpenTelemetryPlugin, OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
@@ -38,6 +38,14 @@ export const TRACE_LINK_INTERCEPTORS_PATH = fileURLToPath(new URL('../workflows/
 export function workflowInterceptorModules(tracing: boolean): string[] {
   const otel = createRequire(import.meta.url).resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors');
   return [METRICS_INTERCEPTORS_PATH, ...(tracing ? [TRACE_LINK_INTERCEPTORS_PATH, otel] : [])];
+}
+
+/** Evaluated once per worker and shared by every workflow it runs (the schemas and pure policy; see the module). */
+export const WORKFLOW_SHARED_MODULES: readonly string[] = [fileURLToPath(new URL('../workflows/shared-modules.js', import.meta.url))];
+
+/** How every workflow bundle of ptctl is made, by the worker, the replayers and the tests alike. */
+export function workflowBundleOptions(workflowsPath: string = WORKFLOWS_PATH, interceptorModules: string[] = workflowInterceptorModules(false)): BundleOptions {
+  return { workflowsPath, workflowInterceptorModules: interceptorModules, preloadModules: [...WORKFLOW_SHARED_MODULES], logger: new DefaultLogger('WARN') };
 }
 
 /**
@@ -98,7 +106,7 @@ function agentTimeoutFromEnv(): number | undefined {
  * hash), and any change to workflow code, its imports or the SDK gives a new one.
  */
 export async function workflowBuild(workflowsPath: string = WORKFLOWS_PATH, interceptorModules: string[] = workflowInterceptorModules(false)): Promise<{ code: string; buildId: string }> {
-  const { code } = await bundleWorkflowCode({ workflowsPath, workflowInterceptorModules: interceptorModules, logger: new DefaultLogger('WARN') });
+  const { code } = await bundleWorkflowCode(workflowBundleOptions(workflowsPath, interceptorModules));
   const withoutSourceMap = code.replace(/\n\/\/# sourceMappingURL=\S*\s*$/, '');
   return { code, buildId: `wf-${createHash('sha256').update(withoutSourceMap).digest('hex').slice(0, 16)}` };
 }

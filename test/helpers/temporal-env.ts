@@ -5,7 +5,7 @@ import { makeWorkflowExporter } from '@temporalio/interceptors-opentelemetry';
 import { NoopSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Resource } from '@opentelemetry/resources';
 import { serverBinary } from '../../cli/tools.js';
-import { WORKFLOWS_PATH, observabilityOptions, workflowInterceptorModules } from '../../cli/worker.js';
+import { WORKFLOWS_PATH, observabilityOptions, workflowBundleOptions, workflowInterceptorModules } from '../../cli/worker.js';
 import { WorkerMetrics } from '../../observability/worker-metrics.js';
 import { ensureSearchAttributes } from '../../transport/search-attributes.js';
 import { exportHistoriesIfAsked, recordStartedWorkflows } from './history-export.js';
@@ -35,7 +35,7 @@ export async function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
 export const productionSinks = (): NonNullable<ReplayWorkerOptions['sinks']> => observabilityOptions(new WorkerMetrics(), null).sinks ?? {};
 
 export async function bundleWorkflows(): Promise<WorkflowBundleWithSourceMap> {
-  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+  return bundleWorkflowCode(workflowBundleOptions(WORKFLOWS_PATH, []));
 }
 
 /**
@@ -82,7 +82,7 @@ export function useTimeSkippingEnv(prefix: string): {
  * needs for them (workflow spans go to a processor that drops them).
  */
 export async function observedReplayer(tracing: boolean, metrics: WorkerMetrics = new WorkerMetrics()): Promise<Pick<ReplayWorkerOptions, 'workflowBundle' | 'sinks'>> {
-  const workflowBundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: workflowInterceptorModules(tracing), logger: new DefaultLogger('WARN') });
+  const workflowBundle = await bundleWorkflowCode(workflowBundleOptions(WORKFLOWS_PATH, workflowInterceptorModules(tracing)));
   const sinks = {
     ...observabilityOptions(metrics, null).sinks,
     ...(tracing ? { exporter: makeWorkflowExporter(new NoopSpanProcessor(), new Resource({ 'service.name': 'replay' })) } : {}),

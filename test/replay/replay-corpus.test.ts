@@ -3,7 +3,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { before, describe, it } from 'node:test';
-import { DefaultLogger, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { workflowBundleOptions } from '../../cli/worker.js';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { bundleWorkflows, productionSinks, quietTemporalRuntime } from '../helpers/temporal-env.js';
 import type { StoredHistory } from '../helpers/history-export.js';
@@ -62,7 +63,7 @@ void describe('replay corpus: histories of earlier releases replay against the c
 
   void it('fails when a workflow changes incompatibly (the check can fail)', async () => {
     // A copy of the workflows whose saga starts with a timer: what an unpatched new step looks like.
-    const incompatible = await bundleWorkflowCode({ workflowsPath: INCOMPATIBLE, logger: new DefaultLogger('WARN') });
+    const incompatible = await bundleWorkflowCode(workflowBundleOptions(INCOMPATIBLE, []));
     const sagas = corpus.filter((e) => e.workflowType === 'passthroughWorkflow');
     assert.ok(sagas.length > 0);
     const failures = await replayAll(incompatible, sagas);
