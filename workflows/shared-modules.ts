@@ -2,9 +2,10 @@
  * What every workflow a worker runs shares instead of building its own: the schemas (zod objects) and
  * the pure policy they feed. The worker's bundle preloads this module (`preloadModules`, see
  * cli/worker.ts): it and its imports are evaluated once, before any workflow exists, while every other
- * module of the bundle is evaluated again for each new workflow. Per cached workflow that was 1.2 MiB
- * of schemas and their closures (1.9 MiB of worker RSS, and a host entity stays cached for its idle
- * hour); shared, about 0.1 MiB (`npm run bench`, memory section).
+ * module of the bundle is evaluated again for each new workflow. Each cached workflow held 1.2 MiB of
+ * heap for its own copy of the schemas (a host entity stays cached for its idle hour); with them shared,
+ * 0.12 MiB. In `npm run bench` (rollout section) the worker grew 3.6–4.2 MiB per host before, 0.31–0.33
+ * after.
  *
  * The SDK deep-freezes what preloaded modules export, so that workflows cannot leak state to each other
  * through them. Zod schemas cannot be frozen: zod memoizes into them on first use (bound methods,
