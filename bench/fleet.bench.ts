@@ -13,10 +13,7 @@
  *             simulated hosts in several agents processes vs the ideal critical path of the same stack,
  *             ceil(hosts / parallel) × its median single-host rollout.
  * Prints a table and writes .cache/bench/latest.json. Not part of `npm test`.
- * Usage: node dist/bench/fleet.bench.js [--hosts 50] [--parallel 10] [--samples 300] [--agents 100,1000]
- *        [--only memory,agent,cli,rollout,latency,fleet] [--out .cache/bench/latest.json]
- *        [--latency-hosts 20] [--latency-parallel 10]
- *        [--fleet-hosts 2000] [--fleet-parallel 200] [--agent-processes 4]
+ * Usage: `node dist/bench/fleet.bench.js --help` (USAGE below).
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile, cp } from 'node:fs/promises';
@@ -39,31 +36,68 @@ import { readHostInventories } from '../transport/host-inventories.js';
 import type { BaselineInput } from './baseline-workflows.js';
 import type { RolloutReport } from '../workflows/rollout-book.js';
 
-const { values: flags } = parseArgs({
-  options: {
-    hosts: { type: 'string', default: '50' },
-    parallel: { type: 'string', default: '10' },
-    samples: { type: 'string', default: '300' },
-    agents: { type: 'string', default: '100,1000' },
-    out: { type: 'string', default: '.cache/bench/latest.json' },
-    only: { type: 'string', default: 'memory,agent,cli,rollout,latency' },
-    'latency-hosts': { type: 'string', default: '20' },
-    'latency-parallel': { type: 'string', default: '10' },
-    'fleet-hosts': { type: 'string', default: '2000' },
-    'fleet-parallel': { type: 'string', default: '200' },
-    'agent-processes': { type: 'string', default: '4' },
-  },
+const USAGE = `usage: node dist/bench/fleet.bench.js [--hosts 50] [--parallel 10] [--samples 300] [--agents 100,1000]
+       [--only memory,agent,cli,rollout,latency,fleet] [--out .cache/bench/latest.json]
+       [--latency-hosts 20] [--latency-parallel 10]
+       [--fleet-hosts 2000] [--fleet-parallel 200] [--agent-processes 4]
+sections (default all but fleet): memory, agent, cli, rollout, latency; fleet runs for most of an hour at 2,000 hosts
+`;
+const SECTION_NAMES = ['memory', 'agent', 'cli', 'rollout', 'latency', 'fleet'];
+
+/** A bad command line ends the bench at once, with one line saying what and the usage. */
+function usageError(message: string): never {
+  process.stderr.write(`bench: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+
+const options = {
+  hosts: { type: 'string', default: '50' },
+  parallel: { type: 'string', default: '10' },
+  samples: { type: 'string', default: '300' },
+  agents: { type: 'string', default: '100,1000' },
+  out: { type: 'string', default: '.cache/bench/latest.json' },
+  only: { type: 'string', default: 'memory,agent,cli,rollout,latency' },
+  'latency-hosts': { type: 'string', default: '20' },
+  'latency-parallel': { type: 'string', default: '10' },
+  'fleet-hosts': { type: 'string', default: '2000' },
+  'fleet-parallel': { type: 'string', default: '200' },
+  'agent-processes': { type: 'string', default: '4' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+let parsed: ReturnType<typeof parseArgs<{ options: typeof options }>>;
+try {
+  parsed = parseArgs({ options });
+} catch (err) {
+  usageError(err instanceof Error ? err.message : String(err));
+}
+const flags = parsed.values;
+if (flags.help) {
+  await new Promise<void>((resolve) => process.stdout.write(USAGE, () => resolve()));
+  process.exit(0);
+}
+/** A count flag's value: a positive integer, or the bench stops before starting anything. */
+function count(name: keyof typeof options): number {
+  const raw = String(flags[name]);
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) usageError(`--${name} must be a positive whole number, not '${raw}'`);
+  return value;
+}
+const HOSTS = count('hosts');
+const PARALLEL = count('parallel');
+const SAMPLES = count('samples');
+const AGENT_FLEETS = flags.agents.split(',').map((n) => {
+  const value = Number(n);
+  if (!Number.isInteger(value) || value <= 0) usageError(`--agents takes host counts separated by commas, not '${flags.agents}'`);
+  return value;
 });
-const HOSTS = Number(flags.hosts);
-const PARALLEL = Number(flags.parallel);
-const SAMPLES = Number(flags.samples);
-const AGENT_FLEETS = flags.agents.split(',').map(Number);
 const SECTIONS = new Set(flags.only.split(','));
-const FLEET_HOSTS = Number(flags['fleet-hosts']);
-const FLEET_PARALLEL = Number(flags['fleet-parallel']);
-const AGENT_PROCESSES = Number(flags['agent-processes']);
-const LATENCY_HOSTS = Number(flags['latency-hosts']);
-const LATENCY_PARALLEL = Number(flags['latency-parallel']);
+const unknownSections = [...SECTIONS].filter((s) => !SECTION_NAMES.includes(s));
+if (unknownSections.length > 0) usageError(`--only: no section ${unknownSections.map((s) => `'${s}'`).join(', ')} (sections: ${SECTION_NAMES.join(', ')})`);
+const FLEET_HOSTS = count('fleet-hosts');
+const FLEET_PARALLEL = count('fleet-parallel');
+const AGENT_PROCESSES = count('agent-processes');
+const LATENCY_HOSTS = count('latency-hosts');
+const LATENCY_PARALLEL = count('latency-parallel');
 /** What the issue calls realistic: a driver's module load and probe, a hotplug, a server's reboot. */
 const REALISTIC = { reloadMs: 2000, attachMs: 500, rebootMs: 20_000 };
 /** The default profile's two-function e1000 NIC: no other device has its driver, so reloading it drops nothing in use. */
