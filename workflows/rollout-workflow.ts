@@ -7,6 +7,7 @@ import {
   isCancellation,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   proxySinks,
   setHandler,
   sleep,
@@ -59,7 +60,17 @@ export async function rolloutWorkflow(raw: RolloutInputRaw, carry?: RolloutCarry
   return drainingRollout(input, carry, historyLimit);
 }
 
-const operations = proxyActivities<OperationActivities>({ startToCloseTimeout: '2 minutes', retry: { maximumAttempts: 10 } });
+const operationOptions = { startToCloseTimeout: '2 minutes', retry: { maximumAttempts: 10 } } as const;
+const operations = proxyActivities<OperationActivities>(operationOptions);
+/**
+ * The enqueue as a local activity: the worker signals the entities inside the workflow task that
+ * launched the hosts, so a host's start costs a marker in the rollout's history instead of an activity
+ * (three events, a task's round trip through the server and a workflow task more). Histories recorded
+ * before it replay with the activity (patched `local-enqueue`). Run twice after a lost worker, it
+ * queues nothing twice: an entity ignores an operation id it knows.
+ */
+const localOperations = proxyLocalActivities<Pick<OperationActivities, 'enqueueOperations'>>({ ...operationOptions, localRetryThreshold: '1 minute' });
+const enqueueOperations = (batch: HostOperationInput[]): Promise<void> => (patched('local-enqueue') ? localOperations : operations).enqueueOperations(batch);
 const { ptcMetrics } = proxySinks<PtcMetricsSinks>();
 
 /** Operations one activity queues: the hosts launched in one workflow task go together, up to this. */
@@ -109,7 +120,7 @@ async function directRollout(input: RolloutInput, carry: RolloutCarry | undefine
     while (toEnqueue.length > 0) {
       const batch = toEnqueue.splice(0, ENQUEUE_BATCH);
       busy += 1;
-      void CancellationScope.nonCancellable(() => operations.enqueueOperations(batch))
+      void CancellationScope.nonCancellable(() => enqueueOperations(batch))
         .then(
           () => {
             const cancels: OperationInFlight[] = [];

@@ -9,6 +9,7 @@ import { type OperationRecord, cancelRolloutSignal, operationEndedSignal, pauseR
 import { HostWork, RolloutInput, type RolloutInputRaw, hostsPageKey } from '../../schemas/rollout.js';
 import type { RolloutActivities } from '../../activities/rollout-activities.js';
 import { useTimeSkippingEnv } from '../helpers/temporal-env.js';
+import { stepKinds } from '../helpers/history-export.js';
 
 /**
  * Hosts of the scale test and the history length at which its generations continue as new. The
@@ -170,6 +171,15 @@ void describe('fleet rollout (time-skipping test server)', () => {
     assert.deepEqual(report.counts, { pending: 0, running: 0, succeeded: 0, failed: 1, skipped: 4, cancelled: 0 });
   });
 
+  void it('queues its hosts on their entities from local activities: no activity, no extra workflow task per enqueue', async () => {
+    const log: string[] = [];
+    const { report, handle } = await run({ name: 'local-enqueue', hosts: hostsNamed(6), options: { canary: 1, maxParallel: 2 } }, {}, log);
+    assert.equal(report.counts.succeeded, 6);
+    const steps = await stepKinds(suite.env.client, handle.workflowId);
+    assert.ok(!steps.activities.includes('enqueueOperations'), `scheduled as activities: ${steps.activities.join(', ')}`);
+    assert.ok(steps.localActivities >= 2, `${steps.localActivities} local activities for 6 hosts`);
+  });
+
   void it('keeps at most MAX_PROBLEMS problems in state and report, counting the rest', async () => {
     const log: string[] = [];
     const { report } = await run({ name: 'many-skipped', hosts: hostsNamed(MAX_PROBLEMS + 100), options: { canary: 1 } }, { h1: { outcome: 'failed' } }, log);
@@ -246,21 +256,22 @@ void describe('fleet rollout (time-skipping test server)', () => {
   });
 
   /** Every generation of a rollout, first to last: its history's length, largest payload and what it handed over. */
-  async function generations(workflowId: string): Promise<Array<{ events: number; largestPayload: number; handedOver: number; tasks: number; signals: number }>> {
+  /** Each run of a rollout; `next` is the position it handed to the run after it (the next host to start). */
+  async function generations(workflowId: string): Promise<Array<{ events: number; largestPayload: number; handedOver: number; tasks: number; signals: number; next?: number }>> {
     const described = await suite.env.client.workflow.getHandle(workflowId).describe();
     let runId: string | undefined = described.raw.workflowExecutionInfo?.firstRunId ?? undefined;
-    const out: Array<{ events: number; largestPayload: number; handedOver: number; tasks: number; signals: number }> = [];
+    const out: Array<{ events: number; largestPayload: number; handedOver: number; tasks: number; signals: number; next?: number }> = [];
     while (runId) {
       const events = (await suite.env.client.workflow.getHandle(workflowId, runId).fetchHistory()).events ?? [];
       let largestPayload = 0;
       for (const e of events) largestPayload = Math.max(largestPayload, JSON.stringify(e).length);
       const last = events[events.length - 1]?.workflowExecutionContinuedAsNewEventAttributes;
       const carry = last?.input?.payloads?.[1];
-      const carried = carry?.data ? (JSON.parse(Buffer.from(carry.data).toString()) as { ops?: unknown[]; running?: unknown[] }) : {};
+      const carried = carry?.data ? (JSON.parse(Buffer.from(carry.data).toString()) as { ops?: unknown[]; running?: unknown[]; next?: number }) : {};
       const handedOver = (carried.ops?.length ?? 0) + (carried.running?.length ?? 0);
       const tasks = events.filter((e) => e.workflowTaskCompletedEventAttributes).length;
       const signals = events.filter((e) => e.workflowExecutionSignaledEventAttributes).length;
-      out.push({ events: events.length, largestPayload, handedOver, tasks, signals });
+      out.push({ events: events.length, largestPayload, handedOver, tasks, signals, ...(carried.next !== undefined ? { next: carried.next } : {}) });
       runId = last?.newExecutionRunId ?? undefined;
     }
     return out;
@@ -305,7 +316,10 @@ void describe('fleet rollout (time-skipping test server)', () => {
     // No drain: a generation continues with its slow hosts still in flight. (The fast ones mostly end
     // first: Temporal refuses a continue-as-new while new events, hosts ending, keep arriving.)
     assert.ok(runs.slice(0, -1).some((r) => r.handedOver > 0), `handed over ${runs.map((r) => r.handedOver).join(', ')}`);
-    assert.equal(log.filter((l) => l.startsWith('page')).length, Math.ceil(SCALE_HOSTS / ref.pageSize) + runs.length - 1, 'each page read once, plus once per generation that resumes inside a page');
+    // A generation that starts inside a page the one before it read reads that page again; one that
+    // starts on a page boundary, or with every host launched, reads nothing twice.
+    const resumedInside = runs.slice(0, -1).filter((r) => r.next !== undefined && r.next < SCALE_HOSTS && r.next % ref.pageSize !== 0).length;
+    assert.equal(log.filter((l) => l.startsWith('page')).length, Math.ceil(SCALE_HOSTS / ref.pageSize) + resumedInside, `each page read once, plus once per generation that resumes inside a page (handed on at ${runs.map((r) => r.next).join(', ')})`);
     assert.ok(log.includes('drop scale.run1'), 'the finished rollout drops its pages');
   });
 });
