@@ -35,6 +35,7 @@ import { Kvm } from '@nats-io/kv';
 import { readHostInventories } from '../transport/host-inventories.js';
 import type { BaselineInput } from './baseline-workflows.js';
 import type { RolloutReport } from '../workflows/rollout-book.js';
+import { rolloutProgressQuery } from '../workflows/definitions.js';
 
 const USAGE = `usage: node dist/bench/fleet.bench.js [--hosts 50] [--parallel 10] [--samples 300] [--agents 100,1000]
        [--only memory,agent,cli,rollout,latency,fleet] [--out .cache/bench/latest.json]
@@ -505,6 +506,30 @@ function rssPeak(pids: readonly number[]): { stop: () => Promise<number> } {
   };
 }
 
+/**
+ * The worker's RSS against the hosts a rollout has finished, sampled every 500 ms while it runs. The
+ * first wave also pays for what a worker builds once (its workflow thread's heap, the bundle compiled),
+ * which an idle-to-end difference spreads over the hosts; the slope after it is what each host costs.
+ */
+function workerRssByHost(client: Client, workflowId: string, pid: number): { stop: () => Promise<Array<{ done: number; rssMiB: number }>> } {
+  const samples: Array<{ done: number; rssMiB: number }> = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const progress = await client.workflow.getHandle(workflowId).query(rolloutProgressQuery).catch(() => null);
+      if (progress) samples.push({ done: progress.counts.succeeded + progress.counts.failed, rssMiB: await rssMiB(pid) });
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return samples;
+    },
+  };
+}
+
 /** A rollout's runs (one per continue-as-new generation), oldest first, from the Temporal visibility store. */
 async function rolloutRuns(client: Client, workflowId: string): Promise<{ startTime: Date; closeTime: Date | undefined; historyLength: number }[]> {
   const runs = [];
@@ -687,8 +712,10 @@ if (['agent', 'cli', 'rollout'].some((section) => SECTIONS.has(section))) {
     if (temporal && client) {
       say(`rollout of ${HOSTS} hosts at max parallel ${PARALLEL}`);
       const workerBefore = await rssMiB(stack.workerPid);
+      const byHost = stack.workerPid ? workerRssByHost(client, 'rollout/bench', stack.workerPid) : null;
       const rolloutS = await rolloutTime(stack, client);
       const workerAfter = await rssMiB(stack.workerPid);
+      const rssSamples = (await byHost?.stop()) ?? [];
       if (SECTIONS.has('cli')) {
         const statusMs: number[] = [];
         for (let i = 0; i < CLI_RUNS; i++) statusMs.push(await timeRun([PTCTL_ENTRY, 'status', 'rollout/bench', '--json', '--dir', dir], true));
@@ -703,11 +730,15 @@ if (['agent', 'cli', 'rollout'].some((section) => SECTIONS.has(section))) {
       const steps = hist.host.activities + hist.host.localActivities;
       say(`bare baseline: ${HOSTS} children, ${PARALLEL} at once, ${steps} no-op activities each`);
       const baselineS = await baselineTime(stack, client, steps);
-      result.rollout = { rolloutS, baselineS, steps, workerRssBeforeMiB: workerBefore, workerRssAfterMiB: workerAfter };
+      // From the first sample past the first wave to the rollout's end.
+      const warm = rssSamples.find((x) => x.done >= PARALLEL);
+      const warmPerHost = warm && HOSTS > warm.done ? (workerAfter - warm.rssMiB) / (HOSTS - warm.done) : NaN;
+      result.rollout = { rolloutS, baselineS, steps, workerRssBeforeMiB: workerBefore, workerRssAfterMiB: workerAfter, workerRssSamples: rssSamples };
 
       rows.unshift({ figure: `rollout ${HOSTS} hosts @${PARALLEL} (throughput)`, ptctl: `${rolloutS.toFixed(1)} s`, baseline: `${baselineS.toFixed(1)} s bare Temporal, ${steps} activities/child (one per agent step)`, ratio: baselineS / rolloutS, target: '≥ 1.0' });
       const workerPerHost = (workerAfter - workerBefore) / HOSTS;
-      rows.push({ figure: 'worker RSS growth per host', ptctl: `${workerPerHost.toFixed(2)} MiB`, baseline: `${workerBefore.toFixed(0)} MiB idle worker`, ratio: (workerAfter - workerBefore) / workerBefore, target: '≤ 0.5 MiB/host' });
+      rows.push({ figure: 'worker RSS growth per host', ptctl: `${workerPerHost.toFixed(2)} MiB`, baseline: `${workerBefore.toFixed(0)} MiB idle worker`, ratio: (workerAfter - workerBefore) / workerBefore, target: '(includes the first wave)' });
+      rows.push({ figure: 'worker RSS per host after the first wave', ptctl: `${warmPerHost.toFixed(2)} MiB`, baseline: warm ? `${warm.rssMiB.toFixed(0)} MiB at ${warm.done} hosts done → ${workerAfter.toFixed(0)} MiB at ${HOSTS}` : 'no sample past the first wave', ratio: warmPerHost / 0.5, target: '≤ 0.5 MiB/host' });
       rows.push({ figure: 'largest history', ptctl: `${hist.largestEvents} events (${hist.largestEventsId})`, baseline: '10,000 events', ratio: hist.largestEvents / 10_000, target: '≤ 1.0' });
       rows.push({ figure: 'largest payload', ptctl: `${(hist.largestPayloadBytes / 1024).toFixed(1)} KiB (${hist.largestPayloadId})`, baseline: '256 KiB', ratio: hist.largestPayloadBytes / (256 * 1024), target: '≤ 1.0' });
       rows.push({ figure: 'one host costs', ptctl: `${hist.host.workflows} workflows, ${hist.host.events} events, ${hist.host.workflowTasks} workflow tasks, ${hist.host.activities} activities + ${hist.host.localActivities} local`, baseline: '1 child workflow', ratio: hist.host.workflows, target: '' });
