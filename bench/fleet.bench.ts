@@ -486,39 +486,15 @@ interface FleetFigures {
   agentsRssMiB: { before: number[]; peak: number; after: number[] };
 }
 
-/** Peak of a sum of processes' RSS, sampled every 2 s until stopped (a rollout's peak is mid-run, not at its end). */
-function rssPeak(pids: readonly number[]): { stop: () => Promise<number> } {
-  let peak = 0;
+/** Takes a sample every `everyMs` until stopped (one in progress is waited for); a null sample is left out. */
+function sampleEvery<T>(everyMs: number, take: () => Promise<T | null>): { stop: () => Promise<T[]> } {
+  const samples: T[] = [];
   let running = true;
   const loop = (async () => {
     while (running) {
-      const each = await Promise.all(pids.map((pid) => rssMiB(pid).catch(() => 0)));
-      peak = Math.max(peak, each.reduce((a, b) => a + b, 0));
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  })();
-  return {
-    stop: async () => {
-      running = false;
-      await loop;
-      return peak;
-    },
-  };
-}
-
-/**
- * The worker's RSS against the hosts a rollout has finished, sampled every 500 ms while it runs. The
- * first wave also pays for what a worker builds once (its workflow thread's heap, the bundle compiled),
- * which an idle-to-end difference spreads over the hosts; the slope after it is what each host costs.
- */
-function workerRssByHost(client: Client, workflowId: string, pid: number): { stop: () => Promise<Array<{ done: number; rssMiB: number }>> } {
-  const samples: Array<{ done: number; rssMiB: number }> = [];
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const progress = await client.workflow.getHandle(workflowId).query(rolloutProgressQuery).catch(() => null);
-      if (progress) samples.push({ done: progress.counts.succeeded + progress.counts.failed, rssMiB: await rssMiB(pid) });
-      await new Promise((r) => setTimeout(r, 500));
+      const sample = await take();
+      if (sample !== null) samples.push(sample);
+      await new Promise((r) => setTimeout(r, everyMs));
     }
   })();
   return {
@@ -528,6 +504,24 @@ function workerRssByHost(client: Client, workflowId: string, pid: number): { sto
       return samples;
     },
   };
+}
+
+/** Peak of a sum of processes' RSS, sampled every 2 s until stopped (a rollout's peak is mid-run, not at its end). */
+function rssPeak(pids: readonly number[]): { stop: () => Promise<number> } {
+  const sampler = sampleEvery(2000, async () => (await Promise.all(pids.map((pid) => rssMiB(pid).catch(() => 0)))).reduce((a, b) => a + b, 0));
+  return { stop: async () => Math.max(0, ...(await sampler.stop())) };
+}
+
+/**
+ * The worker's RSS against the hosts a rollout has finished, sampled every 500 ms while it runs. The
+ * first wave also pays for what a worker builds once (its workflow thread's heap, the bundle compiled),
+ * which an idle-to-end difference spreads over the hosts; the slope after it is what each host costs.
+ */
+function workerRssByHost(client: Client, workflowId: string, pid: number): { stop: () => Promise<Array<{ done: number; rssMiB: number }>> } {
+  return sampleEvery(500, async () => {
+    const progress = await client.workflow.getHandle(workflowId).query(rolloutProgressQuery).catch(() => null);
+    return progress ? { done: progress.counts.succeeded + progress.counts.failed, rssMiB: await rssMiB(pid) } : null;
+  });
 }
 
 /** A rollout's runs (one per continue-as-new generation), oldest first, from the Temporal visibility store. */
