@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { identityOfCredsFile, inboxPrefixOf } from './nats-permissions.js';
+import { seedAuthenticator } from './nkey-auth.js';
 
 export interface NatsSettings {
   /** Comma-separated server URLs. */
@@ -61,7 +62,7 @@ export async function connectNats(settings: NatsSettings): Promise<NatsConnectio
     return await connect({
       servers: settings.servers.split(',').map((s) => s.trim()),
       name: settings.name,
-      authenticator: isCreds ? credsAuthenticator(new TextEncoder().encode(seed)) : nkeyAuthenticator(new TextEncoder().encode(seed.trim())),
+      authenticator: seedAuthenticator(seed),
       ...(settings.tls ? { tls: { ...settings.tls } } : {}),
       ...(inboxPrefix ? { inboxPrefix } : {}),
       maxReconnectAttempts: settings.reconnectForever ? -1 : 10,
