@@ -76,21 +76,17 @@ if (flags.help) {
   await new Promise<void>((resolve) => process.stdout.write(USAGE, () => resolve()));
   process.exit(0);
 }
-/** A count flag's value: a positive integer, or the bench stops before starting anything. */
-function count(name: keyof typeof options): number {
-  const raw = String(flags[name]);
+/** A positive whole number, or the bench stops before starting anything and says `why`. */
+function positiveWhole(raw: string, why: string): number {
   const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) usageError(`--${name} must be a positive whole number, not '${raw}'`);
+  if (!Number.isInteger(value) || value <= 0) usageError(why);
   return value;
 }
+const count = (name: keyof typeof options): number => positiveWhole(String(flags[name]), `--${name} must be a positive whole number, not '${String(flags[name])}'`);
 const HOSTS = count('hosts');
 const PARALLEL = count('parallel');
 const SAMPLES = count('samples');
-const AGENT_FLEETS = flags.agents.split(',').map((n) => {
-  const value = Number(n);
-  if (!Number.isInteger(value) || value <= 0) usageError(`--agents takes host counts separated by commas, not '${flags.agents}'`);
-  return value;
-});
+const AGENT_FLEETS = flags.agents.split(',').map((n) => positiveWhole(n, `--agents takes host counts separated by commas, not '${flags.agents}'`));
 const SECTIONS = new Set(flags.only.split(','));
 const unknownSections = [...SECTIONS].filter((s) => !SECTION_NAMES.includes(s));
 if (unknownSections.length > 0) usageError(`--only: no section ${unknownSections.map((s) => `'${s}'`).join(', ')} (sections: ${SECTION_NAMES.join(', ')})`);
