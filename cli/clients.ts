@@ -1,4 +1,4 @@
-import type { Client, Connection as TemporalConnection, TLSConfig } from '@temporalio/client';
+import type { Client, Connection as TemporalConnection } from '@temporalio/client';
 import { currentTracing } from '../observability/tracing-state.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
@@ -8,28 +8,7 @@ import { connectNats, credsIdentityName } from '../transport/nats-connection.js'
 import { identityOfCredsFile } from '../transport/nats-permissions.js';
 import { Requester } from '../schemas/ids.js';
 import type { Connection } from './connection.js';
-
-/** TLS/mTLS and API key settings for a Temporal connection (client or worker), files read now. */
-export async function temporalConnectOptions(conn: Connection): Promise<{ address: string; tls?: TLSConfig; apiKey?: string }> {
-  const read = async (file: string | undefined, what: string): Promise<Buffer | undefined> => {
-    if (!file) return undefined;
-    try {
-      return await readFile(file);
-    } catch (err) {
-      throw new PtcError(ErrorCode.NOT_CONNECTED, `cannot read the Temporal ${what} ${file}: ${(err as Error).message}`, { cause: err });
-    }
-  };
-  const t = conn.temporalTls;
-  let tls: TLSConfig | undefined;
-  if (t) {
-    const ca = await read(t.caFile, 'CA file');
-    const crt = await read(t.certFile, 'client certificate');
-    const key = await read(t.keyFile, 'client key');
-    if ((crt === undefined) !== (key === undefined)) throw new PtcError(ErrorCode.INVALID_INPUT, 'Temporal mTLS needs both a client certificate and its key (--temporal-cert and --temporal-key)');
-    tls = { ...(ca ? { serverRootCACertificate: ca } : {}), ...(crt && key ? { clientCertPair: { crt, key } } : {}), ...(t.serverName ? { serverNameOverride: t.serverName } : {}) };
-  }
-  return { address: conn.temporalAddress, ...(tls ? { tls } : {}), ...(conn.temporalApiKey ? { apiKey: conn.temporalApiKey } : {}) };
-}
+import { temporalConnectOptions } from './temporal-connection.js';
 
 export async function openTemporal(conn: Connection): Promise<{ client: Client; close: () => Promise<void> }> {
   // Loaded here, not at the top: `ptctl hosts` and the agent use this module and never talk to Temporal.
@@ -51,9 +30,6 @@ export async function openNats(conn: Connection, name = 'ptctl'): Promise<NatsCo
 }
 
 export { readHostInventories } from '../transport/host-inventories.js';
-
-export const workflowUiLink = (conn: Connection, workflowId: string): string | null =>
-  conn.temporalUi ? `${conn.temporalUi}/namespaces/${encodeURIComponent(conn.temporalNamespace)}/workflows/${encodeURIComponent(workflowId)}` : null;
 
 /**
  * Who this CLI acts as, for the record: the identity its NATS credentials name (e.g.

@@ -17,7 +17,7 @@ import { type Connection, type ConnectionFile, connectionEnv, connectionFilePath
 import { CredsStore, credsFile } from './nats-creds.js';
 import { type DevCerts, generateDevCerts } from './dev-certs.js';
 import { startTlsProxy } from './tls-proxy.js';
-import { temporalConnectOptions } from './clients.js';
+import { temporalConnectOptions } from './temporal-connection.js';
 import { type NatsRole, identityName } from '../transport/nats-permissions.js';
 import { PTCTL_ENTRY, serverBinary } from './tools.js';
 import { TASK_QUEUE } from '../workflows/definitions.js';

@@ -22,7 +22,7 @@ import { remoteSource, serveMetrics } from '../observability/metrics-server.js';
 import type { Logger } from 'pino';
 import { PinoTemporalLogger, createLogger } from '../observability/logger.js';
 import { currentTracing, type Tracing } from '../observability/tracing.js';
-import { temporalConnectOptions } from './clients.js';
+import { temporalConnectOptions } from './temporal-connection.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
 /** Operation and rollout metrics from inside the workflows, bundled with them (no workflow file changes). */

@@ -2,6 +2,7 @@ import { type Connection, isGrpcServiceError } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { GrpcStatus } from './grpc-status.js';
+import { enumLabel } from './workflow-version.js';
 
 /** The Worker Deployment every `ptctl worker` joins unless told otherwise (`--deployment`, PTC_DEPLOYMENT_NAME). */
 export const DEFAULT_DEPLOYMENT_NAME = 'ptctl';
@@ -13,12 +14,6 @@ const iso = (ts: Timestamp): string | null => {
   if (!ts?.seconds) return null;
   const seconds = typeof ts.seconds === 'number' ? ts.seconds : ts.seconds.toNumber();
   return new Date(seconds * 1000 + Math.floor((ts.nanos ?? 0) / 1e6)).toISOString();
-};
-
-/** `WORKER_DEPLOYMENT_VERSION_STATUS_DRAINING` → `draining`: the enum's own name, without its prefix. */
-const enumName = (names: Record<number, string>, value: number | null | undefined, prefix: string): string | null => {
-  const name = value ? names[value] : undefined;
-  return name && !name.endsWith('_UNSPECIFIED') ? name.slice(prefix.length).toLowerCase().replaceAll('_', '-') : null;
 };
 
 export interface DeploymentVersionView {
@@ -38,13 +33,6 @@ export interface DeploymentView {
   versions: DeploymentVersionView[];
 }
 
-/** Which build a workflow runs on and how it moves (describe()'s raw execution info). */
-export interface WorkflowVersionView {
-  behavior: string | null;
-  deploymentName: string | null;
-  buildId: string | null;
-}
-
 /** A deployment, its current version and every version with its drainage; null when no worker of it ever polled. */
 export async function describeDeployment(connection: Pick<Connection, 'workflowService'>, namespace: string, deploymentName: string): Promise<DeploymentView | null> {
   let res;
@@ -62,8 +50,8 @@ export async function describeDeployment(connection: Pick<Connection, 'workflowS
     ramping: routing?.rampingDeploymentVersion?.buildId || null,
     versions: (info?.versionSummaries ?? []).map((v) => ({
       buildId: v.deploymentVersion?.buildId ?? '',
-      status: enumName(enums.WorkerDeploymentVersionStatus, v.status, 'WORKER_DEPLOYMENT_VERSION_STATUS_'),
-      drainage: enumName(enums.VersionDrainageStatus, v.drainageInfo?.status ?? v.drainageStatus, 'VERSION_DRAINAGE_STATUS_'),
+      status: enumLabel(enums.WorkerDeploymentVersionStatus, v.status, 'WORKER_DEPLOYMENT_VERSION_STATUS_'),
+      drainage: enumLabel(enums.VersionDrainageStatus, v.drainageInfo?.status ?? v.drainageStatus, 'VERSION_DRAINAGE_STATUS_'),
       drainageCheckedAt: iso(v.drainageInfo?.lastCheckedTime as Timestamp),
       createdAt: iso(v.createTime as Timestamp),
     })),
@@ -86,21 +74,4 @@ export async function setCurrentVersion(connection: Pick<Connection, 'workflowSe
     }
     throw err;
   }
-}
-
-type RawVersioningInfo = {
-  behavior?: number | null;
-  deploymentVersion?: { deploymentName?: string | null; buildId?: string | null } | null;
-  versioningOverride?: { pinned?: { version?: { deploymentName?: string | null; buildId?: string | null } | null } | null } | null;
-} | null | undefined;
-
-/** The version a workflow is on; all null for a workflow that only unversioned workers ran. */
-export function workflowVersion(raw: { workflowExecutionInfo?: { versioningInfo?: RawVersioningInfo } | null }): WorkflowVersionView {
-  const info = raw.workflowExecutionInfo?.versioningInfo;
-  const version = info?.versioningOverride?.pinned?.version ?? info?.deploymentVersion;
-  return {
-    behavior: enumName(enums.VersioningBehavior, info?.behavior, 'VERSIONING_BEHAVIOR_'),
-    deploymentName: version?.deploymentName || null,
-    buildId: version?.buildId || null,
-  };
 }

@@ -8,13 +8,15 @@ import { TASK_QUEUE, rolloutWorkflowId } from '../../workflows/definitions.js';
 import type { rolloutWorkflow } from '../../workflows/rollout-workflow.js';
 import { PtcRollout } from '../../workflows/visibility.js';
 import { storeRolloutInput } from '../../transport/rollout-hosts.js';
-import { openNats, openTemporal, readHostInventories, requesterOf, workflowUiLink } from '../clients.js';
+import { openNats, openTemporal, readHostInventories, requesterOf } from '../clients.js';
+import { workflowUiLink } from '../temporal-connection.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { FleetProgress } from '../fleet-progress.js';
 import { printJson, streamJson } from '../output.js';
 import { writeStream } from '../stream-output.js';
 import { readPlanFile, renderPlan } from './plan.js';
-import { describeRolloutReport, followRollout } from './rollout.js';
+import { followRollout } from './rollout.js';
+import { describeRolloutReport } from './rollout-lines.js';
 
 export interface ApplyOptions extends ConnectionFlags {
   file: string;

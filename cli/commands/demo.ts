@@ -20,7 +20,8 @@ import { newOpSuffix, parseOperationInput } from './attach.js';
 import { waitForOperation } from '../operations.js';
 import { submitOperation } from '../../transport/host-operations.js';
 import { readPlanFile, renderPlan } from './plan.js';
-import { describeRolloutReport, followRollout } from './rollout.js';
+import { followRollout } from './rollout.js';
+import { describeRolloutReport } from './rollout-lines.js';
 
 export interface DemoOptions {
   hosts: number;

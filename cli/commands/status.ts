@@ -1,14 +1,14 @@
-import { WorkflowNotFoundError } from '@temporalio/client';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
 import type { PassthroughResult } from '../../schemas/passthrough.js';
 import { type PassthroughProgress, passthroughProgressQuery, rolloutProgressQuery } from '../../workflows/definitions.js';
 import type { RolloutReport } from '../../workflows/rollout-book.js';
-import { describeRolloutProgress, describeRolloutReport } from './rollout.js';
-import { openTemporal, workflowUiLink } from '../clients.js';
+import { describeRolloutProgress, describeRolloutReport } from './rollout-lines.js';
+import { workflowUiLink } from '../temporal-connection.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
-import { errorInfo, failureDetails } from '../failures.js';
+import { WorkflowEndedError, failureDetailsOf, failureInfo } from '../failure-info.js';
 import { printJson } from '../output.js';
-import { type WorkflowVersionView, workflowVersion } from '../../transport/worker-deployment.js';
+import { openWorkflowReader } from '../workflow-reader.js';
+import type { WorkflowVersionView } from '../../transport/workflow-version.js';
 
 export interface StatusOptions extends ConnectionFlags {
   id: string;
@@ -21,26 +21,20 @@ const versionLine = (v: WorkflowVersionView): string => (v.buildId ? `\n  build:
 /** `ptctl status <op-id>`: where an operation is (step, waits) or how it ended (outcome, residue). */
 export async function statusCommand(opts: StatusOptions): Promise<void> {
   const conn = await resolveConnection(opts, process.env, 'viewer');
-  const { client, close } = await openTemporal(conn);
+  // Not the SDK client: a status read needs three calls, and loading that client was most of its time.
+  const reader = await openWorkflowReader(conn);
   try {
-    const handle = client.workflow.getHandle(opts.id);
-    let description;
-    try {
-      description = await handle.describe();
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new PtcError(ErrorCode.INVALID_INPUT, `no operation ${opts.id} (ids look like op/<host>/<bdf>/<n>; it may still be queued: see \`ptctl hosts\`)`);
-      throw err;
-    }
-    const status = description.status.name;
+    const run = await reader.describe(opts.id);
+    if (!run) throw new PtcError(ErrorCode.INVALID_INPUT, `no operation ${opts.id} (ids look like op/<host>/<bdf>/<n>; it may still be queued: see \`ptctl hosts\`)`);
+    const { status, version } = run;
     const link = workflowUiLink(conn, opts.id);
-    const version = workflowVersion(description.raw);
     if (opts.id.startsWith('rollout/')) {
       if (status === 'RUNNING') {
-        const progress = await handle.query(rolloutProgressQuery);
+        const progress = await reader.query(run, rolloutProgressQuery);
         if (opts.json) printJson({ id: opts.id, status, progress, version, ui: link });
         else process.stdout.write(`${opts.id}: running, ${describeRolloutProgress(progress)}${versionLine(version)}${link ? `\n  ${link}` : ''}\n`);
       } else {
-        const report = (await handle.result()) as RolloutReport;
+        const report = await reader.result<RolloutReport>(run);
         if (opts.json) printJson({ id: opts.id, status, report, version, ui: link });
         else process.stdout.write(`${describeRolloutReport(report)}${versionLine(version)}${link ? `\n  ${link}` : ''}\n`);
       }
@@ -51,13 +45,14 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
     let error: { code: string; message: string } | null = null;
     let details: unknown = null;
     if (status === 'RUNNING') {
-      progress = await handle.query(passthroughProgressQuery);
+      progress = await reader.query(run, passthroughProgressQuery);
     } else {
       try {
-        result = (await handle.result()) as PassthroughResult;
+        result = await reader.result<PassthroughResult>(run);
       } catch (err) {
-        error = errorInfo(err);
-        details = failureDetails(err);
+        if (!(err instanceof WorkflowEndedError)) throw err;
+        error = failureInfo(err.cause) ?? { code: ErrorCode.OPERATION_FAILED, message: err.message };
+        details = failureDetailsOf(err.cause);
       }
     }
     const steps = progress?.steps ?? result?.steps ?? (details as { steps?: PassthroughResult['steps'] } | null)?.steps ?? [];
@@ -77,6 +72,6 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
     if (link) out.push(`  ${link}`);
     process.stdout.write(out.join('\n') + '\n');
   } finally {
-    await close();
+    reader.close();
   }
 }

@@ -12,7 +12,7 @@ import { AgentClient } from '../../transport/agent-client.js';
 import { simHostDir } from '../../cli/agent-runner.js';
 import { PTCTL_ENTRY } from '../../cli/tools.js';
 import { exportHistoriesIfAsked } from './history-export.js';
-import { temporalConnectOptions } from '../../cli/clients.js';
+import { temporalConnectOptions } from '../../cli/temporal-connection.js';
 import { containerServers } from '../containers/server-containers.js';
 import { requireEngine } from '../containers/engine.js';
 

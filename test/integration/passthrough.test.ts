@@ -11,6 +11,7 @@ import type { passthroughWorkflow } from '../../workflows/passthrough-workflow.j
 import { TASK_QUEUE, hostEntityWorkflowId, hostStateQuery } from '../../workflows/definitions.js';
 import { parseOperationInput } from '../../cli/commands/attach.js';
 import { waitForOperation } from '../../cli/operations.js';
+import { errorInfo, failureDetails } from '../../cli/failures.js';
 import { submitOperation } from '../../transport/host-operations.js';
 import { HostInventory } from '../../schemas/inventory.js';
 import { ErrorCode } from '../../schemas/errors.js';
@@ -86,7 +87,7 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
     await Worker.runReplayHistory({ workflowBundle }, entityHistory, hostEntityWorkflowId('sim-1'));
   });
 
-  void it('finds the operation by search attributes: the official temporal CLI and ptctl list', async () => {
+  void it('finds the operation by search attributes (the official temporal CLI, ptctl list) and ptctl status tells how it ended', async () => {
     const query = `PtcHostId="sim-1" AND PtcOutcome="attached"`;
     // Visibility is eventually consistent: the upsert at the end of the saga shows within a moment.
     let ids: string[] = [];
@@ -105,6 +106,33 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
     assert.deepEqual(out.workflows.map((w) => [w.id, w.outcome, w.guest]), [[`op/sim-1/${DEVICE}/it-1`, 'attached', 'vm-hvm']]);
     const bad = await runCli(['list', '--dir', t.dir, '--host', "x' OR '1'='1"], cliEnv);
     assert.equal(bad.code, 2, 'a filter that is not a host id never reaches the query');
+
+    // ptctl status reads with its own gRPC reader: it must say what the SDK client says.
+    const op = { workflowId: `op/sim-1/${DEVICE}/it-1` };
+    const handle = t.client.workflow.getHandle(op.workflowId);
+    const status = await runCli(['status', op.workflowId, '--dir', t.dir, '--json'], cliEnv);
+    assert.equal(status.code, 0, status.stderr);
+    const shown = JSON.parse(status.stdout) as { status: string; step: string; outcome: string; result: unknown; version: unknown };
+    assert.equal(shown.status, (await handle.describe()).status.name);
+    assert.deepEqual(shown.result, await handle.result());
+    assert.deepEqual([shown.status, shown.step, shown.outcome], ['COMPLETED', 'done', 'attached']);
+    const text = await runCli(['status', op.workflowId, '--dir', t.dir], cliEnv);
+    assert.equal(text.stdout.split('\n')[0], `${op.workflowId}: completed, outcome attached`);
+    assert.match(text.stdout, /^ {2}attach {5}0000:09:00\.0 attached to vm-hvm/m);
+  });
+
+  void it('ptctl status of an unknown id and of a terminated run: one line, and the reason the run ended', async () => {
+    const unknown = await runCli(['status', 'op/sim-2/0000:0b:00.0/it-none', '--dir', t.dir], cliEnv);
+    assert.equal(unknown.code, 2);
+    assert.equal(unknown.stderr.trim().split('\n').length, 1, unknown.stderr);
+    assert.match(unknown.stderr, /^ptctl: INVALID_INPUT: no operation op\/sim-2\/0000:0b:00\.0\/it-none /);
+    // A run no worker picks up (its task queue has none), ended by an operator.
+    const stray = await t.client.workflow.start('passthroughWorkflow', { taskQueue: 'it-nobody-polls', workflowId: 'op/sim-2/0000:0b:00.0/it-term', args: [] });
+    await stray.terminate('stopped by the operator');
+    const res = await runCli(['status', stray.workflowId, '--dir', t.dir, '--json'], cliEnv);
+    assert.equal(res.code, 0, res.stderr);
+    const shown = JSON.parse(res.stdout) as { status: string; outcome: string; error: unknown };
+    assert.deepEqual([shown.status, shown.outcome, shown.error], ['TERMINATED', 'failed', { code: ErrorCode.OPERATION_FAILED, message: 'stopped by the operator' }]);
   });
 
   void it('refuses the management uplink with DEVICE_IN_USE on one line and leaves the host byte-identical', async () => {
@@ -171,5 +199,12 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
     assert.ok(err instanceof WorkflowFailedError);
     assert.ok(err.cause instanceof ApplicationFailure);
     assert.equal(err.cause.type, ErrorCode.GUEST_NOT_FOUND);
+    const status = await runCli(['status', 'op/sim-2/0000:0b:00.0/it-noguest', '--dir', t.dir, '--json'], cliEnv);
+    assert.equal(status.code, 0, status.stderr);
+    const shown = JSON.parse(status.stdout) as { status: string; outcome: string; error: unknown; details: unknown };
+    assert.equal(shown.status, 'FAILED');
+    assert.deepEqual(shown.error, errorInfo(err), 'the code and sentence the SDK client\'s error gives');
+    assert.deepEqual(shown.details, failureDetails(err));
+    assert.equal(shown.error && (shown.error as { code: string }).code, ErrorCode.GUEST_NOT_FOUND);
   });
 });

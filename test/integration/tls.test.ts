@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { connectNats } from '../../transport/nats-connection.js';
 import { type DevCerts, generateDevCerts } from '../../cli/dev-certs.js';
-import { temporalConnectOptions } from '../../cli/clients.js';
+import { temporalConnectOptions } from '../../cli/temporal-connection.js';
 import { type TestStack, runCli, startTestStack } from '../helpers/stack.js';
 import { quietTemporalRuntime } from '../helpers/temporal-env.js';
 
@@ -38,7 +38,12 @@ void describe('ptctl dev --tls: mutual TLS on NATS and in front of Temporal', ()
     const env = { PTC_NATS_URL: '', PTC_NATS_CREDS: '', PTC_TEMPORAL_ADDRESS: '' };
     const res = await runCli(['attach', '--dir', t.dir, '--host', 'sim-1', '--device', '0000:09:00.0', '--guest', 'vm-hvm', '--wait', '--json'], env);
     assert.equal(res.code, 0, res.stderr + res.stdout);
-    assert.equal((JSON.parse(res.stdout) as { result: { outcome: string } }).result.outcome, 'attached');
+    const attached = JSON.parse(res.stdout) as { workflowId: string; result: { outcome: string } };
+    assert.equal(attached.result.outcome, 'attached');
+    // ptctl status reads through its own gRPC reader, not the SDK client: the same mTLS must carry it.
+    const status = await runCli(['status', attached.workflowId, '--dir', t.dir, '--json'], env);
+    assert.equal(status.code, 0, status.stderr + status.stdout);
+    assert.deepEqual((({ status: s, outcome }) => ({ s, outcome }))(JSON.parse(status.stdout) as { status: string; outcome: string }), { s: 'COMPLETED', outcome: 'attached' });
   });
 
   void it('NATS refuses a plaintext client, a client without a certificate and one whose certificate another CA signed', async () => {

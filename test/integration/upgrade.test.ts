@@ -9,7 +9,8 @@ import proto from '@temporalio/proto';
 import type { PassthroughResult } from '../../schemas/passthrough.js';
 import type { RolloutReport } from '../../workflows/rollout-book.js';
 import { runWorker, workflowBuild } from '../../cli/worker.js';
-import { type DeploymentView, type WorkflowVersionView, workflowVersion } from '../../transport/worker-deployment.js';
+import type { DeploymentView } from '../../transport/worker-deployment.js';
+import { type WorkflowVersionView, workflowVersion } from '../../transport/workflow-version.js';
 import { type TestStack, auditEvents, runCli, startTestStack } from '../helpers/stack.js';
 import { quietTemporalRuntime } from '../helpers/temporal-env.js';
 

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import proto from '@temporalio/proto';
-import { workflowVersion } from '../../transport/worker-deployment.js';
+import { workflowVersion } from '../../transport/workflow-version.js';
 
 const { VersioningBehavior } = proto.temporal.api.enums.v1;
 

@@ -1,0 +1,40 @@
+import { SUBSET_ENUMS } from './workflow-service-subset.js';
+
+/**
+ * `WORKER_DEPLOYMENT_VERSION_STATUS_DRAINING` → `draining`: an enum value's own name, without its
+ * prefix; null for 0 (`…_UNSPECIFIED`) and for a value the table does not name. `values` maps names to
+ * numbers, as a protobufjs enum (static or from a descriptor) does.
+ */
+export function enumLabel(values: Readonly<Record<string, number | string>>, value: number | null | undefined, prefix: string): string | null {
+  if (!value) return null;
+  const name = Object.keys(values).find((key) => values[key] === value);
+  return name?.startsWith(prefix) && !name.endsWith('_UNSPECIFIED') ? name.slice(prefix.length).toLowerCase().replaceAll('_', '-') : null;
+}
+
+/** Which build a workflow runs on and how it moves (describe()'s raw execution info). */
+export interface WorkflowVersionView {
+  behavior: string | null;
+  deploymentName: string | null;
+  buildId: string | null;
+}
+
+type RawVersion = { deploymentName?: string | null; buildId?: string | null } | null | undefined;
+type RawVersioningInfo = {
+  behavior?: number | null;
+  deploymentVersion?: RawVersion;
+  versioningOverride?: { pinned?: { version?: RawVersion } | null } | null;
+} | null | undefined;
+
+/**
+ * The version a workflow is on, from a DescribeWorkflowExecution reply (the SDK's describe().raw or
+ * the CLI's own reader); all null for a workflow that only unversioned workers ran.
+ */
+export function workflowVersion(raw: { workflowExecutionInfo?: { versioningInfo?: RawVersioningInfo } | null }): WorkflowVersionView {
+  const info = raw.workflowExecutionInfo?.versioningInfo;
+  const version = info?.versioningOverride?.pinned?.version ?? info?.deploymentVersion;
+  return {
+    behavior: enumLabel(SUBSET_ENUMS.VersioningBehavior.values, info?.behavior, 'VERSIONING_BEHAVIOR_'),
+    deploymentName: version?.deploymentName || null,
+    buildId: version?.buildId || null,
+  };
+}
