@@ -1,5 +1,7 @@
 import { Client as GrpcClient, type ChannelCredentials, Metadata, type ServiceError, credentials, status as GrpcCode } from '@grpc/grpc-js';
 import { CancelledFailure, DefaultFailureConverter, type QueryDefinition, TerminatedFailure, TimeoutFailure, defaultPayloadConverter } from '@temporalio/common';
+import { decodeTypedSearchAttributes } from '@temporalio/common/lib/converter/payload-search-attributes.js';
+import type { TypedSearchAttributes } from '@temporalio/common';
 import protobuf from 'protobufjs/light.js';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { SUBSET_ENUMS, WORKFLOW_SERVICE, WORKFLOW_SERVICE_SUBSET } from '../transport/workflow-service-subset.js';
@@ -20,8 +22,8 @@ export interface WorkflowDescription {
 }
 
 /**
- * Read-only access to workflows for the CLI's one-shot commands (`ptctl status`): describe, query and
- * a closed run's result, over Temporal's gRPC API with grpc-js and the few messages of
+ * Read-only access to workflows for the CLI's one-shot commands (`ptctl status`, `ptctl list`):
+ * describe, query, a closed run's result and a visibility list, over Temporal's gRPC API with grpc-js and the few messages of
  * transport/workflow-service-subset.ts. The SDK client builds protobufjs reflection for the whole API
  * when it loads (about 150 ms of a command that takes 400); everything else about the call is the same:
  * address, TLS and mTLS, API key, namespace header, payloads and failures decoded by the SDK's own
@@ -36,7 +38,18 @@ export interface WorkflowReader {
    * as the SDK's handle.result() does; a run that ended without one throws WorkflowEndedError.
    */
   result<T>(run: Pick<WorkflowDescription, 'workflowId' | 'runId'>): Promise<T>;
+  /** Workflows a visibility query matches, as Temporal orders them (newest first), at most `limit`. */
+  list(query: string, limit: number): Promise<ListedExecution[]>;
   close(): void;
+}
+
+export interface ListedExecution {
+  workflowId: string;
+  type: string;
+  status: WorkflowStatusName;
+  startTime: Date;
+  closeTime: Date | null;
+  searchAttributes: TypedSearchAttributes;
 }
 
 const DESCRIBE_DEADLINE_MS = 10_000;
@@ -56,6 +69,18 @@ type CloseEvent = {
 };
 type DescribeReply = Parameters<typeof workflowVersion>[0] & { workflowExecutionInfo?: { execution?: { runId?: string } | null; status?: number | null } | null };
 type QueryReply = { queryResult?: Payloads; queryRejected?: { status?: number } | null };
+type Timestamp = { seconds?: number | { toNumber(): number } | null; nanos?: number | null } | null | undefined;
+type ListReply = {
+  executions?: Array<{
+    execution?: { workflowId?: string } | null;
+    type?: { name?: string } | null;
+    startTime?: Timestamp;
+    closeTime?: Timestamp;
+    status?: number | null;
+    searchAttributes?: { indexedFields?: Parameters<typeof decodeTypedSearchAttributes>[0] } | null;
+  }> | null;
+  nextPageToken?: Uint8Array | null;
+};
 type HistoryReply = { history?: { events?: CloseEvent[] | null } | null; nextPageToken?: Uint8Array | null };
 
 const STATUS_PREFIX = 'WORKFLOW_EXECUTION_STATUS_';
@@ -64,6 +89,15 @@ const statusName = (value: number | null | undefined): WorkflowStatusName => {
   if (!name) return 'UNKNOWN';
   const short = name.slice(STATUS_PREFIX.length);
   return (short === 'CANCELED' ? 'CANCELLED' : short) as WorkflowStatusName;
+};
+
+/** Visibility pages hold up to this many workflows: the server's own default cap. */
+const LIST_PAGE = 1000;
+
+const dateOf = (ts: Timestamp): Date | null => {
+  if (!ts?.seconds) return null;
+  const seconds = typeof ts.seconds === 'number' ? ts.seconds : ts.seconds.toNumber();
+  return new Date(seconds * 1000 + Math.floor((ts.nanos ?? 0) / 1e6));
 };
 
 const buffer = (bytes: Uint8Array | undefined): Buffer | null => (bytes ? Buffer.from(bytes) : null);
@@ -87,6 +121,7 @@ export async function openWorkflowReader(conn: Connection): Promise<WorkflowRead
   if (apiKey) metadata.set('authorization', `Bearer ${apiKey}`);
   const namespace = conn.temporalNamespace;
 
+  const unreachable = (err: ServiceError): PtcError => new PtcError(ErrorCode.NOT_CONNECTED, `cannot reach Temporal at ${address}: ${err.details}; is \`ptctl dev\` running?`, { cause: err });
   const call = <Reply>(method: string, request: Record<string, unknown>, deadlineMs: number): Promise<Reply> => {
     const requestType = type(`${method}Request`);
     const replyType = type(`${method}Response`);
@@ -101,11 +136,10 @@ export async function openWorkflowReader(conn: Connection): Promise<WorkflowRead
         request,
         metadata,
         { deadline: Date.now() + deadlineMs },
-        (err, reply) => (err ? reject(err) : resolve(reply as Reply)),
+        (err, reply) => (err ? reject(err.code === GrpcCode.UNAVAILABLE ? unreachable(err) : err) : resolve(reply as Reply)),
       );
     });
   };
-  const unreachable = (err: ServiceError): PtcError => new PtcError(ErrorCode.NOT_CONNECTED, `cannot reach Temporal at ${address}: ${err.details}; is \`ptctl dev\` running?`, { cause: err });
   const failureConverter = new DefaultFailureConverter();
   const fromPayloads = (payloads: Payloads): unknown => {
     const first = payloads?.payloads?.[0];
@@ -119,7 +153,7 @@ export async function openWorkflowReader(conn: Connection): Promise<WorkflowRead
         reply = await call<DescribeReply>('DescribeWorkflowExecution', { namespace, execution: { workflowId } }, DESCRIBE_DEADLINE_MS);
       } catch (err) {
         if (isServiceError(err) && err.code === GrpcCode.NOT_FOUND) return null;
-        if (isServiceError(err) && (err.code === GrpcCode.UNAVAILABLE || err.code === GrpcCode.DEADLINE_EXCEEDED)) throw unreachable(err);
+        if (isServiceError(err) && err.code === GrpcCode.DEADLINE_EXCEEDED) throw unreachable(err);
         throw err;
       }
       const info = reply.workflowExecutionInfo;
@@ -182,6 +216,28 @@ export async function openWorkflowReader(conn: Connection): Promise<WorkflowRead
         throw new PtcError(ErrorCode.INTERNAL, `${run.workflowId}: its close event is of a kind ptctl does not know`);
       }
       throw new PtcError(ErrorCode.OPERATION_FAILED, `${run.workflowId}: more than ${RESULT_READS} runs or pages before its close event`);
+    },
+
+    async list(query, limit) {
+      const rows: ListedExecution[] = [];
+      let nextPageToken: Uint8Array | undefined;
+      do {
+        const request = { namespace, query, pageSize: Math.min(limit - rows.length, LIST_PAGE), ...(nextPageToken ? { nextPageToken } : {}) };
+        const reply = await call<ListReply>('ListWorkflowExecutions', request, DESCRIBE_DEADLINE_MS);
+        for (const wf of reply.executions ?? []) {
+          if (rows.length >= limit) break;
+          rows.push({
+            workflowId: wf.execution?.workflowId ?? '',
+            type: wf.type?.name ?? '',
+            status: statusName(wf.status),
+            startTime: dateOf(wf.startTime) ?? new Date(0),
+            closeTime: dateOf(wf.closeTime),
+            searchAttributes: decodeTypedSearchAttributes(wf.searchAttributes?.indexedFields),
+          });
+        }
+        nextPageToken = reply.nextPageToken?.length ? reply.nextPageToken : undefined;
+      } while (nextPageToken && rows.length < limit);
+      return rows;
     },
 
     close: () => grpc.close(),

@@ -1,6 +1,6 @@
 /**
  * The few messages of Temporal's WorkflowService that the CLI's one-shot reads use (describe, query, a
- * run's close event), as a protobufjs JSON descriptor with the API's own package, names and field
+ * run's close event, a visibility list), as a protobufjs JSON descriptor with the API's own package, names and field
  * numbers. `@temporalio/proto` describes the whole API and costs a CLI command about 150 ms to load
  * (compiling its JSON module and building protobufjs reflection for every message); this subset costs
  * a few. Protobuf skips fields a reader does not know, so a message here lists only the fields ptctl
@@ -23,6 +23,7 @@ const common = {
   // metadata is map<string, bytes>: protobufjs spells a map field with keyType.
   Payload: { fields: { metadata: { id: 1, keyType: 'string', type: 'bytes' }, data: { id: 2, type: 'bytes' } } },
   Payloads: fields({ payloads: [1, 'Payload', 'repeated'] }),
+  SearchAttributes: { fields: { indexedFields: { id: 1, keyType: 'string', type: 'Payload' } } },
 };
 
 export const SUBSET_ENUMS = {
@@ -51,7 +52,15 @@ const deployment = {
 };
 
 const workflow = {
-  WorkflowExecutionInfo: fields({ execution: [1, 'temporal.api.common.v1.WorkflowExecution'], status: [5, 'temporal.api.enums.v1.WorkflowExecutionStatus'], versioningInfo: [22, 'WorkflowExecutionVersioningInfo'] }),
+  WorkflowExecutionInfo: fields({
+    execution: [1, 'temporal.api.common.v1.WorkflowExecution'],
+    type: [2, 'temporal.api.common.v1.WorkflowType'],
+    startTime: [3, 'google.protobuf.Timestamp'],
+    closeTime: [4, 'google.protobuf.Timestamp'],
+    status: [5, 'temporal.api.enums.v1.WorkflowExecutionStatus'],
+    searchAttributes: [11, 'temporal.api.common.v1.SearchAttributes'],
+    versioningInfo: [22, 'WorkflowExecutionVersioningInfo'],
+  }),
   WorkflowExecutionVersioningInfo: fields({
     behavior: [1, 'temporal.api.enums.v1.VersioningBehavior'],
     versioningOverride: [3, 'VersioningOverride'],
@@ -130,12 +139,15 @@ const workflowservice = {
     skipArchival: [7, 'bool'],
   }),
   GetWorkflowExecutionHistoryResponse: fields({ history: [1, 'temporal.api.history.v1.History'], nextPageToken: [3, 'bytes'] }),
+  ListWorkflowExecutionsRequest: fields({ namespace: [1, 'string'], pageSize: [2, 'int32'], nextPageToken: [3, 'bytes'], query: [4, 'string'] }),
+  ListWorkflowExecutionsResponse: fields({ executions: [1, 'temporal.api.workflow.v1.WorkflowExecutionInfo', 'repeated'], nextPageToken: [2, 'bytes'] }),
 };
 
 const v1 = (nested: Record<string, object>): INamespace => ({ nested: { v1: { nested } } });
 
 export const WORKFLOW_SERVICE_SUBSET: INamespace = {
   nested: {
+    google: { nested: { protobuf: { nested: { Timestamp: fields({ seconds: [1, 'int64'], nanos: [2, 'int32'] }) } } } },
     temporal: {
       nested: {
         api: {

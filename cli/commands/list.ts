@@ -1,4 +1,3 @@
-import type { WorkflowExecutionInfo } from '@temporalio/client';
 import { z } from 'zod';
 import { ErrorCode, PtcError, describeZodError } from '../../schemas/errors.js';
 import { HostId } from '../../schemas/ids.js';
@@ -6,7 +5,7 @@ import { Outcome } from '../../schemas/passthrough.js';
 import { PciAddress } from '../../schemas/pci-address.js';
 import { RolloutName } from '../../schemas/rollout.js';
 import { PtcBdf, PtcFailedHosts, PtcGuest, PtcHostId, PtcOutcome, PtcRollout } from '../../workflows/visibility.js';
-import { openTemporal } from '../clients.js';
+import { type ListedExecution, openWorkflowReader } from '../workflow-reader.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { printJson } from '../output.js';
 
@@ -55,12 +54,12 @@ export interface ListedWorkflow {
   closedAt: string | null;
 }
 
-function listed(wf: WorkflowExecutionInfo): ListedWorkflow {
-  const sa = wf.typedSearchAttributes;
+function listed(wf: ListedExecution): ListedWorkflow {
+  const sa = wf.searchAttributes;
   return {
     id: wf.workflowId,
     type: wf.type,
-    status: wf.status.name,
+    status: wf.status,
     host: sa.get(PtcHostId) ?? null,
     device: sa.get(PtcBdf) ?? null,
     guest: sa.get(PtcGuest) ?? null,
@@ -84,13 +83,10 @@ export async function listCommand(opts: ListOptions): Promise<void> {
   const filters = parsed.data;
   const query = listQuery(filters);
   const conn = await resolveConnection(opts);
-  const { client, close } = await openTemporal(conn);
+  // The CLI's own reader, not the SDK client: loading that client was most of a list's time.
+  const reader = await openWorkflowReader(conn);
   try {
-    const rows: ListedWorkflow[] = [];
-    for await (const wf of client.workflow.list({ query })) {
-      rows.push(listed(wf));
-      if (rows.length >= filters.limit) break;
-    }
+    const rows = (await reader.list(query, filters.limit)).map(listed);
     if (opts.json) {
       printJson({ query, workflows: rows });
       return;
@@ -105,6 +101,6 @@ export async function listCommand(opts: ListOptions): Promise<void> {
     }
     process.stdout.write(`${rows.length} shown (query: ${query})\n`);
   } finally {
-    await close();
+    reader.close();
   }
 }

@@ -9,6 +9,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { passthroughWorkflow } from '../../workflows/passthrough-workflow.js';
 import { TASK_QUEUE, hostEntityWorkflowId, hostStateQuery } from '../../workflows/definitions.js';
+import { PtcBdf, PtcFailedHosts, PtcGuest, PtcHostId, PtcOutcome, PtcRollout } from '../../workflows/visibility.js';
 import { parseOperationInput } from '../../cli/commands/attach.js';
 import { waitForOperation } from '../../cli/operations.js';
 import { errorInfo, failureDetails } from '../../cli/failures.js';
@@ -104,6 +105,13 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
     const out = JSON.parse(listed.stdout) as { query: string; workflows: Array<{ id: string; outcome: string | null; guest: string | null }> };
     assert.equal(out.query, `WorkflowType IN ('passthroughWorkflow', 'releaseWorkflow') AND PtcHostId = 'sim-1' AND PtcBdf = '${DEVICE}'`);
     assert.deepEqual(out.workflows.map((w) => [w.id, w.outcome, w.guest]), [[`op/sim-1/${DEVICE}/it-1`, 'attached', 'vm-hvm']]);
+    // ptctl list reads with its own gRPC reader: row for row what the SDK client lists.
+    const sdkRows = [];
+    for await (const wf of t.client.workflow.list({ query: out.query })) {
+      const sa = wf.typedSearchAttributes;
+      sdkRows.push({ id: wf.workflowId, type: wf.type, status: wf.status.name, host: sa.get(PtcHostId) ?? null, device: sa.get(PtcBdf) ?? null, guest: sa.get(PtcGuest) ?? null, rollout: sa.get(PtcRollout) ?? null, outcome: sa.get(PtcOutcome) ?? null, failedHosts: sa.get(PtcFailedHosts) ?? null, startedAt: wf.startTime.toISOString(), closedAt: wf.closeTime?.toISOString() ?? null });
+    }
+    assert.deepEqual(out.workflows, sdkRows);
     const bad = await runCli(['list', '--dir', t.dir, '--host', "x' OR '1'='1"], cliEnv);
     assert.equal(bad.code, 2, 'a filter that is not a host id never reaches the query');
 

@@ -7,6 +7,8 @@ import { WORKFLOW_SERVICE_SUBSET } from '../../transport/workflow-service-subset
 import { workflowVersion } from '../../transport/workflow-version.js';
 import { failureDetailsOf, failureInfo } from '../../cli/failure-info.js';
 import { ErrorCode } from '../../schemas/errors.js';
+import { decodeTypedSearchAttributes } from '@temporalio/common/lib/converter/payload-search-attributes.js';
+import { PtcFailedHosts, PtcHostId } from '../../workflows/visibility.js';
 
 // The whole API as the SDK loads it: the reference the CLI's subset must agree with.
 const full = (proto as unknown as { temporal: { api: protobuf.Namespace } }).temporal.api.root;
@@ -68,6 +70,27 @@ void describe('the CLI\'s WorkflowService subset (transport/workflow-service-sub
     assert.equal(reply.workflowExecutionInfo.execution.runId, 'run-1');
     assert.equal(reply.workflowExecutionInfo.status, WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CANCELED);
     assert.deepEqual(workflowVersion(reply), { behavior: 'pinned', deploymentName: 'ptctl', buildId: 'wf-a' }, 'the pinned override wins');
+  });
+
+  void it('reads a visibility list: times (int64 seconds), status and search attributes as the SDK decodes them', () => {
+    const { ListWorkflowExecutionsResponse } = proto.temporal.api.workflowservice.v1;
+    const indexedFields = { PtcHostId: defaultPayloadConverter.toPayload('sim-1'), PtcFailedHosts: defaultPayloadConverter.toPayload(3) };
+    for (const field of Object.values(indexedFields)) field.metadata = { ...field.metadata, type: new TextEncoder().encode(field === indexedFields.PtcHostId ? 'Keyword' : 'Int') };
+    const bytes = ListWorkflowExecutionsResponse.encode(
+      ListWorkflowExecutionsResponse.fromObject({
+        executions: [{ execution: { workflowId: 'rollout/r', runId: 'x' }, type: { name: 'rolloutWorkflow' }, startTime: { seconds: 1_796_000_000, nanos: 250_000_000 }, status: 2, searchAttributes: { indexedFields } }],
+        nextPageToken: [9],
+      }),
+    ).finish();
+    const reply = subset.lookupType('temporal.api.workflowservice.v1.ListWorkflowExecutionsResponse').decode(bytes) as unknown as {
+      executions: Array<{ startTime: { seconds: { toNumber(): number } | number; nanos: number }; closeTime: unknown; type: { name: string }; searchAttributes: { indexedFields: Parameters<typeof decodeTypedSearchAttributes>[0] } }>;
+    };
+    const [wf] = reply.executions;
+    assert.ok(wf);
+    const seconds = typeof wf.startTime.seconds === 'number' ? wf.startTime.seconds : wf.startTime.seconds.toNumber();
+    assert.deepEqual([seconds, wf.startTime.nanos, wf.type.name, wf.closeTime], [1_796_000_000, 250_000_000, 'rolloutWorkflow', null]);
+    const sa = decodeTypedSearchAttributes(wf.searchAttributes.indexedFields);
+    assert.deepEqual([sa.get(PtcHostId), sa.get(PtcFailedHosts)], ['sim-1', 3]);
   });
 
   void it('writes requests the API reads back field for field', () => {
