@@ -692,11 +692,11 @@ if (['agent', 'cli', 'rollout'].some((section) => SECTIONS.has(section))) {
       for (let i = 0; i < CLI_RUNS; i++) {
         nodeMs.push(await timeRun(['-e', '0'], false));
         hostsMs.push(await timeRun([PTCTL_ENTRY, 'hosts', '--json', '--dir', dir], true));
-        // The floor of any command that talks to Temporal: loading its client library, nothing else.
+        // What a command that talks to Temporal through the SDK client pays to load it (status and list use their own reader).
         temporalImportMs.push(await timeRun(['--input-type=module', '-e', "await import('@temporalio/client')"], false));
       }
       rows.push({ figure: 'ptctl hosts --json (median)', ptctl: `${median(hostsMs).toFixed(0)} ms`, baseline: `${median(nodeMs).toFixed(0)} ms node -e 0`, ratio: median(hostsMs) / median(nodeMs), target: '≤ +300 ms' });
-      rows.push({ figure: 'import @temporalio/client alone', ptctl: `${median(temporalImportMs).toFixed(0)} ms`, baseline: `${median(nodeMs).toFixed(0)} ms node -e 0`, ratio: median(temporalImportMs) / median(nodeMs), target: '(floor of status)' });
+      rows.push({ figure: 'import @temporalio/client alone', ptctl: `${median(temporalImportMs).toFixed(0)} ms`, baseline: `${median(nodeMs).toFixed(0)} ms node -e 0`, ratio: median(temporalImportMs) / median(nodeMs), target: '(the SDK client\'s load, which status and list skip)' });
     }
 
     if (temporal && client) {
@@ -708,9 +708,14 @@ if (['agent', 'cli', 'rollout'].some((section) => SECTIONS.has(section))) {
       const rssSamples = (await byHost?.stop()) ?? [];
       if (SECTIONS.has('cli')) {
         const statusMs: number[] = [];
-        for (let i = 0; i < CLI_RUNS; i++) statusMs.push(await timeRun([PTCTL_ENTRY, 'status', 'rollout/bench', '--json', '--dir', dir], true));
+        const listMs: number[] = [];
+        for (let i = 0; i < CLI_RUNS; i++) {
+          statusMs.push(await timeRun([PTCTL_ENTRY, 'status', 'rollout/bench', '--json', '--dir', dir], true));
+          listMs.push(await timeRun([PTCTL_ENTRY, 'list', '--host', 'sim-1', '--json', '--dir', dir], true));
+        }
         rows.push({ figure: 'ptctl status rollout (median)', ptctl: `${median(statusMs).toFixed(0)} ms`, baseline: `${median(nodeMs).toFixed(0)} ms node -e 0`, ratio: median(statusMs) / median(nodeMs), target: '≤ +300 ms' });
-        result.cli = { nodeMs, hostsMs, statusMs, temporalImportMs };
+        rows.push({ figure: 'ptctl list --host (median)', ptctl: `${median(listMs).toFixed(0)} ms`, baseline: `${median(nodeMs).toFixed(0)} ms node -e 0`, ratio: median(listMs) / median(nodeMs), target: '' });
+        result.cli = { nodeMs, hostsMs, statusMs, listMs, temporalImportMs };
       }
 
       say('histories');
