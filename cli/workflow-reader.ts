@@ -121,7 +121,9 @@ export async function openWorkflowReader(conn: Connection): Promise<WorkflowRead
   if (apiKey) metadata.set('authorization', `Bearer ${apiKey}`);
   const namespace = conn.temporalNamespace;
 
-  const unreachable = (err: ServiceError): PtcError => new PtcError(ErrorCode.NOT_CONNECTED, `cannot reach Temporal at ${address}: ${err.details}; is \`ptctl dev\` running?`, { cause: err });
+  // grpc-js ends its details with an empty "Resolution note: " when name resolution had nothing to say.
+  const unreachable = (err: ServiceError): PtcError =>
+    new PtcError(ErrorCode.NOT_CONNECTED, `cannot reach Temporal at ${address}: ${err.details.replace(/\.? Resolution note: *$/, '')}; is \`ptctl dev\` running?`, { cause: err });
   const call = <Reply>(method: string, request: Record<string, unknown>, deadlineMs: number): Promise<Reply> => {
     const requestType = type(`${method}Request`);
     const replyType = type(`${method}Response`);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import getPort from 'get-port';
 import { serverBinary } from '../../cli/tools.js';
 import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
@@ -134,6 +135,10 @@ void describe('passthrough on the real stack (nats-server, Temporal dev server, 
     assert.equal(unknown.code, 2);
     assert.equal(unknown.stderr.trim().split('\n').length, 1, unknown.stderr);
     assert.match(unknown.stderr, /^ptctl: INVALID_INPUT: no operation op\/sim-2\/0000:0b:00\.0\/it-none /);
+    // A port nothing listens on in Temporal's place: refused at once, said in one line.
+    const down = await runCli(['status', 'rollout/x', '--dir', t.dir], { ...cliEnv, PTC_TEMPORAL_ADDRESS: `127.0.0.1:${await getPort()}` });
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /^ptctl: NOT_CONNECTED: cannot reach Temporal at 127\.0\.0\.1:\d+: .*ECONNREFUSED.*; is `ptctl dev` running\?\n$/);
     // A run no worker picks up (its task queue has none), ended by an operator.
     const stray = await t.client.workflow.start('passthroughWorkflow', { taskQueue: 'it-nobody-polls', workflowId: 'op/sim-2/0000:0b:00.0/it-term', args: [] });
     await stray.terminate('stopped by the operator');
