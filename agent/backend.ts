@@ -41,9 +41,23 @@ export interface HostScan {
   guests: Omit<Guest, 'configDevices' | 'configProblem'>[];
 }
 
+/** One device as the stub driver sees it: the facts `verify` judges a bind or a give-back by. */
+export interface StubState {
+  hypervisor: Hypervisor;
+  driver: DriverName | null;
+  inPcibackSlots: boolean;
+  assignable: boolean;
+}
+
 /** What the host is and what it has: one full rescan per call. */
 export interface HostScanner {
   scan(): Promise<HostScan>;
+  /**
+   * One device's driver, slots and assignable state, read now from the same sources as `scan` (the
+   * values `scan` would report for it), without scanning the rest of the host; null when `scan` would
+   * not list the device (absent from the bus, or ids unreadable).
+   */
+  stubState(bdf: PciAddress): Promise<StubState | null>;
 }
 
 /**

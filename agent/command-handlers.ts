@@ -2,7 +2,7 @@ import type { AgentCommand, CommandArgsOf, CommandResultOf, EventKind } from '..
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { type Guest, type HostInventory, type PciDevice, STUB_DRIVER } from '../schemas/inventory.js';
 import type { PciAddress } from '../schemas/pci-address.js';
-import { checkGuestAccepts, checkHideable, checkReloadSafe, chooseAttachMode, findDevice, findGuest, takesHotplug, type Verdict } from '../policy/passthrough-policy.js';
+import { checkGuestAccepts, checkHideable, checkReloadSafe, chooseAttachMode, deviceNotFound, findDevice, findGuest, takesHotplug, type Verdict } from '../policy/passthrough-policy.js';
 import type { HostBackend, HostScan } from './backend.js';
 import type { DeviceRecords } from './device-records.js';
 import { readInventory } from './host-inventory.js';
@@ -286,19 +286,22 @@ export const commandHandlers: CommandHandlers = {
   },
 
   verify: async (ctx, { bdf, expect }) => {
-    // The inventory names the device (or refuses it); its scan has the stub driver's own view of it.
-    const { inv, scan } = await inventoryWithScan(ctx);
-    must(findDevice(inv, bdf));
-    const stub = STUB_DRIVER[inv.hypervisor];
-    const scanned = scan.devices.find((d) => d.bdf === bdf);
-    if (!scanned) throw new PtcError(ErrorCode.DEVICE_NOT_FOUND, `${bdf} disappeared from host ${ctx.hostId}`);
+    // Only this device's state is judged (rule 12), read now: its driver link, pciback's slots (or its
+    // override) and the assignable list, from the sources a full scan reads them from; no other
+    // device, guest or file decides the answer, so verify does not scan the rest of the host.
+    const scanned = await ctx.backend.stubState(bdf);
+    if (!scanned) {
+      const missing = deviceNotFound(ctx.hostId, bdf);
+      throw new PtcError(missing.code, missing.message);
+    }
+    const stub = STUB_DRIVER[scanned.hypervisor];
     const observed = { bdf, driver: scanned.driver, inPcibackSlots: scanned.inPcibackSlots, assignable: scanned.assignable };
     const backOnHost = scanned.driver !== stub && (scanned.driver !== null || (ctx.records.originalDriver(bdf) === null && !scanned.inPcibackSlots));
     const good = expect === 'pciback' ? scanned.driver === stub && scanned.inPcibackSlots && scanned.assignable : backOnHost;
     if (!good) {
       // On KVM "slots" is the device's own driver_override, "assignable" its group's /dev/vfio node and viability.
       const facts =
-        inv.hypervisor === 'kvm'
+        scanned.hypervisor === 'kvm'
           ? `driver ${scanned.driver ?? 'none'}, driver_override vfio-pci: ${scanned.inPcibackSlots}, group viable with its /dev/vfio node: ${scanned.assignable}${scanned.driver === stub && !scanned.inPcibackSlots ? ' (bound without an override, as new_id or ids= do: vfio-pci then claims every device with this id and loses this one at the next reprobe; give it back with ptctl and bind again)' : ''}`
           : `driver ${scanned.driver ?? 'none'}, in pciback slots: ${scanned.inPcibackSlots}, assignable: ${scanned.assignable}`;
       throw new PtcError(ErrorCode.VERIFY_FAILED, `${bdf} is not ${expect === 'pciback' ? `held by ${stub}` : 'back on a host driver'}: ${facts}`);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 
 /**
@@ -42,25 +42,47 @@ export class HostFiles {
     }
   }
 
+  /**
+   * The backup and the new text are written and fsynced side by side (two fsyncs in flight cost about
+   * one: every hide and unhide pays this before its reply), then renamed in order, backup first. A
+   * crash leaves the old file (with the old or the new backup) or the new file with its backup, as
+   * when the two were written one after the other; a failed write renames nothing and leaves no temp file.
+   */
   async writeAtomic(hostPath: string, text: string): Promise<void> {
     const target = this.resolve(hostPath);
     await mkdir(dirname(target), { recursive: true });
     const previous = await this.read(hostPath);
-    if (previous !== null) await writeDurably(`${target}.ptctl.bak`, previous);
-    await writeDurably(target, text);
+    const backup = `${target}.ptctl.bak`;
+    const written = await Promise.allSettled([previous === null ? Promise.resolve(null) : writeSynced(backup, previous), writeSynced(target, text)]);
+    const failed = written.find((w): w is PromiseRejectedResult => w.status === 'rejected');
+    if (failed) {
+      for (const w of written) if (w.status === 'fulfilled' && w.value !== null) await unlink(w.value).catch(() => undefined);
+      throw failed.reason;
+    }
+    const [bakTmp, newTmp] = written.map((w) => (w.status === 'fulfilled' ? w.value : null));
+    if (bakTmp) await rename(bakTmp, backup);
+    if (newTmp) await rename(newTmp, target);
   }
 }
 
-async function writeDurably(target: string, text: string): Promise<void> {
+/** Writes `text` to a new temp file beside `target` and fsyncs it; its path. */
+async function writeSynced(target: string, text: string): Promise<string> {
   const tmp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
   const handle = await open(tmp, 'w', 0o644);
   try {
     await handle.writeFile(text, 'utf8');
     await handle.sync();
-  } finally {
+  } catch (err) {
     await handle.close();
+    await unlink(tmp).catch(() => undefined);
+    throw err;
   }
-  await rename(tmp, target);
+  await handle.close();
+  return tmp;
+}
+
+async function writeDurably(target: string, text: string): Promise<void> {
+  await rename(await writeSynced(target, text), target);
 }
 
 /** Writes JSON state atomically; used by the simulator and the agent's own records. */

@@ -13,11 +13,14 @@ export type Verdict<T = object> = ({ ok: true } & T) | Refusal;
 
 export const refuse = (code: ErrorCode, message: string): Refusal => ({ ok: false, code, message });
 
+/** The refusal for an address the host does not have. */
+export function deviceNotFound(hostId: string, bdf: PciAddress): Refusal {
+  return refuse(ErrorCode.DEVICE_NOT_FOUND, `host ${hostId} has no PCI device ${bdf}; \`ptctl hosts --host ${hostId}\` lists its devices`);
+}
+
 export function findDevice(inv: HostInventory, bdf: PciAddress): Verdict<{ device: PciDevice }> {
   const device = inv.devices.find((d) => d.bdf === bdf);
-  if (!device) {
-    return refuse(ErrorCode.DEVICE_NOT_FOUND, `host ${inv.hostId} has no PCI device ${bdf}; \`ptctl hosts --host ${inv.hostId}\` lists its devices`);
-  }
+  if (!device) return deviceNotFound(inv.hostId, bdf);
   return { ok: true, device };
 }
 

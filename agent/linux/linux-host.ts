@@ -2,7 +2,7 @@ import type { DriverName, GuestName } from '../../schemas/ids.js';
 import { type HostCapability, type Hypervisor, STUB_DRIVER } from '../../schemas/inventory.js';
 import type { PciAddress } from '../../schemas/pci-address.js';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
-import type { GuestConfigDevices, HideConfig, HostBackend, HostScan } from '../backend.js';
+import type { GuestConfigDevices, HideConfig, HostBackend, HostScan, StubState } from '../backend.js';
 import type { HostFiles } from '../host-files.js';
 import type { ModprobeDialect } from '../modprobe-conf.js';
 import type { CommandRunner } from './command-runner.js';
@@ -176,6 +176,25 @@ export class LinuxHost implements HostBackend {
       devices,
       guests,
     };
+  }
+
+  /**
+   * `scan`'s own sources for one device: listed on the bus with readable ids (else null), its `driver`
+   * link; on Xen pciback's `slots` and the toolstack's assignable list, on KVM its override and its
+   * group's viability (vfio states of this device alone: they are per device).
+   */
+  async stubState(bdf: PciAddress): Promise<StubState | null> {
+    const hypervisor = this.platform;
+    if (!(await this.pci.devices()).includes(bdf) || (await this.scanner.ids(bdf)) === null) return null;
+    const driver = await this.pci.driverOf(bdf);
+    if (hypervisor === 'xen') {
+      const inPcibackSlots = (await this.pci.pcibackSlots()).includes(bdf);
+      // An unreadable assignable list counts as empty, as in the scan: verification then fails rather than passes.
+      const assignable = ((await this.toolstack.assignable()) ?? []).includes(bdf);
+      return { hypervisor, driver, inPcibackSlots, assignable };
+    }
+    const states = await this.vfio.states([bdf]);
+    return { hypervisor, driver, inPcibackSlots: states.overridden.has(bdf), assignable: states.assignable.has(bdf) };
   }
 
   /**

@@ -8,8 +8,17 @@ export const PCIBACK = 'pciback';
 export const PCIBACK_DIR = `${PCI_DRIVERS}/${PCIBACK}`;
 export const DRIVERS_PROBE = '/sys/bus/pci/drivers_probe';
 
+/**
+ * What the PciAddress schema accepts, in either case: a quick test that turns away the many sysfs path
+ * components that are not addresses (lastBdf looks at every component of a path, a scan at hundreds
+ * of paths) before the schema, which builds an error object for each one it rejects.
+ */
+const BDF_SHAPE = /^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/i;
+
 export function asBdf(text: string): PciAddress | null {
-  const parsed = PciAddressSchema.safeParse(text.trim());
+  const trimmed = text.trim();
+  if (!BDF_SHAPE.test(trimmed)) return null;
+  const parsed = PciAddressSchema.safeParse(trimmed);
   return parsed.success ? parsed.data : null;
 }
 

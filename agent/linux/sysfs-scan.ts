@@ -211,13 +211,22 @@ export class SysfsScanner {
     return out;
   }
 
-  private async device(bdf: PciAddress, ctx: DeviceScanContext, byDevice: ReadonlyMap<PciAddress, string[]>, consoles: ReadonlyMap<PciAddress, string[]>): Promise<ScannedDevice | null> {
+  /** A device's vendor, device and class (class and subclass) ids; null when one cannot be read: `devices` leaves such a device out. */
+  async ids(bdf: PciAddress): Promise<{ vendor: string; device: string; pciClass: string } | null> {
     const base = `${PCI_DEVICES}/${bdf}`;
     const vendor = sysfsHex(await this.tree.text(`${base}/vendor`), 4);
     const device = sysfsHex(await this.tree.text(`${base}/device`), 4);
     // class is "0x020000": class, subclass, programming interface; ptctl keeps class and subclass.
     const pciClass = sysfsHex(await this.tree.text(`${base}/class`), 6)?.slice(0, 4) ?? null;
     if (vendor === null || device === null || pciClass === null) return null;
+    return { vendor, device, pciClass };
+  }
+
+  private async device(bdf: PciAddress, ctx: DeviceScanContext, byDevice: ReadonlyMap<PciAddress, string[]>, consoles: ReadonlyMap<PciAddress, string[]>): Promise<ScannedDevice | null> {
+    const base = `${PCI_DEVICES}/${bdf}`;
+    const ids = await this.ids(bdf);
+    if (ids === null) return null;
+    const { vendor, device, pciClass } = ids;
     const driver = await this.pci.driverOf(bdf);
     const group = await this.tree.linkName(`${base}/iommu_group`);
     const onHostDriver = driver !== null && driver !== ctx.stubDriver;
@@ -246,12 +255,14 @@ export class SysfsScanner {
     }
     const gpuNodes = ctx.openGpuNodes?.get(bdf);
     if (gpuNodes !== undefined) reasons.push(gpuNodes);
+    const entries = await this.tree.list(base);
     const vfs: PciAddress[] = [];
-    for (const entry of (await this.tree.list(base)).filter((e) => /^virtfn\d+$/.test(e)).sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)))) {
+    for (const entry of entries.filter((e) => /^virtfn\d+$/.test(e)).sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)))) {
       const vf = lastBdf(await this.tree.realHostPath(`${base}/${entry}`));
       if (vf) vfs.push(vf);
     }
-    const physfn = lastBdf(await this.tree.realHostPath(`${base}/physfn`));
+    // Only a VF has `physfn`: the listing just read says so without resolving a path most devices lack.
+    const physfn = entries.includes('physfn') ? lastBdf(await this.tree.realHostPath(`${base}/physfn`)) : null;
     const platform = PLATFORM_CLASSES[pciClass.slice(0, 2)];
     if (platform !== undefined) reasons.push(`it is ${platform} (class ${pciClass}) the host's hardware depends on`);
 

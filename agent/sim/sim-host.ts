@@ -1,7 +1,7 @@
 import type { DriverName, GuestName } from '../../schemas/ids.js';
 import type { PciAddress } from '../../schemas/pci-address.js';
 import { ErrorCode, PtcError } from '../../schemas/errors.js';
-import type { GuestConfigDevices, HideConfig, HostBackend, HostScan } from '../backend.js';
+import type { GuestConfigDevices, HideConfig, HostBackend, HostScan, StubState } from '../backend.js';
 import type { HostFiles } from '../host-files.js';
 import type { ModprobeDialect } from '../modprobe-conf.js';
 import { LinuxHost } from '../linux/linux-host.js';
@@ -49,6 +49,10 @@ export class SimHost implements HostBackend {
 
   scan(): Promise<HostScan> {
     return this.linux.scan();
+  }
+
+  stubState(bdf: PciAddress): Promise<StubState | null> {
+    return this.linux.stubState(bdf);
   }
 
   modprobe(): { file: string; dialect: ModprobeDialect } {

@@ -1,5 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { HostFiles } from '../../agent/host-files.js';
 
 void describe('HostFiles.resolve', () => {
@@ -17,5 +20,24 @@ void describe('HostFiles.resolve', () => {
     const files = new HostFiles('/');
     assert.equal(files.resolve('/etc/modprobe.d/ptctl.conf'), '/etc/modprobe.d/ptctl.conf');
     assert.equal(files.resolve('/../etc/x'), '/etc/x');
+  });
+});
+
+void describe('HostFiles.writeAtomic', () => {
+  void it('writes the new text, keeps the previous one as .ptctl.bak, and leaves no temp file', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ptctl-host-files-'));
+    try {
+      const files = new HostFiles(root);
+      await files.writeAtomic('/etc/modprobe.d/ptctl.conf', 'one\n');
+      assert.equal(await files.read('/etc/modprobe.d/ptctl.conf'), 'one\n');
+      assert.equal(await files.read('/etc/modprobe.d/ptctl.conf.ptctl.bak'), null, 'a first write has nothing to back up');
+      await files.writeAtomic('/etc/modprobe.d/ptctl.conf', 'two\n');
+      await files.writeAtomic('/etc/modprobe.d/ptctl.conf', 'three\n');
+      assert.equal(await files.read('/etc/modprobe.d/ptctl.conf'), 'three\n');
+      assert.equal(await files.read('/etc/modprobe.d/ptctl.conf.ptctl.bak'), 'two\n');
+      assert.deepEqual(readdirSync(join(root, 'etc/modprobe.d')).sort(), ['ptctl.conf', 'ptctl.conf.ptctl.bak']);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -2,6 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { compareBdf, PciAddress } from '../../schemas/pci-address.js';
 import { GuestName, HostId } from '../../schemas/ids.js';
+import fc from 'fast-check';
+import { asBdf } from '../../agent/linux/pci-sysfs.js';
 
 // A PCI address ends up as a sysfs path component, a file name and an argv element: the schema is the
 // only thing between user input and those places, so both directions are pinned down here.
@@ -77,6 +79,34 @@ void describe('PciAddress', () => {
     assert.equal(compareBdf('0000:09:00.0', '0000:09:00.0'), 0);
     assert.ok(compareBdf('0000:09:00.0', '0000:09:00.1') < 0);
     assert.ok(compareBdf('0000:0a:00.0', '0000:09:1f.7') > 0);
+  });
+});
+
+void describe('asBdf (sysfs text → address)', () => {
+  // asBdf turns most path components away by a regular expression before the schema: it must answer
+  // exactly what the schema answers for the trimmed text, never accept more.
+  const bySchema = (text: string): string | null => {
+    const parsed = PciAddress.safeParse(text.trim());
+    return parsed.success ? parsed.data : null;
+  };
+
+  void it('agrees with the schema on every table entry, trimmed or not', () => {
+    for (const input of [...ACCEPTED.map(([i]) => i), ...REJECTED.map(([, i]) => i), '0000:09:00.0\n', ' 0000:0A:04.1 ', 'devices', 'pci0000:00', 'net:eth0']) {
+      assert.equal(asBdf(input), bySchema(input), JSON.stringify(input));
+    }
+  });
+
+  void it('agrees with the schema on random strings over the address alphabet', () => {
+    const char = fc.constantFrom(...'0123456789abcdefABCDEFgG:. \n/-'.split(''));
+    fc.assert(
+      fc.property(fc.array(char, { maxLength: 16 }).map((cs) => cs.join('')), (text) => asBdf(text) === bySchema(text)),
+      { numRuns: 20_000 },
+    );
+    // Shaped like an address, with every digit position drawn: the cases the quick test lets through.
+    const hex = fc.constantFrom(...'0123456789abcdefABCDEFg'.split(''));
+    const shaped = fc.tuple(fc.array(hex, { minLength: 4, maxLength: 4 }), fc.array(hex, { minLength: 2, maxLength: 2 }), fc.array(hex, { minLength: 2, maxLength: 2 }), fc.constantFrom(...'0123456789'.split('')))
+      .map(([d, b, s, f]) => `${d.join('')}:${b.join('')}:${s.join('')}.${f}`);
+    fc.assert(fc.property(shaped, (text) => asBdf(text) === bySchema(text)), { numRuns: 20_000 });
   });
 });
 
