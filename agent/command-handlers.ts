@@ -2,6 +2,7 @@ import type { AgentCommand, CommandArgsOf, CommandResultOf, EventKind } from '..
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { type Guest, type HostInventory, type PciDevice, STUB_DRIVER } from '../schemas/inventory.js';
 import type { PciAddress } from '../schemas/pci-address.js';
+import type { GuestName } from '../schemas/ids.js';
 import { checkGuestAccepts, checkHideable, checkReloadSafe, chooseAttachMode, deviceNotFound, findDevice, findGuest, takesHotplug, type Verdict } from '../policy/passthrough-policy.js';
 import type { HostBackend, HostScan } from './backend.js';
 import type { DeviceRecords } from './device-records.js';
@@ -29,9 +30,11 @@ export interface HandlerContext {
   /** The operation being run, recorded with intents. */
   opId?: string;
   /**
-   * Said by a command whose only effect is on files (hide, unhide): the kernel is as `scan` saw it, so
-   * the inventory published after the reply is built from that scan and fresh file reads, without a
-   * second scan in the host's queue (where the next command would wait for it).
+   * Said by a command whose scan was taken after its last effect on the kernel (hide and unhide have
+   * none; bind, unbind, attach and detach scan again to check theirs): the kernel is as `scan` saw it,
+   * so the inventory published after the reply is built from that scan, fresh file reads and the
+   * records as they are now, without another scan in the host's queue (where the next command would
+   * wait for it).
    */
   kernelAsScanned?: (scan: HostScan) => void;
 }
@@ -99,6 +102,13 @@ async function inventoryWithScan(ctx: HandlerContext): Promise<{ inv: HostInvent
 async function device(ctx: HandlerContext, bdf: PciAddress): Promise<{ inv: HostInventory; device: PciDevice; scan: HostScan }> {
   const { inv, scan } = await inventoryWithScan(ctx);
   return { inv, scan, device: must(findDevice(inv, bdf)).device };
+}
+
+/** A guest as a scan taken after an attach or detach sees it; that scan is the one the inventory is published from. */
+async function guestAfter(ctx: HandlerContext, guestName: GuestName): Promise<Guest> {
+  const { inv, scan } = await inventoryWithScan(ctx);
+  ctx.kernelAsScanned?.(scan);
+  return must(findGuest(inv, guestName)).guest;
 }
 
 /** Edits ptctl's part of the host's hide configuration (modprobe file on Xen, vfio-pci rules on KVM). */
@@ -251,8 +261,9 @@ export const commandHandlers: CommandHandlers = {
     else await ctx.backend.reloadDriver(reloaded ?? '');
     ctx.checkpoint('bind:after-effect');
     await ctx.records.clearIntents(touched.map((d) => d.bdf));
-    const after = (await device(ctx, bdf)).device;
+    const { device: after, scan } = await device(ctx, bdf);
     expectDriver(after, stub, `bind (${strategy})`);
+    ctx.kernelAsScanned?.(scan);
     return { bdf, changed: true, driver: stub, originalDriver };
   },
 
@@ -269,7 +280,8 @@ export const commandHandlers: CommandHandlers = {
     // No record at all: ptctl did not bind it (a tool's new_id did, say), so ask the kernel's aliases.
     const target = driver ?? recorded ?? dev.hostDriver ?? (recorded === undefined ? await ctx.backend.aliasedDriver(bdf) : null);
     await ctx.backend.bindHostDriver(bdf, target);
-    const after = (await device(ctx, bdf)).device;
+    const { device: after, scan } = await device(ctx, bdf);
+    ctx.kernelAsScanned?.(scan);
     // A device that had no driver before ptctl took it (recorded null) is given back to no driver.
     const wasDriverless = recorded === null && driver === null;
     if (target !== null) expectDriver(after, target, 'unbind');
@@ -336,7 +348,7 @@ export const commandHandlers: CommandHandlers = {
       hotplugged = true;
       ctx.checkpoint('attach:after-hotplug');
     }
-    const after = must(findGuest(await inventory(ctx), guestName)).guest;
+    const after = await guestAfter(ctx, guestName);
     const hot = after.liveDevices.includes(bdf);
     const cold = after.configDevices.includes(bdf);
     if ((wantHot && !hot) || (mode !== 'hot' && !cold)) {
@@ -362,7 +374,7 @@ export const commandHandlers: CommandHandlers = {
     if (mode !== 'hot') {
       changed = (await guestConfigEdit(ctx, () => ctx.backend.removeFromGuestConfig(guestName, bdf))) || changed;
     }
-    const after = must(findGuest(await inventory(ctx), guestName)).guest;
+    const after = await guestAfter(ctx, guestName);
     const hot = after.liveDevices.includes(bdf);
     const cold = after.configDevices.includes(bdf);
     if ((mode !== 'cold' && hot) || (mode !== 'hot' && cold)) {

@@ -79,7 +79,7 @@ export class HostAgent {
   /** A rescan is queued and has not started: another request for one joins it (never a scan queued behind a scan). */
   private announcePending = false;
   private lastPublishAt = 0;
-  /** The kernel as the command being run saw it, when its only effect was on files (see HandlerContext.kernelAsScanned). */
+  /** The kernel as the command being run last saw it, after its last effect on it (see HandlerContext.kernelAsScanned). */
   private kernelAsScanned: HostScan | null = null;
   private fencedBy: PtcError | null = null;
   private resolveFenced: (err: PtcError) => void = () => undefined;

@@ -1,0 +1,51 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { HostScan } from '../../agent/backend.js';
+import { commandHandlers } from '../../agent/command-handlers.js';
+import { SimHost } from '../../agent/sim/sim-host.js';
+import { fixtureHandlerContext } from '../helpers/handler-context.js';
+
+// After a command that changes the host, the agent publishes the inventory from the scan the command
+// said the kernel is as (kernelAsScanned) instead of scanning again. That scan must be the host as it
+// is once the command is done: a scan from before the command's effect would publish a driver, a
+// hidden flag or a guest's devices that are no longer so.
+
+const dirs: string[] = [];
+const hosts: SimHost[] = [];
+after(async () => {
+  for (const h of hosts) await h.close();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+void describe('the scan an inventory is published from after a command', () => {
+  void it('is the host as it is after the command, for every command that changes it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ptctl-published-scan-'));
+    dirs.push(dir);
+    const host = await SimHost.open({ hostDir: join(dir, 'host'), hostId: 'h1' });
+    hosts.push(host);
+    let said: HostScan | null = null;
+    const ctx = await fixtureHandlerContext(host, join(dir, 'state'), { kernelAsScanned: (scan) => (said = scan) });
+    const bdf = '0000:09:00.0';
+    const steps: Array<[string, () => Promise<unknown>]> = [
+      ['hide', () => commandHandlers.hide(ctx, { bdf })],
+      ['bind', () => commandHandlers.bind(ctx, { bdf, strategy: 'dynamic' })],
+      ['attach', () => commandHandlers.attach(ctx, { bdf, guest: 'vm-hvm', mode: 'both', allowInsecurePV: false })],
+      ['detach', () => commandHandlers.detach(ctx, { bdf, guest: 'vm-hvm', mode: 'both' })],
+      ['unbind', () => commandHandlers.unbind(ctx, { bdf, driver: null })],
+      ['unhide', () => commandHandlers.unhide(ctx, { bdf })],
+    ];
+    const drivers: Array<string | null | undefined> = [];
+    for (const [name, run] of steps) {
+      said = null;
+      await run();
+      assert.ok(said, `${name} names the scan to publish from`);
+      assert.deepEqual(said, await host.scan(), `${name}: the scan it names is the host after it`);
+      drivers.push((said as HostScan).devices.find((d) => d.bdf === bdf)?.driver);
+    }
+    // The walk really moved the device: a scan from before each effect could not have matched above.
+    assert.deepEqual(drivers, ['bnx2', 'pciback', 'pciback', 'pciback', 'bnx2', 'bnx2']);
+  });
+});
