@@ -1,7 +1,6 @@
 import { Client as GrpcClient, type ChannelCredentials, Metadata, type ServiceError, credentials, status as GrpcCode } from '@grpc/grpc-js';
-import { CancelledFailure, DefaultFailureConverter, type QueryDefinition, TerminatedFailure, TimeoutFailure, defaultPayloadConverter } from '@temporalio/common';
+import { CancelledFailure, DefaultFailureConverter, type QueryDefinition, TerminatedFailure, TimeoutFailure, type TypedSearchAttributes, defaultPayloadConverter } from '@temporalio/common';
 import { decodeTypedSearchAttributes } from '@temporalio/common/lib/converter/payload-search-attributes.js';
-import type { TypedSearchAttributes } from '@temporalio/common';
 import protobuf from 'protobufjs/light.js';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { SUBSET_ENUMS, WORKFLOW_SERVICE, WORKFLOW_SERVICE_SUBSET } from '../transport/workflow-service-subset.js';
@@ -23,11 +22,11 @@ export interface WorkflowDescription {
 
 /**
  * Read-only access to workflows for the CLI's one-shot commands (`ptctl status`, `ptctl list`):
- * describe, query, a closed run's result and a visibility list, over Temporal's gRPC API with grpc-js and the few messages of
- * transport/workflow-service-subset.ts. The SDK client builds protobufjs reflection for the whole API
- * when it loads (about 150 ms of a command that takes 400); everything else about the call is the same:
- * address, TLS and mTLS, API key, namespace header, payloads and failures decoded by the SDK's own
- * converters.
+ * describe, query, a closed run's result and a visibility list, over Temporal's gRPC API with grpc-js
+ * and the few messages of transport/workflow-service-subset.ts. The SDK client builds protobufjs
+ * reflection for the whole API when it loads (about 150 ms of a command that took 400); everything
+ * else about the call is the same: address, TLS and mTLS, API key, namespace header, and payloads,
+ * failures and search attributes decoded by the SDK's own converters.
  */
 export interface WorkflowReader {
   /** The workflow's latest run; null when there is no workflow with this id. */
@@ -52,7 +51,8 @@ export interface ListedExecution {
   searchAttributes: TypedSearchAttributes;
 }
 
-const DESCRIBE_DEADLINE_MS = 10_000;
+/** Describe, a close event, a list page: answered from the server's own records. A query waits on a worker. */
+const READ_DEADLINE_MS = 10_000;
 const QUERY_DEADLINE_MS = 30_000;
 /** Pages and runs (continue-as-new, cron, retry) read on the way to a chain's close event. */
 const RESULT_READS = 100;
@@ -84,8 +84,9 @@ type ListReply = {
 type HistoryReply = { history?: { events?: CloseEvent[] | null } | null; nextPageToken?: Uint8Array | null };
 
 const STATUS_PREFIX = 'WORKFLOW_EXECUTION_STATUS_';
+const STATUS_VALUES: Readonly<Record<string, number>> = SUBSET_ENUMS.WorkflowExecutionStatus.values;
 const statusName = (value: number | null | undefined): WorkflowStatusName => {
-  const name = Object.keys(SUBSET_ENUMS.WorkflowExecutionStatus.values).find((key) => SUBSET_ENUMS.WorkflowExecutionStatus.values[key as keyof typeof SUBSET_ENUMS.WorkflowExecutionStatus.values] === (value ?? 0));
+  const name = Object.keys(STATUS_VALUES).find((key) => STATUS_VALUES[key] === (value ?? 0));
   if (!name) return 'UNKNOWN';
   const short = name.slice(STATUS_PREFIX.length);
   return (short === 'CANCELED' ? 'CANCELLED' : short) as WorkflowStatusName;
@@ -152,7 +153,7 @@ export async function openWorkflowReader(conn: Connection): Promise<WorkflowRead
     async describe(workflowId) {
       let reply: DescribeReply;
       try {
-        reply = await call<DescribeReply>('DescribeWorkflowExecution', { namespace, execution: { workflowId } }, DESCRIBE_DEADLINE_MS);
+        reply = await call<DescribeReply>('DescribeWorkflowExecution', { namespace, execution: { workflowId } }, READ_DEADLINE_MS);
       } catch (err) {
         if (isServiceError(err) && err.code === GrpcCode.NOT_FOUND) return null;
         if (isServiceError(err) && err.code === GrpcCode.DEADLINE_EXCEEDED) throw unreachable(err);
@@ -184,7 +185,7 @@ export async function openWorkflowReader(conn: Connection): Promise<WorkflowRead
       for (let turn = 0; turn < RESULT_READS; turn++) {
         // Not a long poll (the SDK's waitNewEvent): the caller read the run as closed, so an open run here started since.
         const request = { namespace, execution: { workflowId: run.workflowId, runId }, skipArchival: true, historyEventFilterType: SUBSET_ENUMS.HistoryEventFilterType.values.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT, ...(nextPageToken ? { nextPageToken } : {}) };
-        const reply = await call<HistoryReply>('GetWorkflowExecutionHistory', request, DESCRIBE_DEADLINE_MS);
+        const reply = await call<HistoryReply>('GetWorkflowExecutionHistory', request, READ_DEADLINE_MS);
         const event = reply.history?.events?.[0];
         if (!event) {
           nextPageToken = reply.nextPageToken?.length ? reply.nextPageToken : undefined;
@@ -225,7 +226,7 @@ export async function openWorkflowReader(conn: Connection): Promise<WorkflowRead
       let nextPageToken: Uint8Array | undefined;
       do {
         const request = { namespace, query, pageSize: Math.min(limit - rows.length, LIST_PAGE), ...(nextPageToken ? { nextPageToken } : {}) };
-        const reply = await call<ListReply>('ListWorkflowExecutions', request, DESCRIBE_DEADLINE_MS);
+        const reply = await call<ListReply>('ListWorkflowExecutions', request, READ_DEADLINE_MS);
         for (const wf of reply.executions ?? []) {
           if (rows.length >= limit) break;
           rows.push({
