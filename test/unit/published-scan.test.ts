@@ -1,31 +1,21 @@
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HostScan } from '../../agent/backend.js';
 import { commandHandlers } from '../../agent/command-handlers.js';
-import { SimHost } from '../../agent/sim/sim-host.js';
 import { fixtureHandlerContext } from '../helpers/handler-context.js';
+import { simHostHarness } from '../helpers/sim-hosts.js';
 
 // After a command that changes the host, the agent publishes the inventory from the scan the command
 // said the kernel is as (kernelAsScanned) instead of scanning again. That scan must be the host as it
 // is once the command is done: a scan from before the command's effect would publish a driver, a
 // hidden flag or a guest's devices that are no longer so.
 
-const dirs: string[] = [];
-const hosts: SimHost[] = [];
-after(async () => {
-  for (const h of hosts) await h.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const sim = simHostHarness('ptctl-published-scan');
 
 void describe('the scan an inventory is published from after a command', () => {
   void it('is the host as it is after the command, for every command that changes it', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ptctl-published-scan-'));
-    dirs.push(dir);
-    const host = await SimHost.open({ hostDir: join(dir, 'host'), hostId: 'h1' });
-    hosts.push(host);
+    const { host, dir } = await sim.open({ hostId: 'h1' });
     let said: HostScan | null = null;
     const ctx = await fixtureHandlerContext(host, join(dir, 'state'), { kernelAsScanned: (scan) => (said = scan) });
     const bdf = '0000:09:00.0';

@@ -1,42 +1,27 @@
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, realpathSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { renameSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { commandHandlers } from '../../agent/command-handlers.js';
-import { SimHost } from '../../agent/sim/sim-host.js';
 import { SIM_PROFILES } from '../../agent/sim/profiles.js';
 import { STUB_DRIVER } from '../../schemas/inventory.js';
 import { ErrorCode, isPtcError } from '../../schemas/errors.js';
 import { fixtureHandlerContext } from '../helpers/handler-context.js';
+import { simHostHarness } from '../helpers/sim-hosts.js';
 
 // verify reads the one device it judges; every other command still scans the whole host afresh.
 
-const TMP = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
-const dirs: string[] = [];
-const hosts: SimHost[] = [];
-after(async () => {
-  for (const h of hosts) await h.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const dir = realpathSync(mkdtempSync(join(TMP, 'ptctl-verify-reads-')));
-  dirs.push(dir);
-  return dir;
-}
+const sim = simHostHarness('ptctl-verify-reads');
 
 void describe('fresh reads per command', () => {
   void it('a command after a change of the host decides on the host as it is now (rule 1: a fresh read per command)', async () => {
-    const dir = tempDir();
-    const host = await SimHost.open({ hostDir: dir, hostId: 'h1' });
-    hosts.push(host);
+    const { host, dir } = await sim.open({ hostId: 'h1' });
     const ctx = await fixtureHandlerContext(host, join(dir, 'state'));
     const BDF = '0000:09:00.0';
     const before = (await commandHandlers.inspect(ctx, {})).devices.find((d) => d.bdf === BDF);
     assert.equal(before?.inUse, null, 'eth2 is idle on the default profile');
     // The root disk moves under 09:00.0 (its sysfs device path now runs through it): only links say so.
-    const sys = join(dir, 'sys');
+    const sys = join(dir, 'host', 'sys');
     const oldHost = join(sys, 'devices/pci0000:03/0000:03:00.0/host0');
     const newHost = join(sys, 'devices/pci0000:09/0000:09:00.0/host0');
     renameSync(oldHost, newHost);
@@ -55,9 +40,7 @@ void describe('stubState (what verify reads)', () => {
   // for that device, on every profile, before and after the device moves to the stub driver.
   for (const profile of Object.keys(SIM_PROFILES)) {
     void it(`equals the scan's driver, slots and assignable state for every device on ${profile}`, async () => {
-      const dir = tempDir();
-      const host = await SimHost.open({ hostDir: dir, hostId: 'h1', profile });
-      hosts.push(host);
+      const { host } = await sim.open({ hostId: 'h1', profile });
       const compare = async (when: string): Promise<void> => {
         const scan = await host.scan();
         for (const d of scan.devices) {
@@ -81,9 +64,7 @@ void describe('stubState (what verify reads)', () => {
   }
 
   void it('verify refuses an address the host does not have with DEVICE_NOT_FOUND, as before', async () => {
-    const dir = tempDir();
-    const host = await SimHost.open({ hostDir: dir, hostId: 'h1' });
-    hosts.push(host);
+    const { host, dir } = await sim.open({ hostId: 'h1' });
     const ctx = await fixtureHandlerContext(host, join(dir, 'state'));
     await assert.rejects(
       () => commandHandlers.verify(ctx, { bdf: '0000:7f:1f.7', expect: 'host' }),
