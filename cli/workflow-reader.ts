@@ -1,8 +1,9 @@
 import { Client as GrpcClient, type ChannelCredentials, Metadata, type ServiceError, credentials, status as GrpcCode } from '@grpc/grpc-js';
-import { CancelledFailure, DefaultFailureConverter, type QueryDefinition, TerminatedFailure, TimeoutFailure, type TypedSearchAttributes, defaultPayloadConverter } from '@temporalio/common';
+import { CancelledFailure, DefaultFailureConverter, type QueryDefinition, TerminatedFailure, TimeoutFailure, type TypedSearchAttributes, arrayFromPayloads, defaultPayloadConverter, fromPayloadsAtIndex } from '@temporalio/common';
 import { decodeTypedSearchAttributes } from '@temporalio/common/lib/converter/payload-search-attributes.js';
 import protobuf from 'protobufjs/light.js';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
+import { type Timestamp, enumKey, timestampDate } from '../transport/proto-values.js';
 import { SUBSET_ENUMS, WORKFLOW_SERVICE, WORKFLOW_SERVICE_SUBSET } from '../transport/workflow-service-subset.js';
 import { type WorkflowVersionView, workflowVersion } from '../transport/workflow-version.js';
 import { temporalConnectOptions } from './temporal-connection.js';
@@ -68,8 +69,7 @@ type CloseEvent = {
   workflowExecutionContinuedAsNewEventAttributes?: { newExecutionRunId?: string } | null;
 };
 type DescribeReply = Parameters<typeof workflowVersion>[0] & { workflowExecutionInfo?: { execution?: { runId?: string } | null; status?: number | null } | null };
-type QueryReply = { queryResult?: Payloads; queryRejected?: { status?: number } | null };
-type Timestamp = { seconds?: number | { toNumber(): number } | null; nanos?: number | null } | null | undefined;
+type QueryReply = { queryResult?: Payloads };
 type ListReply = {
   executions?: Array<{
     execution?: { workflowId?: string } | null;
@@ -84,9 +84,8 @@ type ListReply = {
 type HistoryReply = { history?: { events?: CloseEvent[] | null } | null; nextPageToken?: Uint8Array | null };
 
 const STATUS_PREFIX = 'WORKFLOW_EXECUTION_STATUS_';
-const STATUS_VALUES: Readonly<Record<string, number>> = SUBSET_ENUMS.WorkflowExecutionStatus.values;
 const statusName = (value: number | null | undefined): WorkflowStatusName => {
-  const name = Object.keys(STATUS_VALUES).find((key) => STATUS_VALUES[key] === (value ?? 0));
+  const name = enumKey(SUBSET_ENUMS.WorkflowExecutionStatus.values, value ?? 0);
   if (!name) return 'UNKNOWN';
   const short = name.slice(STATUS_PREFIX.length);
   return (short === 'CANCELED' ? 'CANCELLED' : short) as WorkflowStatusName;
@@ -94,12 +93,6 @@ const statusName = (value: number | null | undefined): WorkflowStatusName => {
 
 /** Visibility pages hold up to this many workflows: the server's own default cap. */
 const LIST_PAGE = 1000;
-
-const dateOf = (ts: Timestamp): Date | null => {
-  if (!ts?.seconds) return null;
-  const seconds = typeof ts.seconds === 'number' ? ts.seconds : ts.seconds.toNumber();
-  return new Date(seconds * 1000 + Math.floor((ts.nanos ?? 0) / 1e6));
-};
 
 const buffer = (bytes: Uint8Array | undefined): Buffer | null => (bytes ? Buffer.from(bytes) : null);
 
@@ -144,10 +137,8 @@ export async function openWorkflowReader(conn: Connection): Promise<WorkflowRead
     });
   };
   const failureConverter = new DefaultFailureConverter();
-  const fromPayloads = (payloads: Payloads): unknown => {
-    const first = payloads?.payloads?.[0];
-    return first ? defaultPayloadConverter.fromPayload(first) : undefined;
-  };
+  // As the SDK client: a query or a workflow returns one value, the first payload.
+  const fromPayloads = <T>(payloads: Payloads): T => fromPayloadsAtIndex<T>(defaultPayloadConverter, 0, payloads?.payloads);
 
   return {
     async describe(workflowId) {
@@ -174,8 +165,7 @@ export async function openWorkflowReader(conn: Connection): Promise<WorkflowRead
         if (isServiceError(err)) throw new PtcError(ErrorCode.OPERATION_FAILED, `the ${query.name} query of ${run.workflowId} failed: ${err.details}`, { cause: err });
         throw err;
       }
-      if (reply.queryRejected) throw new PtcError(ErrorCode.OPERATION_FAILED, `the ${query.name} query of ${run.workflowId} was rejected: the run is ${statusName(reply.queryRejected.status).toLowerCase()}`);
-      return fromPayloads(reply.queryResult) as T;
+      return fromPayloads<T>(reply.queryResult);
     },
 
     async result<T>(run: Pick<WorkflowDescription, 'workflowId' | 'runId'>): Promise<T> {
@@ -204,11 +194,11 @@ export async function openWorkflowReader(conn: Connection): Promise<WorkflowRead
         }
         // The SDK client's messages for each ending, so a reader of either sees the same sentence.
         const completed = event.workflowExecutionCompletedEventAttributes;
-        if (completed) return fromPayloads(completed.result) as T;
+        if (completed) return fromPayloads<T>(completed.result);
         const failed = event.workflowExecutionFailedEventAttributes;
         if (failed?.failure) throw new WorkflowEndedError('Workflow execution failed', failureConverter.failureToError(failed.failure, defaultPayloadConverter));
         if (event.workflowExecutionCanceledEventAttributes) {
-          const details = event.workflowExecutionCanceledEventAttributes.details?.payloads?.map((p) => defaultPayloadConverter.fromPayload(p)) ?? [];
+          const details = arrayFromPayloads(defaultPayloadConverter, event.workflowExecutionCanceledEventAttributes.details?.payloads);
           throw new WorkflowEndedError('Workflow execution cancelled', new CancelledFailure('Workflow canceled', details));
         }
         if (event.workflowExecutionTerminatedEventAttributes) {
@@ -233,8 +223,8 @@ export async function openWorkflowReader(conn: Connection): Promise<WorkflowRead
             workflowId: wf.execution?.workflowId ?? '',
             type: wf.type?.name ?? '',
             status: statusName(wf.status),
-            startTime: dateOf(wf.startTime) ?? new Date(0),
-            closeTime: dateOf(wf.closeTime),
+            startTime: timestampDate(wf.startTime) ?? new Date(0),
+            closeTime: timestampDate(wf.closeTime),
             searchAttributes: decodeTypedSearchAttributes(wf.searchAttributes?.indexedFields),
           });
         }

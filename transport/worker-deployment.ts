@@ -2,19 +2,13 @@ import { type Connection, isGrpcServiceError } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { ErrorCode, PtcError } from '../schemas/errors.js';
 import { GrpcStatus } from './grpc-status.js';
-import { enumLabel } from './workflow-version.js';
+import { type Timestamp, enumLabel, timestampDate } from './proto-values.js';
 
 /** The Worker Deployment every `ptctl worker` joins unless told otherwise (`--deployment`, PTC_DEPLOYMENT_NAME). */
 export const DEFAULT_DEPLOYMENT_NAME = 'ptctl';
 
 const enums = proto.temporal.api.enums.v1;
-type Timestamp = { seconds?: { toNumber(): number } | number | null; nanos?: number | null } | null | undefined;
-
-const iso = (ts: Timestamp): string | null => {
-  if (!ts?.seconds) return null;
-  const seconds = typeof ts.seconds === 'number' ? ts.seconds : ts.seconds.toNumber();
-  return new Date(seconds * 1000 + Math.floor((ts.nanos ?? 0) / 1e6)).toISOString();
-};
+const iso = (ts: Timestamp): string | null => timestampDate(ts)?.toISOString() ?? null;
 
 export interface DeploymentVersionView {
   buildId: string;

@@ -88,8 +88,9 @@ const failure = {
   }),
   ApplicationFailureInfo: fields({ type: [1, 'string'], nonRetryable: [2, 'bool'], details: [3, 'temporal.api.common.v1.Payloads'], category: [5, 'temporal.api.enums.v1.ApplicationErrorCategory'] }),
   TimeoutFailureInfo: fields({ timeoutType: [1, 'temporal.api.enums.v1.TimeoutType'], lastHeartbeatDetails: [2, 'temporal.api.common.v1.Payloads'] }),
-  CanceledFailureInfo: fields({ details: [1, 'temporal.api.common.v1.Payloads'], identity: [2, 'string'] }),
-  TerminatedFailureInfo: fields({ identity: [1, 'string'] }),
+  CanceledFailureInfo: fields({ details: [1, 'temporal.api.common.v1.Payloads'] }),
+  // Its presence is what says the failure is a termination.
+  TerminatedFailureInfo: fields({}),
   ServerFailureInfo: fields({ nonRetryable: [1, 'bool'] }),
   ResetWorkflowFailureInfo: fields({ lastHeartbeatDetails: [1, 'temporal.api.common.v1.Payloads'] }),
   ActivityFailureInfo: fields({ identity: [3, 'string'], activityType: [4, 'temporal.api.common.v1.ActivityType'], activityId: [5, 'string'], retryState: [6, 'temporal.api.enums.v1.RetryState'] }),
@@ -103,7 +104,6 @@ const failure = {
 
 const query = {
   WorkflowQuery: fields({ queryType: [1, 'string'], queryArgs: [2, 'temporal.api.common.v1.Payloads'] }),
-  QueryRejected: fields({ status: [1, 'temporal.api.enums.v1.WorkflowExecutionStatus'] }),
 };
 
 const history = {
@@ -129,12 +129,12 @@ const workflowservice = {
   DescribeWorkflowExecutionRequest: fields({ namespace: [1, 'string'], execution: [2, 'temporal.api.common.v1.WorkflowExecution'] }),
   DescribeWorkflowExecutionResponse: fields({ workflowExecutionInfo: [2, 'temporal.api.workflow.v1.WorkflowExecutionInfo'] }),
   QueryWorkflowRequest: fields({ namespace: [1, 'string'], execution: [2, 'temporal.api.common.v1.WorkflowExecution'], query: [3, 'temporal.api.query.v1.WorkflowQuery'] }),
-  QueryWorkflowResponse: fields({ queryResult: [1, 'temporal.api.common.v1.Payloads'], queryRejected: [2, 'temporal.api.query.v1.QueryRejected'] }),
+  // No reject condition is sent, so the server never fills queryRejected.
+  QueryWorkflowResponse: fields({ queryResult: [1, 'temporal.api.common.v1.Payloads'] }),
   GetWorkflowExecutionHistoryRequest: fields({
     namespace: [1, 'string'],
     execution: [2, 'temporal.api.common.v1.WorkflowExecution'],
     nextPageToken: [4, 'bytes'],
-    waitNewEvent: [5, 'bool'],
     historyEventFilterType: [6, 'temporal.api.enums.v1.HistoryEventFilterType'],
     skipArchival: [7, 'bool'],
   }),

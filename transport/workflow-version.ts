@@ -1,15 +1,5 @@
+import { enumLabel } from './proto-values.js';
 import { SUBSET_ENUMS } from './workflow-service-subset.js';
-
-/**
- * `WORKER_DEPLOYMENT_VERSION_STATUS_DRAINING` → `draining`: an enum value's own name, without its
- * prefix; null for 0 (`…_UNSPECIFIED`) and for a value the table does not name. `values` maps names to
- * numbers, as a protobufjs enum (static or from a descriptor) does.
- */
-export function enumLabel(values: Readonly<Record<string, number | string>>, value: number | null | undefined, prefix: string): string | null {
-  if (!value) return null;
-  const name = Object.keys(values).find((key) => values[key] === value);
-  return name?.startsWith(prefix) && !name.endsWith('_UNSPECIFIED') ? name.slice(prefix.length).toLowerCase().replaceAll('_', '-') : null;
-}
 
 /** Which build a workflow runs on and how it moves (describe()'s raw execution info). */
 export interface WorkflowVersionView {

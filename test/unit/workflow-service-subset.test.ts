@@ -94,7 +94,7 @@ void describe('the CLI\'s WorkflowService subset (transport/workflow-service-sub
   });
 
   void it('writes requests the API reads back field for field', () => {
-    const request = { namespace: 'default', execution: { workflowId: 'rollout/r', runId: 'run-2' }, skipArchival: true, waitNewEvent: true, historyEventFilterType: 2, nextPageToken: Buffer.from([1, 2, 3]) };
+    const request = { namespace: 'default', execution: { workflowId: 'rollout/r', runId: 'run-2' }, skipArchival: true, historyEventFilterType: 2, nextPageToken: Buffer.from([1, 2, 3]) };
     const type = subset.lookupType('temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryRequest');
     const decoded = proto.temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryRequest.decode(type.encode(type.fromObject(request)).finish());
     assert.deepEqual(proto.temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryRequest.toObject(decoded, { bytes: Array }), { ...request, nextPageToken: [1, 2, 3] });
