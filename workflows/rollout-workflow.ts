@@ -107,6 +107,8 @@ async function directRollout(input: RolloutInput, carry: RolloutCarry | undefine
   const children = new Map((state.running ?? []).map((h) => [h.hostId, h.canary]));
   /** Activities whose end this generation must see before it may continue as new. */
   let busy = 0;
+  /** A local enqueue ran that no timer has committed yet (see the continue-as-new below). */
+  let enqueuedSinceCommit = false;
   let checkArmed = false;
   let checkDue = false;
 
@@ -120,6 +122,7 @@ async function directRollout(input: RolloutInput, carry: RolloutCarry | undefine
     while (toEnqueue.length > 0) {
       const batch = toEnqueue.splice(0, ENQUEUE_BATCH);
       busy += 1;
+      enqueuedSinceCommit = true;
       void CancellationScope.nonCancellable(() => enqueueOperations(batch))
         .then(
           () => {
@@ -275,6 +278,15 @@ async function directRollout(input: RolloutInput, carry: RolloutCarry | undefine
         queueLaunched();
         await condition(() => busy === 0 && allHandlersFinished());
         if (ended.length > 0) continue;
+        // A local activity's marker is written only with the workflow task that ran it. Were that the task
+        // that continues as new, a signal arriving meanwhile (an operation refused up front ends at once)
+        // makes Temporal refuse the task; its retry runs the enqueue again, the entity answers again, and
+        // the retry is refused again, for ever. A timer first commits the enqueues on their own task.
+        if (enqueuedSinceCommit && patched('rollout-commit-before-continue')) {
+          enqueuedSinceCommit = false;
+          await CancellationScope.nonCancellable(() => sleep(1));
+          continue;
+        }
         await continueAsNew<typeof rolloutWorkflow>(
           // Inline hosts go on whole: positions stay what the operations in flight were given.
           { name, ...(hostsRef ? { hostsRef } : { hosts: input.hosts ?? [] }), options, window, ...(run ? { run } : {}) },

@@ -6,7 +6,7 @@ import type { rolloutWorkflow } from '../../workflows/rollout-workflow.js';
 import type { RolloutReport } from '../../workflows/rollout-book.js';
 import { MAX_PROBLEMS, failuresExceeded } from '../../workflows/rollout-book.js';
 import { type OperationRecord, cancelRolloutSignal, operationEndedSignal, pauseRolloutSignal, resumeRolloutSignal, rolloutProgressQuery } from '../../workflows/definitions.js';
-import { HostWork, RolloutInput, type RolloutInputRaw, hostsPageKey } from '../../schemas/rollout.js';
+import { HostWork, type HostsRef, RolloutInput, type RolloutInputRaw, hostsPageKey } from '../../schemas/rollout.js';
 import type { RolloutActivities } from '../../activities/rollout-activities.js';
 import { useTimeSkippingEnv } from '../helpers/temporal-env.js';
 import { stepKinds } from '../helpers/history-export.js';
@@ -23,7 +23,8 @@ const SLOW_EVERY = 50;
 const SLOW_MS = 3000;
 const FAST_MS = 100;
 
-type Step = { outcome?: OperationOutcome['outcome']; delayMs?: number };
+/** How a host's operation ends: after `delayMs`, or `atOnce`, inside the enqueue, as one refused up front does. */
+type Step = { outcome?: OperationOutcome['outcome']; delayMs?: number; atOnce?: boolean };
 type Script = Record<string, Step>;
 type Signal = (notify: string, record: OperationRecord) => Promise<void>;
 type AttachOp = Parameters<OperationActivities['enqueueOperations']>[0][number];
@@ -63,6 +64,10 @@ function fakeOps(script: Script | ((hostId: string) => Step), log: string[], sig
         if (!op.notify) throw new Error('a rollout names itself to be notified');
         const step = stepOf(op.request.hostId);
         if (running.has(op.workflowId)) continue;
+        if (step.atOnce) {
+          await signal(op.notify, endedRecord(op, step.outcome ?? 'attached'));
+          continue;
+        }
         running.set(op.workflowId, { op, timer: setTimeout(() => end(op.workflowId, step.outcome ?? 'attached'), step.delayMs ?? 20) });
       }
     },
@@ -104,6 +109,14 @@ function fakePlans(pages: Map<string, HostWork[]>, log: string[]): Omit<RolloutA
 
 const hostsNamed = (n: number): NonNullable<RolloutInputRaw['hosts']> =>
   Array.from({ length: n }, (_, i) => ({ hostId: `h${i + 1}`, requests: [{ hostId: `h${i + 1}`, bdf: '0000:09:00.0', guest: 'vm-hvm' }] }));
+
+/** The plans bucket's pages of a rollout of `ref.count` hosts, parsed as the real loader parses a page (requests get their defaults). */
+function pagesOf(ref: HostsRef): Map<string, HostWork[]> {
+  const all = hostsNamed(ref.count).map((h) => HostWork.parse(h));
+  const pages = new Map<string, HostWork[]>();
+  for (let p = 0; p * ref.pageSize < all.length; p++) pages.set(hostsPageKey(ref, p), all.slice(p * ref.pageSize, (p + 1) * ref.pageSize));
+  return pages;
+}
 
 void describe('rollout input', () => {
   void it('refuses a host listed twice', () => {
@@ -255,12 +268,14 @@ void describe('fleet rollout (time-skipping test server)', () => {
     assert.equal((await handle.describe()).status.name, 'COMPLETED', 'the rollout ends with its report, not as a bare cancellation');
   });
 
-  /** Every generation of a rollout, first to last: its history's length, largest payload and what it handed over. */
-  /** Each run of a rollout; `next` is the position it handed to the run after it (the next host to start). */
-  async function generations(workflowId: string): Promise<Array<{ events: number; largestPayload: number; handedOver: number; tasks: number; signals: number; next?: number }>> {
+  /**
+   * Every generation of a rollout, first to last: its history's length, largest payload, workflow tasks
+   * (completed and refused), signals, what it handed over and `next`, the position it handed on.
+   */
+  async function generations(workflowId: string): Promise<Array<{ events: number; largestPayload: number; handedOver: number; tasks: number; refusedTasks: number; signals: number; next?: number }>> {
     const described = await suite.env.client.workflow.getHandle(workflowId).describe();
     let runId: string | undefined = described.raw.workflowExecutionInfo?.firstRunId ?? undefined;
-    const out: Array<{ events: number; largestPayload: number; handedOver: number; tasks: number; signals: number; next?: number }> = [];
+    const out: Array<{ events: number; largestPayload: number; handedOver: number; tasks: number; refusedTasks: number; signals: number; next?: number }> = [];
     while (runId) {
       const events = (await suite.env.client.workflow.getHandle(workflowId, runId).fetchHistory()).events ?? [];
       let largestPayload = 0;
@@ -270,8 +285,9 @@ void describe('fleet rollout (time-skipping test server)', () => {
       const carried = carry?.data ? (JSON.parse(Buffer.from(carry.data).toString()) as { ops?: unknown[]; running?: unknown[]; next?: number }) : {};
       const handedOver = (carried.ops?.length ?? 0) + (carried.running?.length ?? 0);
       const tasks = events.filter((e) => e.workflowTaskCompletedEventAttributes).length;
+      const refusedTasks = events.filter((e) => e.workflowTaskFailedEventAttributes).length;
       const signals = events.filter((e) => e.workflowExecutionSignaledEventAttributes).length;
-      out.push({ events: events.length, largestPayload, handedOver, tasks, signals, ...(carried.next !== undefined ? { next: carried.next } : {}) });
+      out.push({ events: events.length, largestPayload, handedOver, tasks, refusedTasks, signals, ...(carried.next !== undefined ? { next: carried.next } : {}) });
       runId = last?.newExecutionRunId ?? undefined;
     }
     return out;
@@ -293,13 +309,31 @@ void describe('fleet rollout (time-skipping test server)', () => {
     assert.ok(runs.slice(0, -1).some((r) => r.handedOver > 0), `handed over ${runs.map((r) => r.handedOver).join(', ')}`);
   });
 
+  void it('continues as new when operations end inside their enqueue: each host is queued once, no workflow task is refused', async () => {
+    const log: string[] = [];
+    const limit = 60;
+    const hosts = 30;
+    // Small pages: a host read from a new page is launched in the workflow task after the read, which
+    // may be the one that finds the history full and continues as new.
+    const ref = { key: 'at-once.run1', count: hosts, pageSize: 3 };
+    const report = await suite.withWorker({ ...fakeOps(() => ({ atOnce: true }), log, signal), ...fakePlans(pagesOf(ref), log), async closedHostRollouts() { return []; } }, async (taskQueue) => {
+      const handle = await suite.env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue, workflowId: 'rollout/at-once', args: [{ name: 'at-once', hostsRef: ref, options: { canary: 0, maxParallel: 3 } }, undefined, limit] });
+      // Without the commit before continuing as new this never ends: bounded here, the run is described.
+      const deadline = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the rollout did not end within 60 s')), 60_000).unref());
+      return Promise.race([inRealTime(handle.workflowId), deadline]);
+    });
+    assert.equal(report.counts.succeeded, hosts);
+    assert.ok(report.generations > 1, `generations: ${report.generations}`);
+    const enqueues = log.filter((l) => l.startsWith('enqueue'));
+    assert.equal(enqueues.length, hosts, `each host queued once: ${enqueues.length} enqueues for ${hosts} hosts`);
+    const runs = await generations('rollout/at-once');
+    assert.deepEqual(runs.map((r) => r.refusedTasks), runs.map(() => 0), 'no workflow task refused');
+  });
+
   void it(`runs ${SCALE_HOSTS.toLocaleString('en')} hosts from a plan by reference within every history and payload bound, without a drain`, async (t) => {
     const log: string[] = [];
-    const pages = new Map<string, HostWork[]>();
     const ref = { key: 'scale.run1', count: SCALE_HOSTS, pageSize: 500 };
-    // Parsed as the real loader parses a page: the requests get their defaults (deadline, throttle).
-    const all = hostsNamed(SCALE_HOSTS).map((h) => HostWork.parse(h));
-    for (let p = 0; p * ref.pageSize < all.length; p++) pages.set(hostsPageKey(ref, p), all.slice(p * ref.pageSize, (p + 1) * ref.pageSize));
+    const pages = pagesOf(ref);
     const started = Date.now();
     const operationMs = (hostId: string): number => (Number(hostId.slice(1)) % SLOW_EVERY === 0 ? SLOW_MS : FAST_MS);
     const report = await suite.withWorker({ ...signallingOps(log, operationMs), ...fakePlans(pages, log), async closedHostRollouts() { return []; } }, async (taskQueue) => {
