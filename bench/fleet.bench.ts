@@ -435,7 +435,8 @@ async function histories(client: Client, hostId: string): Promise<HistoryFigures
   return f;
 }
 
-async function baselineTime(stack: DevStack, client: Client, steps: number): Promise<number> {
+/** The bare baseline's time in s, and the CPU s its worker (this process) spent on it. */
+async function baselineTime(stack: DevStack, client: Client, steps: number): Promise<{ seconds: number; workerCpuS: number }> {
   const connection = await NativeConnection.connect({ address: stack.connection.temporalAddress });
   try {
     const worker = await Worker.create({
@@ -445,7 +446,8 @@ async function baselineTime(stack: DevStack, client: Client, steps: number): Pro
       workflowsPath: fileURLToPath(new URL('./baseline-workflows.js', import.meta.url)),
       activities: { noop: (step: number) => Promise.resolve(step) },
     });
-    return await worker.runUntil(async () => {
+    const cpuBefore = process.cpuUsage();
+    const seconds = await worker.runUntil(async () => {
       const input: BaselineInput = { hosts: HOSTS, parallel: PARALLEL, steps };
       const handle = await client.workflow.start('baselineParent', { taskQueue: BASELINE_QUEUE, workflowId: `baseline-${Date.now()}`, args: [input] });
       await handle.result();
@@ -453,6 +455,8 @@ async function baselineTime(stack: DevStack, client: Client, steps: number): Pro
       if (!d.closeTime) throw new Error('baseline did not close');
       return (d.closeTime.getTime() - d.startTime.getTime()) / 1000;
     });
+    const cpu = process.cpuUsage(cpuBefore);
+    return { seconds, workerCpuS: (cpu.user + cpu.system) / 1e6 };
   } finally {
     await connection.close();
   }
@@ -703,7 +707,7 @@ if (['agent', 'cli', 'rollout'].some((section) => SECTIONS.has(section))) {
       say(`rollout of ${HOSTS} hosts at max parallel ${PARALLEL}`);
       const workerBefore = await rssMiB(stack.workerPid);
       const byHost = stack.workerPid ? workerRssByHost(client, 'rollout/bench', stack.workerPid) : null;
-      const rolloutS = await rolloutTime(stack, client);
+      const { value: rolloutS, cpuS: rolloutCpuS } = await cpuDuring(stack, () => rolloutTime(stack, client));
       const workerAfter = await rssMiB(stack.workerPid);
       const rssSamples = (await byHost?.stop()) ?? [];
       if (SECTIONS.has('cli')) {
@@ -724,13 +728,27 @@ if (['agent', 'cli', 'rollout'].some((section) => SECTIONS.has(section))) {
       // The baseline does as many steps as one host's agent calls, local or not: as activities, the engine's plain way.
       const steps = hist.host.activities + hist.host.localActivities;
       say(`bare baseline: ${HOSTS} children, ${PARALLEL} at once, ${steps} no-op activities each`);
-      const baselineS = await baselineTime(stack, client, steps);
+      // The stack's worker and agents idle meanwhile: the baseline's worker is this process.
+      const { value: baseline, cpuS: baselineStackCpuS } = await cpuDuring(stack, () => baselineTime(stack, client, steps));
+      const baselineS = baseline.seconds;
+      const baselineCpuS = { worker: baseline.workerCpuS, temporal: baselineStackCpuS.temporal ?? 0, nats: baselineStackCpuS.nats ?? 0 };
       // From the first sample past the first wave to the rollout's end.
       const warm = rssSamples.find((x) => x.done >= PARALLEL);
       const warmPerHost = warm && HOSTS > warm.done ? (workerAfter - warm.rssMiB) / (HOSTS - warm.done) : NaN;
-      result.rollout = { rolloutS, baselineS, steps, workerRssBeforeMiB: workerBefore, workerRssAfterMiB: workerAfter, workerRssSamples: rssSamples };
+      result.rollout = { rolloutS, baselineS, steps, rolloutCpuS, baselineCpuS, workerRssBeforeMiB: workerBefore, workerRssAfterMiB: workerAfter, workerRssSamples: rssSamples };
 
-      rows.unshift({ figure: `rollout ${HOSTS} hosts @${PARALLEL} (throughput)`, ptctl: `${rolloutS.toFixed(1)} s`, baseline: `${baselineS.toFixed(1)} s bare Temporal, ${steps} activities/child (one per agent step)`, ratio: baselineS / rolloutS, target: '≥ 1.0' });
+      // On a machine whose cores the whole stack shares, throughput follows CPU per host: this row says
+      // how much of the ratio above is the work each side does rather than how it is scheduled.
+      const perHost = (cpuS: Record<string, number>): { ms: number; parts: string } => ({
+        ms: (Object.values(cpuS).reduce((a, b) => a + b, 0) * 1000) / HOSTS,
+        parts: Object.entries(cpuS).map(([role, sec]) => `${role} ${((sec * 1000) / HOSTS).toFixed(0)}`).join(', '),
+      });
+      const ptctlCpu = perHost(rolloutCpuS);
+      const bareCpu = perHost(baselineCpuS);
+      rows.unshift(
+        { figure: `rollout ${HOSTS} hosts @${PARALLEL} (throughput)`, ptctl: `${rolloutS.toFixed(1)} s`, baseline: `${baselineS.toFixed(1)} s bare Temporal, ${steps} activities/child (one per agent step)`, ratio: baselineS / rolloutS, target: '≥ 1.0' },
+        { figure: '  CPU per host, rollout vs bare child', ptctl: `${ptctlCpu.ms.toFixed(0)} ms (${ptctlCpu.parts})`, baseline: `${bareCpu.ms.toFixed(0)} ms (${bareCpu.parts})`, ratio: bareCpu.ms / ptctlCpu.ms, target: '(bare / ptctl)' },
+      );
       const workerPerHost = (workerAfter - workerBefore) / HOSTS;
       rows.push({ figure: 'worker RSS growth per host', ptctl: `${workerPerHost.toFixed(2)} MiB`, baseline: `${workerBefore.toFixed(0)} MiB idle worker`, ratio: (workerAfter - workerBefore) / workerBefore, target: '(includes the first wave)' });
       rows.push({ figure: 'worker RSS per host after the first wave', ptctl: `${warmPerHost.toFixed(2)} MiB`, baseline: warm ? `${warm.rssMiB.toFixed(0)} MiB at ${warm.done} hosts done → ${workerAfter.toFixed(0)} MiB at ${HOSTS}` : 'no sample past the first wave', ratio: warmPerHost / 0.5, target: '≤ 0.5 MiB/host' });
