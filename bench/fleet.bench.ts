@@ -737,8 +737,8 @@ if (['agent', 'cli', 'rollout'].some((section) => SECTIONS.has(section))) {
       const warmPerHost = warm && HOSTS > warm.done ? (workerAfter - warm.rssMiB) / (HOSTS - warm.done) : NaN;
       result.rollout = { rolloutS, baselineS, steps, rolloutCpuS, baselineCpuS, workerRssBeforeMiB: workerBefore, workerRssAfterMiB: workerAfter, workerRssSamples: rssSamples };
 
-      // On a machine whose cores the whole stack shares, throughput follows CPU per host: this row says
-      // how much of the ratio above is the work each side does rather than how it is scheduled.
+      // The work each side does, apart from how it is scheduled: once the cores the whole stack shares
+      // are saturated, the throughput ratio tends to this one.
       const perHost = (cpuS: Record<string, number>): { ms: number; parts: string } => ({
         ms: (Object.values(cpuS).reduce((a, b) => a + b, 0) * 1000) / HOSTS,
         parts: Object.entries(cpuS).map(([role, sec]) => `${role} ${((sec * 1000) / HOSTS).toFixed(0)}`).join(', '),
