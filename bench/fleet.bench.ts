@@ -320,6 +320,14 @@ async function cpuDuring<T>(stack: DevStack, work: () => Promise<T>): Promise<{ 
   return { value, cpuS: Object.fromEntries(Object.entries(after).map(([role, s]) => [role, s - (before[role] ?? 0)])) };
 }
 
+/** CPU per host in ms, in all and by role (`worker 62, agents 71, …`), from CPU seconds by role over `hosts`. */
+function cpuPerHost(cpuS: Record<string, number>, hosts: number): { ms: number; parts: string } {
+  return {
+    ms: (Object.values(cpuS).reduce((a, b) => a + b, 0) * 1000) / hosts,
+    parts: Object.entries(cpuS).map(([role, sec]) => `${role} ${((sec * 1000) / hosts).toFixed(0)}`).join(', '),
+  };
+}
+
 interface LatencyRun {
   rolloutS: number;
   idealS: number;
@@ -378,13 +386,13 @@ function latencyRows(f: LatencyFigures): Row[] {
   });
   // What bounds the time above the ideal: the stack's CPU work, spread over this machine's cores.
   const cpu = (path: string, r: LatencyRun): Row => {
-    const total = Object.values(r.cpuS).reduce((a, b) => a + b, 0);
-    const parts = Object.entries(r.cpuS).map(([role, s]) => `${role} ${((s * 1000) / f.hosts).toFixed(0)}`).join(', ');
+    const perHost = cpuPerHost(r.cpuS, f.hosts);
+    const totalS = (perHost.ms * f.hosts) / 1000;
     return {
       figure: `  CPU per host, ${path} rollout`,
-      ptctl: `${((total * 1000) / f.hosts).toFixed(0)} ms (${parts})`,
+      ptctl: `${perHost.ms.toFixed(0)} ms (${perHost.parts})`,
       baseline: `${(r.rolloutS - r.idealS).toFixed(1)} s above the ideal`,
-      ratio: total / f.cores / (r.rolloutS - r.idealS),
+      ratio: totalS / f.cores / (r.rolloutS - r.idealS),
       target: `(CPU s / ${f.cores} cores / excess)`,
     };
   };
@@ -739,12 +747,8 @@ if (['agent', 'cli', 'rollout'].some((section) => SECTIONS.has(section))) {
 
       // The work each side does, apart from how it is scheduled: once the cores the whole stack shares
       // are saturated, the throughput ratio tends to this one.
-      const perHost = (cpuS: Record<string, number>): { ms: number; parts: string } => ({
-        ms: (Object.values(cpuS).reduce((a, b) => a + b, 0) * 1000) / HOSTS,
-        parts: Object.entries(cpuS).map(([role, sec]) => `${role} ${((sec * 1000) / HOSTS).toFixed(0)}`).join(', '),
-      });
-      const ptctlCpu = perHost(rolloutCpuS);
-      const bareCpu = perHost(baselineCpuS);
+      const ptctlCpu = cpuPerHost(rolloutCpuS, HOSTS);
+      const bareCpu = cpuPerHost(baselineCpuS, HOSTS);
       rows.unshift(
         { figure: `rollout ${HOSTS} hosts @${PARALLEL} (throughput)`, ptctl: `${rolloutS.toFixed(1)} s`, baseline: `${baselineS.toFixed(1)} s bare Temporal, ${steps} activities/child (one per agent step)`, ratio: baselineS / rolloutS, target: '≥ 1.0' },
         { figure: '  CPU per host, rollout vs bare child', ptctl: `${ptctlCpu.ms.toFixed(0)} ms (${ptctlCpu.parts})`, baseline: `${bareCpu.ms.toFixed(0)} ms (${bareCpu.parts})`, ratio: bareCpu.ms / ptctlCpu.ms, target: '(bare / ptctl)' },

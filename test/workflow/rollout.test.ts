@@ -164,6 +164,19 @@ void describe('fleet rollout (time-skipping test server)', () => {
   const signallingOps = (log: string[], operationMs: (hostId: string) => number): OperationActivities =>
     fakeOps((hostId) => ({ delayMs: operationMs(hostId) }), log, signal);
 
+  /**
+   * A rollout over `ops` and the plans bucket's `pages` to its report, continuing as new past
+   * `historyLimit` events; given `withinMs`, one that has not ended by then fails (and its worker stops).
+   */
+  function runOverPlans(ops: OperationActivities, pages: Map<string, HostWork[]>, log: string[], input: RolloutInputRaw, historyLimit: number, withinMs?: number): Promise<RolloutReport> {
+    return suite.withWorker({ ...ops, ...fakePlans(pages, log), async closedHostRollouts() { return []; } }, async (taskQueue) => {
+      const handle = await suite.env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue, workflowId: `rollout/${input.name}`, args: [input, undefined, historyLimit] });
+      if (withinMs === undefined) return inRealTime(handle.workflowId);
+      const deadline = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${handle.workflowId} did not end within ${withinMs / 1000} s`)), withinMs).unref());
+      return Promise.race([inRealTime(handle.workflowId), deadline]);
+    });
+  }
+
   async function run(input: RolloutInputRaw, script: Script, log: string[], during?: (h: WorkflowHandle<typeof rolloutWorkflow>) => Promise<void>, historyLimit?: number): Promise<{ report: RolloutReport; handle: WorkflowHandle<typeof rolloutWorkflow> }> {
     return suite.withWorker(fakeOps(script, log, signal), async (taskQueue) => {
       const handle = await suite.env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', {
@@ -296,10 +309,8 @@ void describe('fleet rollout (time-skipping test server)', () => {
   void it('continues as new without draining: the hosts in flight are handed to the next generation', async () => {
     const log: string[] = [];
     const limit = 150;
-    const report = await suite.withWorker({ ...signallingOps(log, (hostId) => (Number(hostId.slice(1)) % 5 === 0 ? 2000 : 300)), ...fakePlans(new Map(), log), async closedHostRollouts() { return []; } }, async (taskQueue) => {
-      const handle = await suite.env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue, workflowId: 'rollout/many', args: [{ name: 'many', hosts: hostsNamed(40), options: { canary: 1, maxParallel: 4 } }, undefined, limit] });
-      return inRealTime(handle.workflowId);
-    });
+    const ops = signallingOps(log, (hostId) => (Number(hostId.slice(1)) % 5 === 0 ? 2000 : 300));
+    const report = await runOverPlans(ops, new Map(), log, { name: 'many', hosts: hostsNamed(40), options: { canary: 1, maxParallel: 4 } }, limit);
     assert.equal(report.counts.succeeded, 40);
     assert.ok(report.generations > 1, `generations: ${report.generations}`);
     const runs = await generations('rollout/many');
@@ -316,12 +327,8 @@ void describe('fleet rollout (time-skipping test server)', () => {
     // Small pages: a host read from a new page is launched in the workflow task after the read, which
     // may be the one that finds the history full and continues as new.
     const ref = { key: 'at-once.run1', count: hosts, pageSize: 3 };
-    const report = await suite.withWorker({ ...fakeOps(() => ({ atOnce: true }), log, signal), ...fakePlans(pagesOf(ref), log), async closedHostRollouts() { return []; } }, async (taskQueue) => {
-      const handle = await suite.env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue, workflowId: 'rollout/at-once', args: [{ name: 'at-once', hostsRef: ref, options: { canary: 0, maxParallel: 3 } }, undefined, limit] });
-      // Without the commit before continuing as new this never ends: bounded here, the run is described.
-      const deadline = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the rollout did not end within 60 s')), 60_000).unref());
-      return Promise.race([inRealTime(handle.workflowId), deadline]);
-    });
+    // Without the commit before continuing as new this never ends: bounded at 60 s.
+    const report = await runOverPlans(fakeOps(() => ({ atOnce: true }), log, signal), pagesOf(ref), log, { name: 'at-once', hostsRef: ref, options: { canary: 0, maxParallel: 3 } }, limit, 60_000);
     assert.equal(report.counts.succeeded, hosts);
     assert.ok(report.generations > 1, `generations: ${report.generations}`);
     const enqueues = log.filter((l) => l.startsWith('enqueue'));
@@ -336,10 +343,7 @@ void describe('fleet rollout (time-skipping test server)', () => {
     const pages = pagesOf(ref);
     const started = Date.now();
     const operationMs = (hostId: string): number => (Number(hostId.slice(1)) % SLOW_EVERY === 0 ? SLOW_MS : FAST_MS);
-    const report = await suite.withWorker({ ...signallingOps(log, operationMs), ...fakePlans(pages, log), async closedHostRollouts() { return []; } }, async (taskQueue) => {
-      const handle = await suite.env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', { taskQueue, workflowId: 'rollout/scale', args: [{ name: 'scale', hostsRef: ref, options: { canary: 1, maxParallel: 200 } }, undefined, SCALE_HISTORY_LIMIT] });
-      return inRealTime(handle.workflowId);
-    });
+    const report = await runOverPlans(signallingOps(log, operationMs), pages, log, { name: 'scale', hostsRef: ref, options: { canary: 1, maxParallel: 200 } }, SCALE_HISTORY_LIMIT);
     t.diagnostic(`${SCALE_HOSTS} hosts in ${((Date.now() - started) / 1000).toFixed(1)} s, ${report.generations} generations`);
     assert.equal(report.counts.succeeded, SCALE_HOSTS);
     const runs = await generations('rollout/scale');
